@@ -1,0 +1,243 @@
+//! Durable state for the coordinator and the nodes.
+//!
+//! This is the only crate that touches sled (architecture invariant). It
+//! offers a small typed interface, [`Db`], [`Tree`] and [`Batch`], with values
+//! stored as JSON so that state stays inspectable and the engine can be
+//! swapped without touching callers.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("could not open the state store at {path}: {source}. Is another process using this data directory?")]
+    Open { path: String, source: sled::Error },
+    #[error("state store failure: {0}")]
+    Engine(#[from] sled::Error),
+    #[error("corrupt record in tree {tree} at key {key:?}: {source}")]
+    Decode {
+        tree: String,
+        key: String,
+        source: serde_json::Error,
+    },
+    #[error("could not encode a record: {0}")]
+    Encode(serde_json::Error),
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// An open state store.
+#[derive(Clone)]
+pub struct Db {
+    inner: sled::Db,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Db(..)")
+    }
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Db> {
+        let inner = sled::Config::new()
+            .path(path)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()
+            .map_err(|source| StorageError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(Db { inner })
+    }
+
+    /// A throw-away store for tests and benchmarks.
+    pub fn temporary() -> Result<Db> {
+        Ok(Db {
+            inner: sled::Config::new().temporary(true).open()?,
+        })
+    }
+
+    pub fn tree(&self, name: &str) -> Result<Tree> {
+        Ok(Tree {
+            name: name.to_string(),
+            inner: self.inner.open_tree(name)?,
+        })
+    }
+
+    /// Waits until everything written so far is on disk.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush()?;
+        Ok(())
+    }
+}
+
+/// A named keyspace holding JSON values.
+#[derive(Clone)]
+pub struct Tree {
+    name: String,
+    inner: sled::Tree,
+}
+
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tree({})", self.name)
+    }
+}
+
+impl Tree {
+    fn decode<T: DeserializeOwned>(&self, key: &[u8], bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|source| StorageError::Decode {
+            tree: self.name.clone(),
+            key: String::from_utf8_lossy(key).into_owned(),
+            source,
+        })
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        match self.inner.get(key.as_bytes())? {
+            Some(bytes) => Ok(Some(self.decode(key.as_bytes(), &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn insert<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(StorageError::Encode)?;
+        self.inner.insert(key.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    pub fn remove(&self, key: &str) -> Result<bool> {
+        Ok(self.inner.remove(key.as_bytes())?.is_some())
+    }
+
+    /// Atomically replaces `key`'s value with `f(old)`; `f` may run more than
+    /// once under contention and must be pure. Returns the new value.
+    pub fn update<T, F>(&self, key: &str, mut f: F) -> Result<Option<T>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Option<T>) -> Option<T>,
+    {
+        loop {
+            let old_bytes = self.inner.get(key.as_bytes())?;
+            let old: Option<T> = match &old_bytes {
+                Some(b) => Some(self.decode(key.as_bytes(), b)?),
+                None => None,
+            };
+            let new = f(old);
+            let new_bytes = match &new {
+                Some(v) => Some(serde_json::to_vec(v).map_err(StorageError::Encode)?),
+                None => None,
+            };
+            match self
+                .inner
+                .compare_and_swap(key.as_bytes(), old_bytes, new_bytes)?
+            {
+                Ok(()) => return Ok(new),
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// All values in key order.
+    pub fn values<T: DeserializeOwned>(&self) -> Result<Vec<T>> {
+        self.scan_prefix("")
+    }
+
+    pub fn scan_prefix<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        for item in self.inner.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = item?;
+            out.push(self.decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    /// Applies a batch atomically.
+    pub fn apply(&self, batch: Batch) -> Result<()> {
+        self.inner.apply_batch(batch.inner)?;
+        Ok(())
+    }
+}
+
+/// Writes applied to one tree atomically.
+#[derive(Default)]
+pub struct Batch {
+    inner: sled::Batch,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Batch(..)")
+    }
+}
+
+impl Batch {
+    pub fn insert<T: Serialize>(&mut self, key: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(StorageError::Encode)?;
+        self.inner.insert(key.as_bytes(), bytes);
+        Ok(())
+    }
+
+    pub fn remove(&mut self, key: &str) {
+        self.inner.remove(key.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_survive_reopen_and_update_is_atomic() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Db::open(dir.path()).unwrap();
+            let t = db.tree("members").unwrap();
+            t.insert("tax", &("税务局".to_string(), 1u32)).unwrap();
+            let new = t
+                .update::<(String, u32), _>("tax", |old| old.map(|(n, v)| (n, v + 1)))
+                .unwrap();
+            assert_eq!(new.unwrap().1, 2);
+            let mut batch = Batch::default();
+            batch.insert("vehicle-admin", &("车管所".to_string(), 1u32)).unwrap();
+            batch.remove("missing");
+            t.apply(batch).unwrap();
+            db.flush().unwrap();
+        }
+        let db = Db::open(dir.path()).unwrap();
+        let t = db.tree("members").unwrap();
+        let all: Vec<(String, u32)> = t.values().unwrap();
+        assert_eq!(all, vec![("税务局".into(), 2), ("车管所".into(), 1)]);
+        assert_eq!(t.scan_prefix::<(String, u32)>("veh").unwrap().len(), 1);
+        assert!(t.remove("tax").unwrap());
+        assert!(t.get::<(String, u32)>("tax").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_second_opener_gets_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _db = Db::open(dir.path()).unwrap();
+        let err = Db::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("another process"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_records_name_their_tree_and_key() {
+        let db = Db::temporary().unwrap();
+        let t = db.tree("tokens").unwrap();
+        t.insert("k", &"text").unwrap();
+        let err = t.get::<u64>("k").unwrap_err().to_string();
+        assert!(err.contains("tokens") && err.contains("\"k\""), "{err}");
+    }
+}

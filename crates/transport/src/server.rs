@@ -1,0 +1,225 @@
+//! Accepting mutual-TLS (and, for enrolment, server-only TLS) connections.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use exchange_pki::{CertificateInfo, Identity};
+use rustls::server::WebPkiClientVerifier;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::InterceptorLayer;
+use tonic::transport::server::Connected;
+use tonic::{Request, Status};
+
+use crate::{provider, Result, Revocations, TlsIdentity, TransportError};
+
+/// How long a peer may take to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who is on the other end of an authenticated connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub identity: Identity,
+    pub serial: String,
+    pub not_after_unix: i64,
+    pub remote_addr: SocketAddr,
+}
+
+/// Attached by tonic to every request's extensions.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote_addr: SocketAddr,
+    /// `None` on the enrolment listener, which does not ask for certificates.
+    pub peer: Option<PeerInfo>,
+}
+
+/// A TLS connection ready for tonic.
+pub struct TlsConn {
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    info: ConnInfo,
+}
+
+impl Connected for TlsConn {
+    type ConnectInfo = ConnInfo;
+    fn connect_info(&self) -> ConnInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Binds a TCP listener with a clear error naming the address.
+pub async fn bind(addr: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| TransportError::Listen {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// TLS settings for a listener that requires a client certificate issued by
+/// the federation CA.
+pub fn mutual_tls_config(tls: &TlsIdentity) -> Result<Arc<rustls::ServerConfig>> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(tls.roots()?, provider())
+        .build()
+        .map_err(|e| TransportError::Tls(rustls::Error::General(e.to_string())))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(tls.chain(), tls.key())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// TLS settings for the enrolment listener: the server authenticates itself
+/// and sends the CA in its chain; callers have no certificate yet.
+pub fn server_only_tls_config(tls: &TlsIdentity) -> Result<Arc<rustls::ServerConfig>> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(tls.chain(), tls.key())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Turns a listener into a stream of handshaken TLS connections for
+/// `serve_with_incoming_shutdown`. When `config` requires client
+/// certificates, connections whose certificate carries no valid federation
+/// identity are dropped here.
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+) -> ReceiverStream<std::io::Result<TlsConn>> {
+    let (tx, rx) = mpsc::channel(128);
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote_addr) = tokio::select! {
+                _ = tx.closed() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let stream =
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::info!(%remote_addr, error = %e, "TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(%remote_addr, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                let peer = match stream.get_ref().1.peer_certificates() {
+                    Some([leaf, ..]) => match CertificateInfo::parse(leaf) {
+                        Ok(info) => Some(PeerInfo {
+                            identity: info.identity,
+                            serial: info.serial,
+                            not_after_unix: info.not_after_unix,
+                            remote_addr,
+                        }),
+                        Err(e) => {
+                            tracing::warn!(%remote_addr, error = %e, "peer certificate refused");
+                            return;
+                        }
+                    },
+                    _ => None,
+                };
+                let conn = TlsConn {
+                    stream,
+                    info: ConnInfo { remote_addr, peer },
+                };
+                let _ = tx.send(Ok(conn)).await;
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// The check every request on a mutual-TLS listener passes before any
+/// handler runs: a certificate is present, unexpired and not revoked.
+#[derive(Clone)]
+pub struct Authenticate {
+    revocations: Revocations,
+}
+
+impl tonic::service::Interceptor for Authenticate {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let peer = crate::caller(&request)?;
+        if self.revocations.is_revoked(&peer.serial) {
+            tracing::warn!(peer = %peer.identity, serial = %peer.serial, "request from a revoked certificate refused");
+            return Err(Status::unauthenticated(format!(
+                "certificate {} for {} has been revoked by the bureau",
+                peer.serial, peer.identity
+            )));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        if peer.not_after_unix < now {
+            return Err(Status::unauthenticated(format!(
+                "certificate for {} has expired; enrol again",
+                peer.identity
+            )));
+        }
+        Ok(request)
+    }
+}
+
+/// The layer to put on every mutual-TLS server, so no handler can forget it.
+pub fn authenticate(revocations: Revocations) -> InterceptorLayer<Authenticate> {
+    InterceptorLayer::new(Authenticate { revocations })
+}
