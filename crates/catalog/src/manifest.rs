@@ -14,7 +14,13 @@ use serde::Deserialize;
 use crate::policy::{is_key_type, FieldType, Mask, Sensitivity, Sharing, KEY_TYPES};
 
 pub const UPDATE_CYCLES: &[&str] = &[
-    "realtime", "daily", "weekly", "monthly", "quarterly", "yearly", "irregular",
+    "realtime",
+    "daily",
+    "weekly",
+    "monthly",
+    "quarterly",
+    "yearly",
+    "irregular",
 ];
 const MAX_TITLE: usize = 200;
 const MAX_DESCRIPTION: usize = 4000;
@@ -246,7 +252,13 @@ struct Collector {
 }
 
 impl Collector {
-    fn push(&mut self, dataset: Option<&str>, key: String, problem: impl Into<String>, fix: impl Into<String>) {
+    fn push(
+        &mut self,
+        dataset: Option<&str>,
+        key: String,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
         self.errors.push(ManifestError {
             file: self.file.clone(),
             dataset: dataset.map(str::to_string),
@@ -325,44 +337,78 @@ impl Manifest {
         for (name, db) in &raw.databases {
             let key = format!("databases.{name}");
             if !is_identifier(name, 63) {
-                c.push(None, key.clone(), "invalid database name", "use letters, digits and _");
+                c.push(
+                    None,
+                    key.clone(),
+                    "invalid database name",
+                    "use letters, digits and _",
+                );
             }
             let kind = match db.kind.as_str() {
                 "sqlite" => SourceKind::Sqlite,
                 "postgres" | "postgresql" => SourceKind::Postgres,
                 "mysql" | "mariadb" => SourceKind::Mysql,
                 other => {
-                    c.push(None, format!("{key}.kind"), format!("unknown kind {other:?}"), "use sqlite, postgres or mysql");
+                    c.push(
+                        None,
+                        format!("{key}.kind"),
+                        format!("unknown kind {other:?}"),
+                        "use sqlite, postgres or mysql",
+                    );
                     continue;
                 }
             };
             let location = match (kind, &db.path, &db.url, &db.url_env) {
                 (SourceKind::Sqlite, Some(p), None, None) => {
                     let p = Path::new(p);
-                    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
-                        .display()
-                        .to_string()
+                    if p.is_absolute() {
+                        p.to_path_buf()
+                    } else {
+                        base.join(p)
+                    }
+                    .display()
+                    .to_string()
                 }
                 (SourceKind::Sqlite, _, _, _) => {
-                    c.push(None, format!("{key}.path"), "a sqlite database needs `path` (and no url)", "set path = \"department.db\"");
+                    c.push(
+                        None,
+                        format!("{key}.path"),
+                        "a sqlite database needs `path` (and no url)",
+                        "set path = \"department.db\"",
+                    );
                     continue;
                 }
                 (_, None, Some(url), None) => url.clone(),
                 (_, None, None, Some(var)) => match env(var) {
                     Some(url) => url,
                     None => {
-                        c.push(None, format!("{key}.url_env"), format!("environment variable {var} is not set"), format!("export {var}=<connection url> before starting the node"));
+                        c.push(
+                            None,
+                            format!("{key}.url_env"),
+                            format!("environment variable {var} is not set"),
+                            format!("export {var}=<connection url> before starting the node"),
+                        );
                         continue;
                     }
                 },
                 _ => {
-                    c.push(None, format!("{key}"), "a server database needs exactly one of `url` or `url_env`", "prefer url_env, so the password stays out of the file");
+                    c.push(
+                        None,
+                        format!("{key}"),
+                        "a server database needs exactly one of `url` or `url_env`",
+                        "prefer url_env, so the password stays out of the file",
+                    );
                     continue;
                 }
             };
             let max_connections = db.max_connections.unwrap_or(8);
             if max_connections == 0 || max_connections > 256 {
-                c.push(None, format!("{key}.max_connections"), "must be 1 to 256", "set max_connections = 8");
+                c.push(
+                    None,
+                    format!("{key}.max_connections"),
+                    "must be 1 to 256",
+                    "set max_connections = 8",
+                );
             }
             databases.insert(
                 name.clone(),
@@ -380,13 +426,23 @@ impl Manifest {
         for (i, d) in raw.datasets.iter().enumerate() {
             if let Some(ds) = validate_dataset(&mut c, i, d, &raw.databases) {
                 if !seen_ids.insert(ds.id.clone()) {
-                    c.push(Some(&d.id), format!("datasets[{i}].id"), "duplicate dataset id", "give every dataset its own id");
+                    c.push(
+                        Some(&d.id),
+                        format!("datasets[{i}].id"),
+                        "duplicate dataset id",
+                        "give every dataset its own id",
+                    );
                 }
                 datasets.push(ds);
             }
         }
         if datasets.is_empty() && c.errors.is_empty() {
-            c.push(None, "datasets".into(), "the manifest declares no datasets", "add at least one [[datasets]] table");
+            c.push(
+                None,
+                "datasets".into(),
+                "the manifest declares no datasets",
+                "add at least one [[datasets]] table",
+            );
         }
         if !c.errors.is_empty() {
             return Err(ManifestErrors(c.errors));
@@ -402,25 +458,57 @@ impl Manifest {
 
     /// Checks one dataset against the columns its source table really has
     /// (empty when the table does not exist). Returns every mismatch.
-    pub fn check_columns(&self, dataset: &DatasetSpec, columns: &[SourceColumn]) -> Vec<ManifestError> {
+    pub fn check_columns(
+        &self,
+        dataset: &DatasetSpec,
+        columns: &[SourceColumn],
+    ) -> Vec<ManifestError> {
         let mut c = Collector {
             file: self.path.display().to_string(),
             errors: Vec::new(),
         };
         let ds = Some(dataset.id.as_str());
         if columns.is_empty() {
-            c.push(ds, "source.table".into(), format!("table or view {:?} not found in database {:?}", dataset.table, dataset.database), "create it, or point source.table at an existing table or view");
+            c.push(
+                ds,
+                "source.table".into(),
+                format!(
+                    "table or view {:?} not found in database {:?}",
+                    dataset.table, dataset.database
+                ),
+                "create it, or point source.table at an existing table or view",
+            );
             return c.errors;
         }
         for (i, f) in dataset.fields.iter().enumerate() {
             let key = format!("fields[{i}] ({})", f.name);
-            match columns.iter().find(|col| col.name.eq_ignore_ascii_case(&f.column)) {
+            match columns
+                .iter()
+                .find(|col| col.name.eq_ignore_ascii_case(&f.column))
+            {
                 None => {
-                    let names: Vec<&str> = columns.iter().take(30).map(|c| c.name.as_str()).collect();
-                    c.push(ds, format!("{key}.column"), format!("column {:?} does not exist in {:?}", f.column, dataset.table), format!("use one of: {}", names.join(", ")));
+                    let names: Vec<&str> =
+                        columns.iter().take(30).map(|c| c.name.as_str()).collect();
+                    c.push(
+                        ds,
+                        format!("{key}.column"),
+                        format!(
+                            "column {:?} does not exist in {:?}",
+                            f.column, dataset.table
+                        ),
+                        format!("use one of: {}", names.join(", ")),
+                    );
                 }
                 Some(col) if !compatible(f.field_type, col.class) => {
-                    c.push(ds, format!("{key}.type"), format!("the manifest says {} but column {:?} is {} in the database", f.field_type, col.name, col.declared_type), format!("set type = \"{}\"", suggest(col.class)));
+                    c.push(
+                        ds,
+                        format!("{key}.type"),
+                        format!(
+                            "the manifest says {} but column {:?} is {} in the database",
+                            f.field_type, col.name, col.declared_type
+                        ),
+                        format!("set type = \"{}\"", suggest(col.class)),
+                    );
                 }
                 Some(_) => {}
             }
@@ -473,10 +561,16 @@ fn exchange_member_id(id: &str) -> Result<(), ()> {
     // does not depend on the PKI crate.
     let ok = (2..=40).contains(&id.len())
         && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !id.ends_with('-')
         && !id.contains("--");
-    if ok { Ok(()) } else { Err(()) }
+    if ok {
+        Ok(())
+    } else {
+        Err(())
+    }
 }
 
 fn validate_dataset(
@@ -489,60 +583,164 @@ fn validate_dataset(
     let ds = Some(d.id.as_str());
     let k = |rest: &str| format!("datasets[{i}].{rest}");
     if !is_dataset_id(&d.id) {
-        c.push(ds, k("id"), "invalid dataset id", "use 2-64 lowercase letters, digits, '-' or '_', starting with a letter");
+        c.push(
+            ds,
+            k("id"),
+            "invalid dataset id",
+            "use 2-64 lowercase letters, digits, '-' or '_', starting with a letter",
+        );
     }
     if d.title.trim().is_empty() || d.title.chars().count() > MAX_TITLE {
-        c.push(ds, k("title"), "title must be 1 to 200 characters", "give the dataset a human title, e.g. \"机动车登记信息\"");
+        c.push(
+            ds,
+            k("title"),
+            "title must be 1 to 200 characters",
+            "give the dataset a human title, e.g. \"机动车登记信息\"",
+        );
     }
     if d.description.chars().count() > MAX_DESCRIPTION {
-        c.push(ds, k("description"), "description longer than 4000 characters", "shorten it");
+        c.push(
+            ds,
+            k("description"),
+            "description longer than 4000 characters",
+            "shorten it",
+        );
     }
     if !UPDATE_CYCLES.contains(&d.update_cycle.as_str()) {
-        c.push(ds, k("update_cycle"), format!("unknown update cycle {:?}", d.update_cycle), format!("use one of {}", UPDATE_CYCLES.join(", ")));
+        c.push(
+            ds,
+            k("update_cycle"),
+            format!("unknown update cycle {:?}", d.update_cycle),
+            format!("use one of {}", UPDATE_CYCLES.join(", ")),
+        );
     }
     let sharing = match d.sharing.parse::<Sharing>() {
         Ok(s) => Some(s),
         Err(fix) => {
-            c.push(ds, k("sharing"), format!("unknown sharing class {:?}", d.sharing), fix);
+            c.push(
+                ds,
+                k("sharing"),
+                format!("unknown sharing class {:?}", d.sharing),
+                fix,
+            );
             None
         }
     };
     let basis = d.basis.clone().unwrap_or_default();
     if sharing == Some(Sharing::None) && basis.trim().is_empty() {
-        c.push(ds, k("basis"), "sharing = \"none\" requires the legal or policy basis for not sharing", "add basis = \"<law, regulation or policy and article>\"");
+        c.push(
+            ds,
+            k("basis"),
+            "sharing = \"none\" requires the legal or policy basis for not sharing",
+            "add basis = \"<law, regulation or policy and article>\"",
+        );
     }
     if !databases.contains_key(&d.source.database) {
         let known: Vec<&str> = databases.keys().map(String::as_str).collect();
-        c.push(ds, k("source.database"), format!("no database named {:?}", d.source.database), if known.is_empty() { "declare it under [databases.<name>]".to_string() } else { format!("use one of: {}", known.join(", ")) });
+        c.push(
+            ds,
+            k("source.database"),
+            format!("no database named {:?}", d.source.database),
+            if known.is_empty() {
+                "declare it under [databases.<name>]".to_string()
+            } else {
+                format!("use one of: {}", known.join(", "))
+            },
+        );
     }
     let table_ok = !d.source.table.is_empty()
         && d.source.table.split('.').count() <= 2
         && d.source.table.split('.').all(|p| is_identifier(p, 63));
     if !table_ok {
-        c.push(ds, k("source.table"), format!("{:?} is not a plain table name", d.source.table), "use table or schema.table with letters, digits and _");
+        c.push(
+            ds,
+            k("source.table"),
+            format!("{:?} is not a plain table name", d.source.table),
+            "use table or schema.table with letters, digits and _",
+        );
     }
     if d.fields.is_empty() || d.fields.len() > MAX_FIELDS {
-        c.push(ds, k("fields"), "a dataset needs 1 to 500 fields", "add [[datasets.fields]] entries");
+        c.push(
+            ds,
+            k("fields"),
+            "a dataset needs 1 to 500 fields",
+            "add [[datasets.fields]] entries",
+        );
     }
     let mut fields = Vec::new();
     let mut names = HashSet::new();
     for (j, f) in d.fields.iter().enumerate() {
         let fk = |rest: &str| format!("datasets[{i}].fields[{j}].{rest}");
         if !is_field_name(&f.name) {
-            c.push(ds, fk("name"), format!("{:?} is not a valid field name", f.name), "use lowercase letters, digits and _, starting with a letter");
+            c.push(
+                ds,
+                fk("name"),
+                format!("{:?} is not a valid field name", f.name),
+                "use lowercase letters, digits and _, starting with a letter",
+            );
         } else if !names.insert(f.name.clone()) {
-            c.push(ds, fk("name"), format!("duplicate field {:?}", f.name), "give every field its own name");
+            c.push(
+                ds,
+                fk("name"),
+                format!("duplicate field {:?}", f.name),
+                "give every field its own name",
+            );
         }
         let column = f.column.clone().unwrap_or_else(|| f.name.clone());
         if f.column.is_some() && !is_identifier(&column, 63) {
-            c.push(ds, fk("column"), format!("{column:?} is not a plain column name"), "use letters, digits and _");
+            c.push(
+                ds,
+                fk("column"),
+                format!("{column:?} is not a plain column name"),
+                "use letters, digits and _",
+            );
         }
-        let field_type = f.field_type.parse::<FieldType>().map_err(|fix| c.push(ds, fk("type"), format!("unknown type {:?}", f.field_type), fix)).ok();
-        let sensitivity = f.sensitivity.parse::<Sensitivity>().map_err(|fix| c.push(ds, fk("sensitivity"), format!("unknown sensitivity {:?}", f.sensitivity), fix)).ok();
-        let mask = f.mask.as_deref().unwrap_or("none").parse::<Mask>().map_err(|fix| c.push(ds, fk("mask"), format!("unknown mask {:?}", f.mask.as_deref().unwrap_or("")), fix)).ok();
+        let field_type = f
+            .field_type
+            .parse::<FieldType>()
+            .map_err(|fix| {
+                c.push(
+                    ds,
+                    fk("type"),
+                    format!("unknown type {:?}", f.field_type),
+                    fix,
+                )
+            })
+            .ok();
+        let sensitivity = f
+            .sensitivity
+            .parse::<Sensitivity>()
+            .map_err(|fix| {
+                c.push(
+                    ds,
+                    fk("sensitivity"),
+                    format!("unknown sensitivity {:?}", f.sensitivity),
+                    fix,
+                )
+            })
+            .ok();
+        let mask = f
+            .mask
+            .as_deref()
+            .unwrap_or("none")
+            .parse::<Mask>()
+            .map_err(|fix| {
+                c.push(
+                    ds,
+                    fk("mask"),
+                    format!("unknown mask {:?}", f.mask.as_deref().unwrap_or("")),
+                    fix,
+                )
+            })
+            .ok();
         if let (Some(t), Some(m)) = (field_type, mask) {
             if !m.applies_to(t) {
-                c.push(ds, fk("mask"), format!("mask {m} does not apply to a {t} field"), "use hash or null, or a mask made for this type");
+                c.push(
+                    ds,
+                    fk("mask"),
+                    format!("mask {m} does not apply to a {t} field"),
+                    "use hash or null, or a mask made for this type",
+                );
             }
         }
         if sensitivity == Some(Sensitivity::Sensitive) && mask == Some(Mask::None) {
@@ -551,10 +749,20 @@ fn validate_dataset(
         if let Some(kt) = &f.key_type {
             if !is_key_type(kt) {
                 let known: Vec<&str> = KEY_TYPES.iter().map(|(k, _)| *k).collect();
-                c.push(ds, fk("key_type"), format!("unknown key type {kt:?}"), format!("use one of {}", known.join(", ")));
+                c.push(
+                    ds,
+                    fk("key_type"),
+                    format!("unknown key type {kt:?}"),
+                    format!("use one of {}", known.join(", ")),
+                );
             }
             if field_type.is_some_and(|t| t != FieldType::String) {
-                c.push(ds, fk("key_type"), "key fields must have type string", "set type = \"string\"");
+                c.push(
+                    ds,
+                    fk("key_type"),
+                    "key fields must have type string",
+                    "set type = \"string\"",
+                );
             }
         }
         if let (Some(field_type), Some(sensitivity), Some(mask)) = (field_type, sensitivity, mask) {
@@ -570,8 +778,17 @@ fn validate_dataset(
         }
     }
     for (j, kc) in d.source.key_columns.iter().enumerate() {
-        if !d.fields.iter().any(|f| f.column.as_deref().unwrap_or(&f.name) == kc) {
-            c.push(ds, format!("datasets[{i}].source.key_columns[{j}]"), format!("key column {kc:?} is not one of the dataset's fields"), "list key columns among the fields");
+        if !d
+            .fields
+            .iter()
+            .any(|f| f.column.as_deref().unwrap_or(&f.name) == kc)
+        {
+            c.push(
+                ds,
+                format!("datasets[{i}].source.key_columns[{j}]"),
+                format!("key column {kc:?} is not one of the dataset's fields"),
+                "list key columns among the fields",
+            );
         }
     }
     if c.errors.len() > before {

@@ -61,7 +61,10 @@ pub const KEY_TYPES: &[(&str, &str)] = &[
     ("person_id", "resident identity number (公民身份号码)"),
     ("org_code", "unified social credit code (统一社会信用代码)"),
     ("vehicle_plate", "vehicle number plate (号牌号码)"),
-    ("property_id", "real-estate certificate number (不动产权证号)"),
+    (
+        "property_id",
+        "real-estate certificate number (不动产权证号)",
+    ),
     ("household_id", "household number (户号)"),
     ("student_id", "student registration number (学籍号)"),
     ("account_id", "utility account number (用户编号)"),
@@ -107,9 +110,11 @@ impl Mask {
         match self {
             Mask::None | Mask::Hash | Mask::Null => true,
             Mask::Year => matches!(ty, FieldType::Date | FieldType::Timestamp),
-            Mask::KeepFirst(_) | Mask::KeepLast(_) | Mask::IdNumber | Mask::Mobile | Mask::Surname => {
-                ty == FieldType::String
-            }
+            Mask::KeepFirst(_)
+            | Mask::KeepLast(_)
+            | Mask::IdNumber
+            | Mask::Mobile
+            | Mask::Surname => ty == FieldType::String,
         }
     }
 }
@@ -170,10 +175,27 @@ mod tests {
 
     #[test]
     fn masks_parse_and_print() {
-        for text in ["none", "keep_first:3", "keep_last:4", "id_number", "mobile", "surname", "hash", "year", "null"] {
+        for text in [
+            "none",
+            "keep_first:3",
+            "keep_last:4",
+            "id_number",
+            "mobile",
+            "surname",
+            "hash",
+            "year",
+            "null",
+        ] {
             assert_eq!(text.parse::<Mask>().unwrap().to_string(), text);
         }
-        for bad in ["keep_last", "keep_last:0", "keep_last:99", "keep_last:-1", "md5", ""] {
+        for bad in [
+            "keep_last",
+            "keep_last:0",
+            "keep_last:99",
+            "keep_last:-1",
+            "md5",
+            "",
+        ] {
             assert!(bad.parse::<Mask>().is_err(), "{bad}");
         }
         assert!(Mask::Year.applies_to(FieldType::Date));
@@ -183,7 +205,10 @@ mod tests {
 
     #[test]
     fn enums_name_their_choices() {
-        assert_eq!("conditional".parse::<Sharing>().unwrap(), Sharing::Conditional);
+        assert_eq!(
+            "conditional".parse::<Sharing>().unwrap(),
+            Sharing::Conditional
+        );
         let err = "maybe".parse::<Sharing>().unwrap_err();
         assert!(err.contains("unconditional, conditional, none"), "{err}");
         assert!(Sensitivity::Secret > Sensitivity::Sensitive);

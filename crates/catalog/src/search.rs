@@ -229,7 +229,12 @@ impl SearchIndex {
             field_text: dataset
                 .fields
                 .iter()
-                .map(|f| (f.name.clone(), normalize(&format!("{} {}", f.name, f.description))))
+                .map(|f| {
+                    (
+                        f.name.clone(),
+                        normalize(&format!("{} {}", f.name, f.description)),
+                    )
+                })
                 .collect(),
             dataset,
             length,
@@ -248,7 +253,8 @@ impl SearchIndex {
         for (term, w) in weights {
             self.postings.entry(term).or_default().push((slot, w));
         }
-        self.by_id.insert(self.docs[slot as usize].dataset.id.clone(), slot);
+        self.by_id
+            .insert(self.docs[slot as usize].dataset.id.clone(), slot);
         self.live_docs += 1;
         self.total_length += length as f64;
         slot
@@ -261,11 +267,18 @@ impl SearchIndex {
     /// Datasets matching every filter and every query term, best first.
     /// An empty text lists all datasets that pass the filters, by id.
     pub fn search(&self, query: &SearchQuery) -> (Vec<Hit>, usize) {
-        let limit = if query.limit == 0 { 20 } else { query.limit.min(500) };
+        let limit = if query.limit == 0 {
+            20
+        } else {
+            query.limit.min(500)
+        };
         let text: String = query.text.chars().take(MAX_QUERY_CHARS).collect();
         let terms = query_terms(&text);
         let passes = |d: &pb::Dataset| {
-            query.department.as_deref().is_none_or(|dep| d.department == dep)
+            query
+                .department
+                .as_deref()
+                .is_none_or(|dep| d.department == dep)
                 && query.sharing.as_deref().is_none_or(|s| d.sharing == s)
                 && query
                     .key_type
@@ -273,13 +286,21 @@ impl SearchIndex {
                     .is_none_or(|k| d.fields.iter().any(|f| f.key_type == k))
         };
         if terms.is_empty() {
-            let mut all: Vec<&Doc> = self.docs.iter().filter(|d| d.live && passes(&d.dataset)).collect();
+            let mut all: Vec<&Doc> = self
+                .docs
+                .iter()
+                .filter(|d| d.live && passes(&d.dataset))
+                .collect();
             all.sort_by(|a, b| a.dataset.id.cmp(&b.dataset.id));
             let total = all.len();
             let hits = all
                 .into_iter()
                 .take(limit)
-                .map(|d| Hit { dataset: d.dataset.clone(), score: 0.0, matched_fields: vec![] })
+                .map(|d| Hit {
+                    dataset: d.dataset.clone(),
+                    score: 0.0,
+                    matched_fields: vec![],
+                })
                 .collect();
             return (hits, total);
         }
@@ -320,7 +341,11 @@ impl SearchIndex {
             .filter(|(slot, _)| passes(&self.docs[*slot as usize].dataset))
             .map(|(slot, s)| {
                 let doc = &self.docs[slot as usize];
-                let bonus = if !phrase.is_empty() && doc.title_norm.contains(&phrase) { 2.0 } else { 0.0 };
+                let bonus = if !phrase.is_empty() && doc.title_norm.contains(&phrase) {
+                    2.0
+                } else {
+                    0.0
+                };
                 (slot, s + bonus)
             })
             .collect();
@@ -328,7 +353,12 @@ impl SearchIndex {
         ranked.sort_by(|a, b| {
             b.1.partial_cmp(&a.1)
                 .unwrap_or(std::cmp::Ordering::Equal)
-                .then_with(|| self.docs[a.0 as usize].dataset.id.cmp(&self.docs[b.0 as usize].dataset.id))
+                .then_with(|| {
+                    self.docs[a.0 as usize]
+                        .dataset
+                        .id
+                        .cmp(&self.docs[b.0 as usize].dataset.id)
+                })
         });
         let hits = ranked
             .into_iter()
@@ -341,7 +371,11 @@ impl SearchIndex {
                     .filter(|(_, t)| terms.iter().any(|q| t.contains(q.as_str())))
                     .map(|(name, _)| name.clone())
                     .collect();
-                Hit { dataset: doc.dataset.clone(), score: score as f64, matched_fields }
+                Hit {
+                    dataset: doc.dataset.clone(),
+                    score: score as f64,
+                    matched_fields,
+                }
             })
             .collect();
         (hits, total)
@@ -374,7 +408,13 @@ fn collect_weighted_terms(d: &pb::Dataset, sink: &mut dyn FnMut(String, f32)) {
 mod tests {
     use super::*;
 
-    fn ds(dept: &str, id: &str, title: &str, desc: &str, fields: &[(&str, &str, &str)]) -> pb::Dataset {
+    fn ds(
+        dept: &str,
+        id: &str,
+        title: &str,
+        desc: &str,
+        fields: &[(&str, &str, &str)],
+    ) -> pb::Dataset {
         pb::Dataset {
             id: format!("{dept}/{id}"),
             department: dept.into(),
@@ -383,7 +423,12 @@ mod tests {
             sharing: "conditional".into(),
             fields: fields
                 .iter()
-                .map(|(n, d, k)| pb::Field { name: (*n).into(), description: (*d).into(), key_type: (*k).into(), ..Default::default() })
+                .map(|(n, d, k)| pb::Field {
+                    name: (*n).into(),
+                    description: (*d).into(),
+                    key_type: (*k).into(),
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         }
@@ -391,16 +436,54 @@ mod tests {
 
     fn index() -> SearchIndex {
         let mut idx = SearchIndex::new();
-        idx.replace_department("vehicle-admin", vec![
-            ds("vehicle-admin", "vehicles", "机动车登记信息", "Motor vehicle registrations 机动车所有人及车辆信息", &[("plate_no", "号牌号码", "vehicle_plate"), ("owner_id", "机动车所有人身份证号", "person_id")]),
-            ds("vehicle-admin", "licences", "驾驶证信息", "driving licences", &[("holder_id", "持证人身份证号", "person_id")]),
-        ]);
-        idx.replace_department("real-estate", vec![
-            ds("real-estate", "properties", "不动产登记信息", "real estate registrations", &[("owner_id", "权利人身份证号", "person_id"), ("address", "坐落", "")]),
-        ]);
-        idx.replace_department("tax", vec![
-            ds("tax", "taxpayers", "纳税人登记信息", "Registered taxpayers", &[("org_code", "统一社会信用代码", "org_code"), ("registered_address", "注册地址", "")]),
-        ]);
+        idx.replace_department(
+            "vehicle-admin",
+            vec![
+                ds(
+                    "vehicle-admin",
+                    "vehicles",
+                    "机动车登记信息",
+                    "Motor vehicle registrations 机动车所有人及车辆信息",
+                    &[
+                        ("plate_no", "号牌号码", "vehicle_plate"),
+                        ("owner_id", "机动车所有人身份证号", "person_id"),
+                    ],
+                ),
+                ds(
+                    "vehicle-admin",
+                    "licences",
+                    "驾驶证信息",
+                    "driving licences",
+                    &[("holder_id", "持证人身份证号", "person_id")],
+                ),
+            ],
+        );
+        idx.replace_department(
+            "real-estate",
+            vec![ds(
+                "real-estate",
+                "properties",
+                "不动产登记信息",
+                "real estate registrations",
+                &[
+                    ("owner_id", "权利人身份证号", "person_id"),
+                    ("address", "坐落", ""),
+                ],
+            )],
+        );
+        idx.replace_department(
+            "tax",
+            vec![ds(
+                "tax",
+                "taxpayers",
+                "纳税人登记信息",
+                "Registered taxpayers",
+                &[
+                    ("org_code", "统一社会信用代码", "org_code"),
+                    ("registered_address", "注册地址", ""),
+                ],
+            )],
+        );
         idx
     }
 
@@ -411,7 +494,13 @@ mod tests {
     #[test]
     fn chinese_without_spaces() {
         let idx = index();
-        let q = |t: &str| idx.search(&SearchQuery { text: t.into(), ..Default::default() }).0;
+        let q = |t: &str| {
+            idx.search(&SearchQuery {
+                text: t.into(),
+                ..Default::default()
+            })
+            .0
+        };
         assert_eq!(ids(&q("机动车")), vec!["vehicle-admin/vehicles"]);
         let reg = q("登记");
         assert_eq!(reg.len(), 3, "{:?}", ids(&reg));
@@ -424,7 +513,13 @@ mod tests {
     #[test]
     fn english_field_names_and_full_width() {
         let idx = index();
-        let q = |t: &str| idx.search(&SearchQuery { text: t.into(), ..Default::default() }).0;
+        let q = |t: &str| {
+            idx.search(&SearchQuery {
+                text: t.into(),
+                ..Default::default()
+            })
+            .0
+        };
         assert_eq!(ids(&q("taxpayers")), vec!["tax/taxpayers"]);
         assert_eq!(ids(&q("ＴＡＸＰＡＹＥＲＳ")), vec!["tax/taxpayers"]);
         assert_eq!(ids(&q("plate")), vec!["vehicle-admin/vehicles"]);
@@ -436,36 +531,99 @@ mod tests {
     #[test]
     fn title_matches_outrank_description_matches() {
         let idx = index();
-        let hits = idx.search(&SearchQuery { text: "身份证号".into(), ..Default::default() }).0;
+        let hits = idx
+            .search(&SearchQuery {
+                text: "身份证号".into(),
+                ..Default::default()
+            })
+            .0;
         assert_eq!(hits.len(), 3);
-        let hits = idx.search(&SearchQuery { text: "机动车".into(), ..Default::default() }).0;
+        let hits = idx
+            .search(&SearchQuery {
+                text: "机动车".into(),
+                ..Default::default()
+            })
+            .0;
         assert!(hits[0].score > 0.0);
-        let hits = idx.search(&SearchQuery { text: "信息".into(), ..Default::default() }).0;
+        let hits = idx
+            .search(&SearchQuery {
+                text: "信息".into(),
+                ..Default::default()
+            })
+            .0;
         assert!(hits.len() >= 3);
     }
 
     #[test]
     fn filters_and_replacement() {
         let mut idx = index();
-        let hits = idx.search(&SearchQuery { key_type: Some("person_id".into()), ..Default::default() }).0;
+        let hits = idx
+            .search(&SearchQuery {
+                key_type: Some("person_id".into()),
+                ..Default::default()
+            })
+            .0;
         assert_eq!(hits.len(), 3);
-        let hits = idx.search(&SearchQuery { text: "登记".into(), department: Some("tax".into()), ..Default::default() }).0;
+        let hits = idx
+            .search(&SearchQuery {
+                text: "登记".into(),
+                department: Some("tax".into()),
+                ..Default::default()
+            })
+            .0;
         assert_eq!(ids(&hits), vec!["tax/taxpayers"]);
-        let hits = idx.search(&SearchQuery { sharing: Some("none".into()), ..Default::default() }).0;
+        let hits = idx
+            .search(&SearchQuery {
+                sharing: Some("none".into()),
+                ..Default::default()
+            })
+            .0;
         assert!(hits.is_empty());
         // A new version replaces the department's datasets.
-        idx.replace_department("vehicle-admin", vec![ds("vehicle-admin", "boats", "船舶登记", "", &[("hull", "船号", "")])]);
+        idx.replace_department(
+            "vehicle-admin",
+            vec![ds(
+                "vehicle-admin",
+                "boats",
+                "船舶登记",
+                "",
+                &[("hull", "船号", "")],
+            )],
+        );
         assert!(idx.get("vehicle-admin/vehicles").is_none());
-        assert!(idx.search(&SearchQuery { text: "机动车".into(), ..Default::default() }).0.is_empty());
-        assert_eq!(ids(&idx.search(&SearchQuery { text: "船舶".into(), ..Default::default() }).0), vec!["vehicle-admin/boats"]);
+        assert!(idx
+            .search(&SearchQuery {
+                text: "机动车".into(),
+                ..Default::default()
+            })
+            .0
+            .is_empty());
+        assert_eq!(
+            ids(&idx
+                .search(&SearchQuery {
+                    text: "船舶".into(),
+                    ..Default::default()
+                })
+                .0),
+            vec!["vehicle-admin/boats"]
+        );
         assert_eq!(idx.len(), 3);
     }
 
     #[test]
     fn hostile_queries_are_harmless() {
         let idx = index();
-        for q in ["'; DROP TABLE x; --", "\u{0}\u{202e}", &"登".repeat(100_000), "🚗🚗", "   "] {
-            let _ = idx.search(&SearchQuery { text: q.to_string(), ..Default::default() });
+        for q in [
+            "'; DROP TABLE x; --",
+            "\u{0}\u{202e}",
+            &"登".repeat(100_000),
+            "🚗🚗",
+            "   ",
+        ] {
+            let _ = idx.search(&SearchQuery {
+                text: q.to_string(),
+                ..Default::default()
+            });
         }
     }
 }

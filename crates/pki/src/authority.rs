@@ -125,7 +125,13 @@ impl CertificateAuthority {
         let csr = CertificateSigningRequestParams::from_der(&csr_der.to_vec().into())
             .map_err(|e| PkiError::BadRequest(e.to_string()))?;
         let params = leaf_params(identity, server_names, validity)?;
-        let serial = hex::encode(params.serial_number.as_ref().map(|s| s.to_bytes()).unwrap_or_default());
+        let serial = hex::encode(
+            params
+                .serial_number
+                .as_ref()
+                .map(|s| s.to_bytes())
+                .unwrap_or_default(),
+        );
         let cert = params.signed_by(&csr.public_key, self.issuer())?;
         Ok(IssuedCertificate {
             der: cert.der().to_vec(),
@@ -268,9 +274,7 @@ fn server_name(name: &str) -> Result<SanType> {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         });
@@ -311,7 +315,10 @@ pub(crate) fn pem_to_der(pem: &str, label: &str) -> Result<Vec<u8>> {
         .find(&end)
         .ok_or_else(|| PkiError::BadCertificate(format!("unterminated {label} PEM block")))?
         + start;
-    let body: String = pem[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
+    let body: String = pem[start..stop]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
         .decode(body)

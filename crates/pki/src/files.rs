@@ -56,7 +56,9 @@ pub fn read_text(path: &Path) -> Result<String> {
 pub fn read_pem_der(path: &Path, label: &str) -> Result<Vec<u8>> {
     let text = read_text(path)?;
     crate::authority::pem_to_der(&text, label).map_err(|e| match e {
-        PkiError::BadCertificate(msg) => PkiError::BadCertificate(format!("{}: {msg}", path.display())),
+        PkiError::BadCertificate(msg) => {
+            PkiError::BadCertificate(format!("{}: {msg}", path.display()))
+        }
         other => other,
     })
 }

@@ -70,8 +70,9 @@ impl Identity {
         if bureau != bureau_role {
             return Err(PkiError::InvalidIdentity {
                 uri: format!("{SCHEME}{member_id}/{role}"),
-                reason: "only the bureau holds the coordinator and admin roles, and it holds no other"
-                    .into(),
+                reason:
+                    "only the bureau holds the coordinator and admin roles, and it holds no other"
+                        .into(),
             });
         }
         Ok(Identity {
@@ -188,7 +189,17 @@ mod tests {
     fn member_id_rules() {
         assert!(validate_member_id("civil-affairs").is_ok());
         assert!(validate_member_id("hrss2").is_ok());
-        for bad in ["", "a", "-tax", "tax-", "t--x", "TAX", "tax bureau", "tax;drop", "税务局"] {
+        for bad in [
+            "",
+            "a",
+            "-tax",
+            "tax-",
+            "t--x",
+            "TAX",
+            "tax bureau",
+            "tax;drop",
+            "税务局",
+        ] {
             assert!(validate_member_id(bad).is_err(), "{bad:?} was accepted");
         }
         assert!(validate_member_id(&"a".repeat(41)).is_err());

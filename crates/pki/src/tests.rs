@@ -15,7 +15,12 @@ fn signs_a_request_with_the_identity_the_ca_chooses() {
     let csr = key.certificate_request().unwrap();
     let who = Identity::new("tax", Role::Node).unwrap();
     let cert = ca
-        .sign_request(&csr, &who, &["127.0.0.1".into(), "tax.example".into()], Duration::days(30))
+        .sign_request(
+            &csr,
+            &who,
+            &["127.0.0.1".into(), "tax.example".into()],
+            Duration::days(30),
+        )
         .unwrap();
     let info = CertificateInfo::parse(&cert.der).unwrap();
     assert_eq!(info.identity, who);
@@ -50,12 +55,22 @@ fn names_requested_in_a_csr_are_ignored() {
 fn rejects_garbage_requests_and_names() {
     let ca = ca();
     let who = Identity::new("tax", Role::Node).unwrap();
-    let err = ca.sign_request(b"not a csr", &who, &[], Duration::days(1)).unwrap_err();
+    let err = ca
+        .sign_request(b"not a csr", &who, &[], Duration::days(1))
+        .unwrap_err();
     assert!(matches!(err, PkiError::BadRequest(_)), "{err}");
     let csr = LocalKey::generate().unwrap().certificate_request().unwrap();
-    for bad in ["", "bad name", "a..b", "-x.example", "x;rm -rf", "名字.example"] {
+    for bad in [
+        "",
+        "bad name",
+        "a..b",
+        "-x.example",
+        "x;rm -rf",
+        "名字.example",
+    ] {
         assert!(
-            ca.sign_request(&csr, &who, &[bad.to_string()], Duration::days(1)).is_err(),
+            ca.sign_request(&csr, &who, &[bad.to_string()], Duration::days(1))
+                .is_err(),
             "{bad:?} accepted"
         );
     }
@@ -69,7 +84,11 @@ fn rejects_garbage_requests_and_names() {
 fn crl_lists_revoked_serials_and_is_verified_against_the_ca() {
     let ca = ca();
     let (cert, _key) = ca
-        .issue_with_new_key(&Identity::new("tax", Role::Client).unwrap(), &[], Duration::days(1))
+        .issue_with_new_key(
+            &Identity::new("tax", Role::Client).unwrap(),
+            &[],
+            Duration::days(1),
+        )
         .unwrap();
     let crl = ca
         .revocation_list(
@@ -150,5 +169,8 @@ fn pem_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ca.crt");
     files::write_public(&path, &pem).unwrap();
-    assert_eq!(files::read_pem_der(&path, "CERTIFICATE").unwrap(), ca.cert_der());
+    assert_eq!(
+        files::read_pem_der(&path, "CERTIFICATE").unwrap(),
+        ca.cert_der()
+    );
 }

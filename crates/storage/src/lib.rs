@@ -210,7 +210,9 @@ mod tests {
                 .unwrap();
             assert_eq!(new.unwrap().1, 2);
             let mut batch = Batch::default();
-            batch.insert("vehicle-admin", &("车管所".to_string(), 1u32)).unwrap();
+            batch
+                .insert("vehicle-admin", &("车管所".to_string(), 1u32))
+                .unwrap();
             batch.remove("missing");
             t.apply(batch).unwrap();
             db.flush().unwrap();

@@ -153,7 +153,9 @@ pub fn caller<T>(request: &tonic::Request<T>) -> Result<PeerInfo, Status> {
         .get::<ConnInfo>()
         .and_then(|c| c.peer.clone())
         .ok_or_else(|| {
-            Status::unauthenticated("no client certificate: enrol first, then connect with mutual TLS")
+            Status::unauthenticated(
+                "no client certificate: enrol first, then connect with mutual TLS",
+            )
         })
 }
 
