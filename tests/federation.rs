@@ -1,1 +1,540 @@
-fn main() {}
+//! End to end: a coordinator and two department nodes on 127.0.0.1:0 with a
+//! fresh PKI. Nodes enrol with one-time tokens and publish; analysts search
+//! (in Chinese and English); a revoked member is refused by the coordinator
+//! and by the other node; and certificates that should not work do not.
+
+use std::time::Duration;
+
+use exchange_client::{enroll, Client, EnrollOptions};
+use exchange_pki::{files, CertificateAuthority, Identity, Role};
+use exchange_proto::v1 as pb;
+use exchange_testkit::{Cluster, ClusterBuilder};
+use exchange_transport::client::{connect, connect_pinned, ClientOptions, ExpectedServer};
+use exchange_transport::TlsIdentity;
+
+fn search(text: &str) -> pb::SearchRequest {
+    pb::SearchRequest {
+        text: text.into(),
+        ..Default::default()
+    }
+}
+
+fn ids(r: &pb::SearchResponse) -> Vec<String> {
+    r.hits
+        .iter()
+        .map(|h| h.dataset.as_ref().unwrap().id.clone())
+        .collect()
+}
+
+async fn two_departments() -> Cluster {
+    ClusterBuilder::new()
+        .add_node("vehicle-admin")
+        .add_node("tax")
+        .start()
+        .await
+        .expect("cluster starts")
+}
+
+async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn node_describe(
+    addr: std::net::SocketAddr,
+    member: &str,
+    tls: TlsIdentity,
+) -> impl std::future::Future<Output = Result<pb::DescribeResponse, String>> {
+    let expected = ExpectedServer::Identity(Identity::new(member, Role::Node).unwrap());
+    async move {
+        let channel = connect(&addr.to_string(), &tls, expected, ClientOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        pb::node_client::NodeClient::new(channel)
+            .describe(pb::DescribeRequest {})
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| s.message().to_string())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrol_publish_search_and_revoke() {
+    let cluster = two_departments().await;
+    let analyst = cluster.analyst("vehicle-admin").await.unwrap();
+
+    // Identity comes from the certificate.
+    let me = analyst.who_am_i().await.unwrap();
+    assert_eq!(me.identity, "exchange://vehicle-admin/client");
+
+    // Chinese search without spaces, ranked.
+    let r = analyst.search(search("机动车")).await.unwrap();
+    assert_eq!(ids(&r), vec!["vehicle-admin/vehicles"]);
+    let r = analyst.search(search("登记")).await.unwrap();
+    let found = ids(&r);
+    assert!(
+        found.contains(&"vehicle-admin/vehicles".to_string()),
+        "{found:?}"
+    );
+    assert!(found.contains(&"tax/taxpayers".to_string()), "{found:?}");
+    let r = analyst.search(search("机动车登记信息")).await.unwrap();
+    assert_eq!(ids(&r)[0], "vehicle-admin/vehicles");
+    // English and field names.
+    let r = analyst.search(search("taxpayers")).await.unwrap();
+    assert_eq!(ids(&r), vec!["tax/taxpayers"]);
+    let r = analyst.search(search("owner_id")).await.unwrap();
+    assert!(r.hits[0].matched_fields.contains(&"owner_id".to_string()));
+    // Filters.
+    let r = analyst
+        .search(pb::SearchRequest {
+            key_type: "org_code".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        ids(&r).iter().all(|id| id.starts_with("tax/")),
+        "{:?}",
+        ids(&r)
+    );
+    let r = analyst
+        .search(pb::SearchRequest {
+            sharing: "unconditional".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&r), vec!["tax/taxpayers"]);
+    let r = analyst
+        .search(pb::SearchRequest {
+            text: "信息".into(),
+            department: "tax".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!r.hits.is_empty() && ids(&r).iter().all(|id| id.starts_with("tax/")));
+
+    // One dataset with its fields, stamped with the owner from its certificate.
+    let ds = analyst.dataset("vehicle-admin/vehicles").await.unwrap();
+    assert_eq!(ds.department, "vehicle-admin");
+    assert_eq!(ds.title, "机动车登记信息");
+    assert_eq!(ds.catalog_version, 1);
+    let owner = ds.fields.iter().find(|f| f.name == "owner_id").unwrap();
+    assert_eq!(
+        (
+            owner.sensitivity.as_str(),
+            owner.mask.as_str(),
+            owner.key_type.as_str()
+        ),
+        ("sensitive", "id_number", "person_id")
+    );
+    let err = analyst
+        .dataset("vehicle-admin/nope")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not found"), "{err}");
+
+    // Members with status.
+    let members = analyst.members().await.unwrap();
+    let tax = members.iter().find(|m| m.id == "tax").unwrap();
+    assert_eq!(tax.status, "active");
+    let node = tax.node.as_ref().unwrap();
+    assert!(node.online);
+    assert_eq!(node.catalog_version, 1);
+    assert_eq!(node.datasets, 3);
+
+    // The standard health service answers on the mutual-TLS listener.
+    let health = tonic_health::pb::health_client::HealthClient::new(analyst.channel())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "exchange.v1.Catalog".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        health.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    // Before revocation the tax analyst may use the vehicle-admin node.
+    let vehicle_node = cluster.nodes["vehicle-admin"].addr;
+    let tax_tls = TlsIdentity::load(&cluster.member_dir("tax"), "client").unwrap();
+    let described = node_describe(vehicle_node, "vehicle-admin", tax_tls.clone())
+        .await
+        .unwrap();
+    assert_eq!(described.member_id, "vehicle-admin");
+
+    // Revoke tax. Only the bureau can.
+    let err = analyst
+        .revoke_member("tax", "x")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("permission denied"), "{err}");
+    let revoked = cluster
+        .admin
+        .revoke_member("tax", "test of revocation")
+        .await
+        .unwrap();
+    assert_eq!(
+        revoked.revoked_certificates, 2,
+        "the node and the analyst certificate"
+    );
+
+    // The coordinator refuses at once, even on an open connection.
+    let tax_analyst = Client::connect(&cluster.coordinator.addr.to_string(), &tax_tls)
+        .await
+        .unwrap();
+    let err = tax_analyst
+        .search(search("登记"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("revoked"), "{err}");
+    // Its datasets leave the catalog.
+    let r = analyst.search(search("纳税人")).await.unwrap();
+    assert!(r.hits.is_empty(), "{:?}", ids(&r));
+    // The other node refuses it within the documented bound (one heartbeat; 1 s here).
+    let started = tokio::time::Instant::now();
+    eventually("the vehicle-admin node refuses the revoked certificate", Duration::from_secs(10), || {
+        let tls = tax_tls.clone();
+        async move { matches!(node_describe(vehicle_node, "vehicle-admin", tls).await, Err(e) if e.contains("revoked")) }
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Members list shows it.
+    let members = analyst.members().await.unwrap();
+    assert_eq!(
+        members.iter().find(|m| m.id == "tax").unwrap().status,
+        "revoked"
+    );
+    // And a revoked member cannot be given new tokens.
+    let err = cluster
+        .admin
+        .issue_token("tax", Role::Client, 0)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("revoked"), "{err}");
+
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_certificates_that_must_not_work() {
+    let cluster = ClusterBuilder::new()
+        .add_node("vehicle-admin")
+        .analysts(false)
+        .start()
+        .await
+        .unwrap();
+    let enroll_addr = cluster.coordinator.enroll_addr.to_string();
+    let main_addr = cluster.coordinator.addr.to_string();
+    let out = cluster.dir.join("tries");
+    let added = cluster
+        .admin
+        .add_member("education", "教育局", 0)
+        .await
+        .unwrap();
+    let token = added.token.unwrap().token;
+    let opts = |token: &str, fingerprint: &str, dir: &str| EnrollOptions {
+        enroll_addr: enroll_addr.clone(),
+        token: token.into(),
+        ca_fingerprint: fingerprint.into(),
+        role: Role::Node,
+        server_names: vec!["127.0.0.1".into()],
+        out_dir: out.join(dir),
+        force: false,
+    };
+
+    // A wrong CA fingerprint: the client refuses the coordinator, and the token is not spent.
+    let other_ca = CertificateAuthority::generate("impostor").unwrap();
+    let err = enroll(&opts(&token, &other_ca.fingerprint(), "a"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pinned fingerprint"), "{err}");
+    assert!(!out.join("a/node.key").exists());
+    // A wrong token.
+    let err = enroll(&opts("xt_not-a-real-token", &added.ca_fingerprint, "b"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("token not recognised"), "{err}");
+    // The right token works once...
+    let enrolled = enroll(&opts(&token, &added.ca_fingerprint, "c"))
+        .await
+        .unwrap();
+    assert_eq!(enrolled.identity.uri(), "exchange://education/node");
+    // ...and only once.
+    let err = enroll(&opts(&token, &added.ca_fingerprint, "d"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("already used"), "{err}");
+    // A token for a node cannot enrol a client.
+    let client_token = cluster
+        .admin
+        .issue_token("education", Role::Node, 0)
+        .await
+        .unwrap()
+        .token
+        .unwrap()
+        .token;
+    let err = enroll(&EnrollOptions {
+        role: Role::Client,
+        server_names: vec![],
+        ..opts(&client_token, &added.ca_fingerprint, "e")
+    })
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("not a client"), "{err}");
+    // A token that is too short-lived is refused at issue; expiry itself is unit-tested in the registry.
+    let err = cluster
+        .admin
+        .issue_token("education", Role::Client, 5)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lifetime"), "{err}");
+
+    // No client certificate at all: the main listener refuses the handshake.
+    let anonymous = connect_pinned(
+        &main_addr,
+        &cluster.ca_fingerprint,
+        ClientOptions::default(),
+    )
+    .await;
+    match anonymous {
+        Err(_) => {}
+        Ok(channel) => {
+            let r = pb::registry_client::RegistryClient::new(channel)
+                .who_am_i(pb::WhoAmIRequest {})
+                .await;
+            assert!(r.is_err(), "an anonymous caller was answered");
+        }
+    }
+
+    // A certificate from another CA is refused.
+    let (foreign_cert, foreign_key) = other_ca
+        .issue_with_new_key(
+            &Identity::new("vehicle-admin", Role::Client).unwrap(),
+            &[],
+            time::Duration::days(1),
+        )
+        .unwrap();
+    let foreign = TlsIdentity::new(
+        other_ca.cert_der().to_vec(),
+        foreign_cert.der.clone(),
+        foreign_key.private_key_der(),
+    );
+    assert!(foreign.is_ok(), "a self-consistent foreign identity");
+    // Present our CA as trust root but a foreign-issued certificate.
+    let ca_der =
+        files::read_pem_der(&cluster.pki_out.join("bureau/ca.crt"), "CERTIFICATE").unwrap();
+    assert!(TlsIdentity::new(
+        ca_der.clone(),
+        foreign_cert.der.clone(),
+        foreign_key.private_key_der()
+    )
+    .is_err());
+    let foreign = foreign.unwrap();
+    let r = connect(
+        &main_addr,
+        &foreign,
+        ExpectedServer::Role(Role::Coordinator),
+        ClientOptions::default(),
+    )
+    .await;
+    assert!(
+        r.is_err(),
+        "the client itself does not trust the real coordinator under a foreign CA"
+    );
+    // A hostile client that trusts our CA but presents the foreign certificate: the server refuses.
+    let hostile = TlsIdentity::new_unverified(
+        ca_der.clone(),
+        foreign_cert.der.clone(),
+        foreign_key.private_key_der(),
+    )
+    .unwrap();
+    let refused = match Client::connect(&main_addr, &hostile).await {
+        Err(_) => true,
+        Ok(c) => c.who_am_i().await.is_err(),
+    };
+    assert!(
+        refused,
+        "a certificate from another CA was accepted by the coordinator"
+    );
+    let refused = match connect(
+        &cluster.nodes["vehicle-admin"].addr.to_string(),
+        &hostile,
+        ExpectedServer::Role(Role::Node),
+        ClientOptions::default(),
+    )
+    .await
+    {
+        Err(_) => true,
+        Ok(c) => pb::node_client::NodeClient::new(c)
+            .describe(pb::DescribeRequest {})
+            .await
+            .is_err(),
+    };
+    assert!(
+        refused,
+        "a certificate from another CA was accepted by a node"
+    );
+
+    // An expired certificate from the real CA is refused by the server.
+    let pki = cluster.coordinator_config.pki_dir();
+    let ca = CertificateAuthority::from_pem(
+        &files::read_text(&pki.join("ca.crt")).unwrap(),
+        &files::read_text(&pki.join("ca.key")).unwrap(),
+    )
+    .unwrap();
+    let (expired, key) = ca
+        .issue_with_new_key(
+            &Identity::new("vehicle-admin", Role::Client).unwrap(),
+            &[],
+            time::Duration::seconds(-60),
+        )
+        .unwrap();
+    let expired = TlsIdentity::new(ca_der.clone(), expired.der, key.private_key_der()).unwrap();
+    let refused = match Client::connect(&main_addr, &expired).await {
+        Err(_) => true,
+        Ok(c) => c.who_am_i().await.is_err(),
+    };
+    assert!(refused, "an expired certificate was accepted");
+
+    // A node cannot claim another department: whatever it publishes is stamped with its own id.
+    let node_tls = TlsIdentity::load(&cluster.member_dir("vehicle-admin"), "node").unwrap();
+    let channel = connect(
+        &main_addr,
+        &node_tls,
+        ExpectedServer::Role(Role::Coordinator),
+        ClientOptions::default(),
+    )
+    .await
+    .unwrap();
+    let forged = pb::Dataset {
+        id: "tax/forged".into(),
+        department: "tax".into(),
+        department_name: "税务局".into(),
+        title: "伪造数据集".into(),
+        sharing: "unconditional".into(),
+        fields: vec![pb::Field {
+            name: "x".into(),
+            r#type: "string".into(),
+            sensitivity: "public".into(),
+            mask: "none".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    pb::catalog_client::CatalogClient::new(channel.clone())
+        .publish(pb::PublishRequest {
+            datasets: vec![forged],
+            digest: "forged".into(),
+            node_address: String::new(),
+        })
+        .await
+        .unwrap();
+    let viewer = Client::connect(&main_addr, &node_tls).await.unwrap();
+    let hit = viewer.search(search("伪造")).await.unwrap();
+    assert_eq!(ids(&hit), vec!["vehicle-admin/forged"]);
+    assert_eq!(
+        hit.hits[0].dataset.as_ref().unwrap().department,
+        "vehicle-admin"
+    );
+    // An analyst certificate cannot publish at all.
+    let err = pb::catalog_client::CatalogClient::new(
+        Client::connect(
+            &main_addr,
+            &TlsIdentity::load(&cluster.pki_out.join("bureau"), "admin").unwrap(),
+        )
+        .await
+        .unwrap()
+        .channel(),
+    )
+    .publish(pb::PublishRequest::default())
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    // The node notices on its next heartbeat that the coordinator holds a different
+    // catalog, and republishes its real one.
+    eventually(
+        "the real catalog is republished",
+        Duration::from_secs(10),
+        || {
+            let viewer = viewer.clone();
+            async move {
+                viewer
+                    .search(search("伪造"))
+                    .await
+                    .map(|r| r.hits.is_empty())
+                    .unwrap_or(false)
+            }
+        },
+    )
+    .await;
+
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_changes_are_republished_and_bad_changes_refused() {
+    let cluster = ClusterBuilder::new()
+        .add_node("electricity")
+        .start()
+        .await
+        .unwrap();
+    let analyst = cluster.analyst("electricity").await.unwrap();
+    let manifest = cluster.dir.join("data/electricity.toml");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+
+    // A valid change: a new title becomes version 2.
+    std::fs::write(
+        &manifest,
+        original.replace("企业年度用电量", "企业年度用电量统计"),
+    )
+    .unwrap();
+    eventually("version 2 is published", Duration::from_secs(15), || {
+        let a = analyst.clone();
+        async move {
+            a.dataset("electricity/usage")
+                .await
+                .map(|d| d.catalog_version == 2 && d.title == "企业年度用电量统计")
+                .unwrap_or(false)
+        }
+    })
+    .await;
+
+    // An invalid change (a column that does not exist) is refused; version 2 stays.
+    std::fs::write(
+        &manifest,
+        original.replace("name = \"kwh\"", "name = \"kwh_total\""),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let d = analyst.dataset("electricity/usage").await.unwrap();
+    assert_eq!(d.catalog_version, 2);
+    assert!(d.fields.iter().any(|f| f.name == "kwh"));
+
+    cluster.shutdown().await;
+}

@@ -1,1 +1,338 @@
-//! stub
+//! The Rust client library for the Exchange federation.
+//!
+//! - [`enroll`]: generate a key locally, send only its CSR with a one-time
+//!   token to the coordinator's enrolment listener (pinning the CA by
+//!   fingerprint), and store the certificate beside the key.
+//! - [`Client`]: a mutual-TLS connection to the coordinator with typed calls
+//!   for the catalog, the member registry and (for bureau operators) member
+//!   administration.
+//! - [`ClientConfig`]: the `exchange.toml` file the command line reads.
+
+use std::path::{Path, PathBuf};
+
+use exchange_pki::{files, normalize_fingerprint, CertificateInfo, Identity, LocalKey, Role};
+use exchange_proto::v1 as pb;
+use exchange_transport::client::{connect, connect_pinned, ClientOptions, ExpectedServer};
+use exchange_transport::{TlsIdentity, TransportError};
+use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Pki(#[from] exchange_pki::PkiError),
+    /// Not marked as the error's source: its message is already in ours.
+    #[error("{}", status_text(.0))]
+    Status(tonic::Status),
+    #[error("{0}")]
+    Config(String),
+    #[error("the coordinator answered with a CA that does not match the pinned fingerprint; do not trust it")]
+    CaMismatch,
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        ClientError::Status(status)
+    }
+}
+
+fn status_text(status: &tonic::Status) -> String {
+    let code = match status.code() {
+        tonic::Code::Unauthenticated => "not authenticated",
+        tonic::Code::PermissionDenied => "permission denied",
+        tonic::Code::NotFound => "not found",
+        tonic::Code::InvalidArgument => "invalid request",
+        tonic::Code::AlreadyExists => "already exists",
+        tonic::Code::FailedPrecondition => "refused",
+        tonic::Code::Unavailable => "unavailable",
+        tonic::Code::DeadlineExceeded => "timed out",
+        _ => "error",
+    };
+    let message = status.message();
+    if message.is_empty() {
+        format!("{code} ({:?})", status.code())
+    } else {
+        format!("{code}: {message}")
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// `exchange.toml`: where the coordinator is and which certificate to use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The coordinator's mutual-TLS address, `host:port`.
+    pub coordinator: String,
+    /// Directory holding `ca.crt`, `<cert_name>.crt` and `<cert_name>.key`;
+    /// relative paths are relative to the config file.
+    #[serde(default = "default_cert_dir")]
+    pub cert_dir: PathBuf,
+    #[serde(default = "default_cert_name")]
+    pub cert_name: String,
+    /// The person using this certificate, asserted in every query's audit record.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+fn default_cert_dir() -> PathBuf {
+    PathBuf::from(".")
+}
+
+fn default_cert_name() -> String {
+    "client".into()
+}
+
+impl ClientConfig {
+    pub fn load(path: &Path) -> Result<ClientConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ClientError::Config(format!(
+                "{}: cannot read client config: {e}. Enrol with `exchange enroll`, or point --config / EXCHANGE_CONFIG at an exchange.toml",
+                path.display()
+            ))
+        })?;
+        let mut config: ClientConfig = toml::from_str(&text).map_err(|e| {
+            ClientError::Config(format!("{}: {}", path.display(), e.message().trim()))
+        })?;
+        if config.cert_dir.is_relative() {
+            config.cert_dir = path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(&config.cert_dir);
+        }
+        Ok(config)
+    }
+
+    /// Writes `exchange.toml` into `dir`, for a certificate kept in that same directory.
+    pub fn write_beside_certificate(
+        dir: &Path,
+        coordinator: &str,
+        cert_name: &str,
+        user: Option<&str>,
+    ) -> Result<PathBuf> {
+        let config = ClientConfig {
+            coordinator: coordinator.into(),
+            cert_dir: PathBuf::from("."),
+            cert_name: cert_name.into(),
+            user: user.filter(|u| !u.is_empty()).map(str::to_string),
+        };
+        let text = toml::to_string(&config).map_err(|e| ClientError::Config(e.to_string()))?;
+        let path = dir.join("exchange.toml");
+        std::fs::write(&path, text)
+            .map_err(|e| ClientError::Config(format!("{}: {e}", path.display())))?;
+        Ok(path)
+    }
+
+    pub fn tls(&self) -> Result<TlsIdentity> {
+        Ok(TlsIdentity::load(&self.cert_dir, &self.cert_name)?)
+    }
+}
+
+/// What to enrol.
+#[derive(Debug, Clone)]
+pub struct EnrollOptions {
+    /// The coordinator's enrolment listener, `host:port`.
+    pub enroll_addr: String,
+    pub token: String,
+    pub ca_fingerprint: String,
+    pub role: Role,
+    /// Names the node serves on (node role only).
+    pub server_names: Vec<String>,
+    /// Where to write `ca.crt`, `<role>.crt` and `<role>.key`.
+    pub out_dir: PathBuf,
+    /// Replace existing key material.
+    pub force: bool,
+}
+
+/// The outcome of [`enroll`].
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    pub identity: Identity,
+    pub coordinator_address: String,
+    pub certificate_path: PathBuf,
+    pub key_path: PathBuf,
+    pub not_after_unix: i64,
+}
+
+/// Enrols this machine: the key is generated here and never sent.
+pub async fn enroll(options: &EnrollOptions) -> Result<Enrolled> {
+    let pinned = normalize_fingerprint(&options.ca_fingerprint)?;
+    let key_path = options.out_dir.join(format!("{}.key", options.role));
+    let cert_path = options.out_dir.join(format!("{}.crt", options.role));
+    if key_path.exists() && !options.force {
+        return Err(ClientError::Config(format!(
+            "{} already exists: this directory is enrolled. Use --force to replace its key and certificate",
+            key_path.display()
+        )));
+    }
+    let channel = connect_pinned(&options.enroll_addr, &pinned, ClientOptions::default()).await?;
+    let key = LocalKey::generate()?;
+    let csr = key.certificate_request()?;
+    let response = pb::enrollment_client::EnrollmentClient::new(channel)
+        .enroll(pb::EnrollRequest {
+            token: options.token.trim().to_string(),
+            csr_der: csr,
+            role: options.role.to_string(),
+            server_names: options.server_names.clone(),
+        })
+        .await?
+        .into_inner();
+    if exchange_pki::fingerprint(&response.ca_certificate_der) != pinned {
+        return Err(ClientError::CaMismatch);
+    }
+    CertificateInfo::verify_issued_by(&response.certificate_der, &response.ca_certificate_der)?;
+    let info = CertificateInfo::parse(&response.certificate_der)?;
+    if info.identity.role != options.role {
+        return Err(ClientError::Config(format!(
+            "the coordinator issued a {} certificate, not {}",
+            info.identity.role, options.role
+        )));
+    }
+    files::write_secret(&key_path, &key.private_key_pem())?;
+    files::write_public(
+        &cert_path,
+        &files::to_pem("CERTIFICATE", &response.certificate_der),
+    )?;
+    files::write_public(
+        &options.out_dir.join("ca.crt"),
+        &files::to_pem("CERTIFICATE", &response.ca_certificate_der),
+    )?;
+    // The key and certificate must load together before we call it done.
+    TlsIdentity::load(&options.out_dir, options.role.as_str())?;
+    Ok(Enrolled {
+        identity: info.identity,
+        coordinator_address: response.coordinator_address,
+        certificate_path: cert_path,
+        key_path,
+        not_after_unix: response.not_after_unix,
+    })
+}
+
+/// A mutual-TLS connection to the coordinator.
+#[derive(Debug, Clone)]
+pub struct Client {
+    channel: Channel,
+    identity: Identity,
+}
+
+impl Client {
+    pub async fn connect(addr: &str, tls: &TlsIdentity) -> Result<Client> {
+        Self::connect_with(addr, tls, ClientOptions::default()).await
+    }
+
+    pub async fn connect_with(
+        addr: &str,
+        tls: &TlsIdentity,
+        options: ClientOptions,
+    ) -> Result<Client> {
+        let channel = connect(addr, tls, ExpectedServer::Role(Role::Coordinator), options).await?;
+        Ok(Client {
+            channel,
+            identity: tls.identity().clone(),
+        })
+    }
+
+    pub async fn from_config(config: &ClientConfig) -> Result<Client> {
+        Self::connect(&config.coordinator, &config.tls()?).await
+    }
+
+    /// Who our certificate says we are.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    fn catalog(&self) -> pb::catalog_client::CatalogClient<Channel> {
+        pb::catalog_client::CatalogClient::new(self.channel.clone())
+    }
+
+    fn registry(&self) -> pb::registry_client::RegistryClient<Channel> {
+        pb::registry_client::RegistryClient::new(self.channel.clone())
+    }
+
+    fn admin(&self) -> pb::admin_client::AdminClient<Channel> {
+        pb::admin_client::AdminClient::new(self.channel.clone())
+    }
+
+    pub async fn search(&self, request: pb::SearchRequest) -> Result<pb::SearchResponse> {
+        Ok(self.catalog().search(request).await?.into_inner())
+    }
+
+    pub async fn dataset(&self, id: &str) -> Result<pb::Dataset> {
+        let response = self
+            .catalog()
+            .get_dataset(pb::GetDatasetRequest { id: id.to_string() })
+            .await?
+            .into_inner();
+        response
+            .dataset
+            .ok_or_else(|| ClientError::Config("empty answer from coordinator".into()))
+    }
+
+    pub async fn members(&self) -> Result<Vec<pb::Member>> {
+        Ok(self
+            .registry()
+            .list_members(pb::ListMembersRequest {})
+            .await?
+            .into_inner()
+            .members)
+    }
+
+    pub async fn who_am_i(&self) -> Result<pb::WhoAmIResponse> {
+        Ok(self
+            .registry()
+            .who_am_i(pb::WhoAmIRequest {})
+            .await?
+            .into_inner())
+    }
+
+    pub async fn add_member(
+        &self,
+        id: &str,
+        display_name: &str,
+        token_ttl_secs: u32,
+    ) -> Result<pb::AddMemberResponse> {
+        Ok(self
+            .admin()
+            .add_member(pb::AddMemberRequest {
+                member_id: id.into(),
+                display_name: display_name.into(),
+                token_ttl_secs,
+            })
+            .await?
+            .into_inner())
+    }
+
+    pub async fn issue_token(
+        &self,
+        id: &str,
+        role: Role,
+        ttl_secs: u32,
+    ) -> Result<pb::IssueTokenResponse> {
+        Ok(self
+            .admin()
+            .issue_token(pb::IssueTokenRequest {
+                member_id: id.into(),
+                role: role.to_string(),
+                ttl_secs,
+            })
+            .await?
+            .into_inner())
+    }
+
+    pub async fn revoke_member(&self, id: &str, reason: &str) -> Result<pb::RevokeMemberResponse> {
+        Ok(self
+            .admin()
+            .revoke_member(pb::RevokeMemberRequest {
+                member_id: id.into(),
+                reason: reason.into(),
+            })
+            .await?
+            .into_inner())
+    }
+}

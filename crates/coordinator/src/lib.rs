@@ -1,1 +1,315 @@
-//! stub
+//! The bureau's coordinator.
+//!
+//! It is the federation's certificate authority and member registry, keeps
+//! the federation-wide catalog that nodes publish to, and tracks each node's
+//! liveness. It serves two listeners:
+//!
+//! - the **main listener** (mutual TLS): `Admin`, `Registry`, `Catalog` and
+//!   the standard gRPC health service. Every connection must present a
+//!   certificate issued by the federation CA; every request passes the
+//!   revocation and expiry check before any handler runs;
+//! - the **enrolment listener** (server-authenticated TLS only): `Enrollment`,
+//!   where a department exchanges a one-time token and a CSR for a
+//!   certificate. The caller pins the CA by fingerprint.
+//!
+//! Offline operations ([`init`], [`write_dev_pki`]) work on the data
+//! directory directly and must not run while the coordinator does.
+
+mod config;
+pub mod federation;
+pub mod registry;
+pub mod service;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use exchange_pki::{files, CertificateAuthority, Identity, Role};
+use exchange_proto::v1 as pb;
+use exchange_storage::Db;
+use exchange_transport::{server, Revocations, TlsIdentity};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::CoordinatorConfig;
+use registry::{CertRecord, Registry, RegistryPolicy};
+use service::State;
+
+/// What [`init`] created.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    pub pki_dir: PathBuf,
+    pub ca_fingerprint: String,
+}
+
+/// Creates the federation CA, the coordinator's certificate (for
+/// `server_names`) and the bureau operator's admin certificate. Refuses to
+/// overwrite an existing CA.
+pub fn init(pki_dir: &Path, server_names: &[String]) -> anyhow::Result<InitReport> {
+    let pki = pki_dir.to_path_buf();
+    if pki.join("ca.key").exists() {
+        bail!(
+            "{} already holds a federation CA; refusing to overwrite it (move the directory away to start a new federation)",
+            pki.display()
+        );
+    }
+    let ca = CertificateAuthority::generate("Exchange federation CA")?;
+    let validity = time::Duration::days(825);
+    let (coord, coord_key) =
+        ca.issue_with_new_key(&Identity::coordinator(), server_names, validity)?;
+    let (admin, admin_key) = ca.issue_with_new_key(&Identity::admin(), &[], validity)?;
+    files::write_secret(&pki.join("ca.key"), &ca.key_pem())?;
+    files::write_public(&pki.join("ca.crt"), ca.cert_pem())?;
+    files::write_secret(&pki.join("coordinator.key"), &coord_key.private_key_pem())?;
+    files::write_public(&pki.join("coordinator.crt"), &coord.pem)?;
+    files::write_secret(&pki.join("admin.key"), &admin_key.private_key_pem())?;
+    files::write_public(&pki.join("admin.crt"), &admin.pem)?;
+    Ok(InitReport {
+        pki_dir: pki,
+        ca_fingerprint: ca.fingerprint(),
+    })
+}
+
+fn load_ca(pki: &Path) -> anyhow::Result<CertificateAuthority> {
+    if !pki.join("ca.key").exists() {
+        bail!(
+            "{} has no federation CA; run `coordinator init` first (with the same --data-dir or --pki-dir)",
+            pki.display()
+        );
+    }
+    let cert = files::read_text(&pki.join("ca.crt"))?;
+    let key = files::read_text(&pki.join("ca.key"))?;
+    Ok(CertificateAuthority::from_pem(&cert, &key)?)
+}
+
+/// A member's files in a development PKI.
+#[derive(Debug, Clone)]
+pub struct DevMember {
+    pub id: String,
+    pub dir: PathBuf,
+}
+
+/// Writes a complete development PKI without any network: the CA and
+/// bureau certificates in `config.pki_dir()`, and for each member a directory
+/// `out/<member>/` holding `ca.crt`, `node.{crt,key}` (for `server_names`)
+/// and `client.{crt,key}`. Every certificate is recorded in the registry, so
+/// revocation works exactly as for enrolled members. For demos and tests;
+/// real departments enrol and keep their keys on their own machines.
+pub fn write_dev_pki(
+    config: &CoordinatorConfig,
+    out: &Path,
+    members: &[(&str, &str)],
+    server_names: &[String],
+) -> anyhow::Result<(InitReport, Vec<DevMember>)> {
+    let report = init(&config.pki_dir(), server_names)?;
+    let ca = Arc::new(load_ca(&config.pki_dir())?);
+    let db = Db::open(&config.state_dir())?;
+    let registry = Registry::open(&db, ca.clone(), RegistryPolicy::default())?;
+    files::write_public(&out.join("ca.crt"), ca.cert_pem())?;
+    let mut written = Vec::new();
+    for (id, name) in members {
+        registry.add_member(id, name)?;
+        let dir = out.join(id);
+        files::write_public(&dir.join("ca.crt"), ca.cert_pem())?;
+        for role in [Role::Node, Role::Client] {
+            let identity = Identity::new(id, role)?;
+            let names = if role == Role::Node {
+                server_names
+            } else {
+                &[]
+            };
+            let validity = time::Duration::days(90);
+            let (cert, key) = ca.issue_with_new_key(&identity, names, validity)?;
+            registry.record_certificate(
+                id,
+                CertRecord {
+                    serial: cert.serial.clone(),
+                    role,
+                    issued_unix: registry::now_unix(),
+                    not_after_unix: cert.not_after.unix_timestamp(),
+                },
+            )?;
+            files::write_secret(&dir.join(format!("{role}.key")), &key.private_key_pem())?;
+            files::write_public(&dir.join(format!("{role}.crt")), &cert.pem)?;
+        }
+        written.push(DevMember {
+            id: id.to_string(),
+            dir,
+        });
+    }
+    db.flush()?;
+    Ok((report, written))
+}
+
+/// A coordinator serving in this process.
+pub struct RunningCoordinator {
+    pub addr: SocketAddr,
+    pub enroll_addr: SocketAddr,
+    pub ca_fingerprint: String,
+    pub state: Arc<State>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunningCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningCoordinator")
+            .field("addr", &self.addr)
+            .field("enroll_addr", &self.enroll_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningCoordinator {
+    /// Stops both listeners and waits for in-flight calls to finish.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Runs until Ctrl-C or SIGTERM, then shuts down.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Starts the coordinator on the configured listeners.
+pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordinator> {
+    config.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let pki = config.pki_dir();
+    let ca = Arc::new(load_ca(&pki)?);
+    let tls =
+        TlsIdentity::load(&pki, "coordinator").context("loading the coordinator certificate")?;
+    if tls.identity() != &Identity::coordinator() {
+        bail!(
+            "{}/coordinator.crt is not a coordinator certificate",
+            pki.display()
+        );
+    }
+    let db = Db::open(&config.state_dir())?;
+    let policy = RegistryPolicy {
+        default_token_ttl: time::Duration::seconds(config.token_ttl_secs as i64),
+        certificate_validity: time::Duration::days(config.certificate_validity_days as i64),
+        ..RegistryPolicy::default()
+    };
+    let registry = Registry::open(&db, ca.clone(), policy)?;
+    let revoked: std::collections::HashSet<String> = registry
+        .members()?
+        .into_iter()
+        .filter(|m| m.status == registry::MemberStatus::Revoked)
+        .map(|m| m.id)
+        .collect();
+    let federation = federation::Federation::open(
+        &db,
+        Duration::from_secs(config.offline_after_secs as u64),
+        &|m| !revoked.contains(m),
+    )?;
+    let revocations = Revocations::default();
+    revocations.update(registry.revocation_list()?);
+
+    let main_listener = server::bind(&config.listen).await?;
+    let enroll_listener = server::bind(&config.enroll_listen).await?;
+    let addr = main_listener.local_addr()?;
+    let enroll_addr = enroll_listener.local_addr()?;
+    let advertise_addr = config
+        .advertise_addr
+        .clone()
+        .unwrap_or_else(|| addr.to_string());
+    let state = Arc::new(State {
+        registry,
+        federation,
+        revocations: revocations.clone(),
+        advertise_addr,
+        heartbeat_interval_secs: config.heartbeat_interval_secs,
+    });
+
+    let (stop, stop_rx) = watch::channel(false);
+    let signal = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::admin_server::AdminServer<service::AdminService>>()
+        .await;
+    health
+        .set_serving::<pb::registry_server::RegistryServer<service::RegistryService>>()
+        .await;
+    health
+        .set_serving::<pb::catalog_server::CatalogServer<service::CatalogService>>()
+        .await;
+
+    let main_tls = server::mutual_tls_config(&tls)?;
+    let main_router = tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(60))
+        .layer(server::authenticate(revocations.clone()))
+        .add_service(health_service)
+        .add_service(pb::admin_server::AdminServer::new(service::AdminService(
+            state.clone(),
+        )))
+        .add_service(pb::registry_server::RegistryServer::new(
+            service::RegistryService(state.clone()),
+        ))
+        .add_service(
+            pb::catalog_server::CatalogServer::new(service::CatalogService(state.clone()))
+                .max_decoding_message_size(64 * 1024 * 1024),
+        );
+    let main_incoming = server::incoming(main_listener, main_tls);
+    let rx = stop_rx.clone();
+    let main_task = tokio::spawn(async move {
+        if let Err(e) = main_router
+            .serve_with_incoming_shutdown(main_incoming, signal(rx))
+            .await
+        {
+            tracing::error!(error = %e, "main listener failed");
+        }
+    });
+
+    let enroll_tls = server::server_only_tls_config(&tls)?;
+    let enroll_router = tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(30))
+        .add_service(pb::enrollment_server::EnrollmentServer::new(
+            service::EnrollmentService(state.clone()),
+        ));
+    let enroll_incoming = server::incoming(enroll_listener, enroll_tls);
+    let rx = stop_rx.clone();
+    let enroll_task = tokio::spawn(async move {
+        if let Err(e) = enroll_router
+            .serve_with_incoming_shutdown(enroll_incoming, signal(rx))
+            .await
+        {
+            tracing::error!(error = %e, "enrolment listener failed");
+        }
+    });
+
+    tracing::info!(%addr, %enroll_addr, ca_fingerprint = %ca.fingerprint(), "coordinator serving");
+    Ok(RunningCoordinator {
+        addr,
+        enroll_addr,
+        ca_fingerprint: ca.fingerprint(),
+        state,
+        stop,
+        tasks: vec![main_task, enroll_task],
+    })
+}

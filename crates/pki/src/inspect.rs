@@ -26,8 +26,8 @@ pub fn normalize_fingerprint(text: &str) -> Result<String> {
         .map(|c| c.to_ascii_lowercase())
         .collect();
     if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(PkiError::BadCertificate(
-            "a CA fingerprint is 64 hexadecimal digits (SHA-256), as printed by `coordinator member add`"
+        return Err(PkiError::BadFingerprint(
+            "expected 64 hexadecimal digits (SHA-256), as printed by `coordinator member add`"
                 .into(),
         ));
     }

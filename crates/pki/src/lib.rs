@@ -41,6 +41,8 @@ pub enum PkiError {
     BadCertificate(String),
     #[error("could not parse the certificate signing request: {0}")]
     BadRequest(String),
+    #[error("invalid CA fingerprint: {0}")]
+    BadFingerprint(String),
     #[error("could not parse the revocation list: {0}")]
     BadCrl(String),
     #[error("the revocation list is not signed by this federation's CA")]

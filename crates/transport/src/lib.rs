@@ -84,6 +84,24 @@ impl TlsIdentity {
         })
     }
 
+    /// Builds an identity without checking that the certificate chains to
+    /// the CA. Only for tests that play a hostile client: real callers use
+    /// [`TlsIdentity::new`] or [`TlsIdentity::load`].
+    #[doc(hidden)]
+    pub fn new_unverified(
+        ca_der: Vec<u8>,
+        cert_der: Vec<u8>,
+        key_der: Vec<u8>,
+    ) -> Result<TlsIdentity> {
+        let info = CertificateInfo::parse(&cert_der)?;
+        Ok(TlsIdentity {
+            ca_der,
+            cert_der,
+            key_der,
+            info,
+        })
+    }
+
     /// Loads `ca.crt`, `<name>.crt` and `<name>.key` (PEM) from `dir`.
     pub fn load(dir: &Path, name: &str) -> Result<TlsIdentity> {
         let ca = files::read_pem_der(&dir.join("ca.crt"), "CERTIFICATE")?;

@@ -1,0 +1,286 @@
+//! `coordinator`: the bureau's service and its operator commands.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use exchange_cli::{logging, output};
+use exchange_client::Client;
+use exchange_coordinator::CoordinatorConfig;
+use exchange_pki::Role;
+use exchange_transport::TlsIdentity;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "coordinator",
+    version,
+    about = "The data bureau's coordinator: member registry, PKI and federation catalog"
+)]
+struct Cli {
+    /// TOML config file (see deploy/coordinator.toml). Flags and environment variables override it.
+    #[arg(long, global = true, env = "EXCHANGE_COORDINATOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// State directory.
+    #[arg(long, global = true, env = "EXCHANGE_COORDINATOR_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Key material directory (default <data-dir>/pki).
+    #[arg(long, global = true, env = "EXCHANGE_COORDINATOR_PKI_DIR")]
+    pki_dir: Option<PathBuf>,
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "EXCHANGE_LOG_FORMAT"
+    )]
+    log_format: logging::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the federation CA (keys mode 0600), the coordinator's certificate and the operator's admin certificate.
+    Init {
+        /// Host names or IPs the coordinator is reached at (repeat). Default: localhost and 127.0.0.1.
+        #[arg(long = "server-name")]
+        server_names: Vec<String>,
+    },
+    /// Run the coordinator until Ctrl-C or SIGTERM.
+    Serve {
+        /// Mutual-TLS listener, host:port.
+        #[arg(long, env = "EXCHANGE_COORDINATOR_LISTEN")]
+        listen: Option<String>,
+        /// Enrolment listener (server TLS only), host:port.
+        #[arg(long, env = "EXCHANGE_COORDINATOR_ENROLL_LISTEN")]
+        enroll_listen: Option<String>,
+        /// Address given to enrolled members for the mutual-TLS listener.
+        #[arg(long, env = "EXCHANGE_COORDINATOR_ADVERTISE_ADDR")]
+        advertise_addr: Option<String>,
+    },
+    /// Manage member departments (talks to the running coordinator with the admin certificate).
+    Member {
+        /// The running coordinator's mutual-TLS address (default: `listen` from the config).
+        #[arg(long, global = true, env = "EXCHANGE_COORDINATOR_ADDR")]
+        coordinator: Option<String>,
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
+    /// Write a complete development PKI for demos and tests, without a running coordinator.
+    DevPki {
+        /// Where member certificates go.
+        #[arg(long, default_value = "certs-dev")]
+        out: PathBuf,
+        /// Members as id=display name (repeat). Default: the nine demo departments.
+        #[arg(long = "member")]
+        members: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MemberCommand {
+    /// Register a department and print its one-time node enrolment token.
+    Add {
+        id: String,
+        /// Display name, e.g. "车辆管理所 Vehicle Administration".
+        #[arg(long)]
+        name: String,
+        /// Token lifetime in seconds (default: the coordinator's token_ttl_secs).
+        #[arg(long, default_value_t = 0)]
+        token_ttl: u32,
+    },
+    /// Issue another one-time enrolment token, e.g. for an analyst's client certificate.
+    Token {
+        id: String,
+        #[arg(long, default_value = "client")]
+        role: String,
+        #[arg(long, default_value_t = 0)]
+        ttl: u32,
+    },
+    /// List members with status.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a member: all its certificates are refused by the coordinator at once and by every node within one heartbeat.
+    Revoke {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+fn config(cli: &Cli) -> anyhow::Result<CoordinatorConfig> {
+    let mut config = match &cli.config {
+        Some(path) => CoordinatorConfig::load(path)?,
+        None => CoordinatorConfig::default(),
+    };
+    if let Some(d) = &cli.data_dir {
+        config.data_dir = d.clone();
+    }
+    if let Some(p) = &cli.pki_dir {
+        config.pki_dir = Some(p.clone());
+    }
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    logging::init(cli.log_format, "info");
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = config(&cli)?;
+    match cli.command {
+        Command::Init { mut server_names } => {
+            if server_names.is_empty() {
+                server_names = vec!["localhost".into(), "127.0.0.1".into()];
+            }
+            let report = exchange_coordinator::init(&config.pki_dir(), &server_names)?;
+            println!("federation CA created in {}", report.pki_dir.display());
+            println!("CA fingerprint (give it to every department with its token):");
+            println!("  {}", report.ca_fingerprint);
+            println!("next: coordinator serve, then coordinator member add <id> --name <name>");
+        }
+        Command::Serve {
+            listen,
+            enroll_listen,
+            advertise_addr,
+        } => {
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            if let Some(l) = enroll_listen {
+                config.enroll_listen = l;
+            }
+            if advertise_addr.is_some() {
+                config.advertise_addr = advertise_addr;
+            }
+            let running = exchange_coordinator::start(&config).await?;
+            eprintln!(
+                "coordinator serving on {} (mutual TLS) and {} (enrolment); CA fingerprint {}",
+                running.addr, running.enroll_addr, running.ca_fingerprint
+            );
+            running.run_until_signal().await;
+        }
+        Command::Member {
+            coordinator,
+            command,
+        } => {
+            let addr = coordinator.unwrap_or_else(|| config.listen.clone());
+            let tls = TlsIdentity::load(&config.pki_dir(), "admin").with_context(|| {
+                format!(
+                    "loading the admin certificate from {} (set --pki-dir or --data-dir)",
+                    config.pki_dir().display()
+                )
+            })?;
+            let client = Client::connect(&addr, &tls).await?;
+            member(&client, command).await?;
+        }
+        Command::DevPki { out, members } => {
+            let parsed: Vec<(String, String)> = if members.is_empty() {
+                exchange_demo_data::DEPARTMENTS
+                    .iter()
+                    .map(|(i, n)| (i.to_string(), n.to_string()))
+                    .collect()
+            } else {
+                members
+                    .iter()
+                    .map(|m| {
+                        m.split_once('=')
+                            .map(|(i, n)| (i.to_string(), n.to_string()))
+                            .ok_or_else(|| anyhow::anyhow!("--member {m:?}: use id=display name"))
+                    })
+                    .collect::<anyhow::Result<_>>()?
+            };
+            let refs: Vec<(&str, &str)> = parsed
+                .iter()
+                .map(|(i, n)| (i.as_str(), n.as_str()))
+                .collect();
+            if config.pki_dir.is_none() {
+                config.pki_dir = Some(out.join("bureau"));
+            }
+            let (report, written) = exchange_coordinator::write_dev_pki(
+                &config,
+                &out,
+                &refs,
+                &["localhost".into(), "127.0.0.1".into()],
+            )?;
+            println!("development PKI written:");
+            println!(
+                "  bureau CA and admin certificate: {}",
+                report.pki_dir.display()
+            );
+            for m in written {
+                println!(
+                    "  {:<18} {}/node.{{crt,key}} and client.{{crt,key}}",
+                    m.id,
+                    m.dir.display()
+                );
+            }
+            println!("CA fingerprint: {}", report.ca_fingerprint);
+            println!(
+                "coordinator state (members and certificate serials): {}",
+                config.state_dir().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn member(client: &Client, command: MemberCommand) -> anyhow::Result<()> {
+    match command {
+        MemberCommand::Add {
+            id,
+            name,
+            token_ttl,
+        } => {
+            let added = client.add_member(&id, &name, token_ttl).await?;
+            let token = added.token.unwrap_or_default();
+            println!("member {id} added ({name}).");
+            println!(
+                "one-time node enrolment token (expires {}):",
+                output::unix_time(token.expires_unix)
+            );
+            println!("  {}", token.token);
+            println!("CA fingerprint:");
+            println!("  {}", added.ca_fingerprint);
+            println!("on the department's node machine:");
+            println!("  exchange-node enroll --coordinator <enrolment address> --token {} --ca-fingerprint {}", token.token, added.ca_fingerprint);
+        }
+        MemberCommand::Token { id, role, ttl } => {
+            let role = Role::parse(&role)?;
+            let issued = client.issue_token(&id, role, ttl).await?;
+            let token = issued.token.unwrap_or_default();
+            println!(
+                "one-time {role} enrolment token for {id} (expires {}):",
+                output::unix_time(token.expires_unix)
+            );
+            println!("  {}", token.token);
+            println!("CA fingerprint:");
+            println!("  {}", issued.ca_fingerprint);
+            let cmd = if role == Role::Node {
+                "exchange-node enroll"
+            } else {
+                "exchange enroll"
+            };
+            println!("enrol with: {cmd} --coordinator <enrolment address> --token {} --ca-fingerprint {}", token.token, issued.ca_fingerprint);
+        }
+        MemberCommand::List { json } => {
+            println!("{}", output::members(&client.members().await?, json));
+        }
+        MemberCommand::Revoke { id, reason } => {
+            let r = client.revoke_member(&id, &reason).await?;
+            println!(
+                "member {id} revoked: {} certificate(s) listed in CRL #{}. The coordinator refuses them now; nodes within one heartbeat.",
+                r.revoked_certificates, r.crl_number
+            );
+        }
+    }
+    Ok(())
+}

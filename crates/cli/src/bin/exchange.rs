@@ -1,0 +1,364 @@
+//! `exchange`: the analyst's command line, and the one-command demo.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use exchange_cli::{logging, output};
+use exchange_client::{enroll, Client, ClientConfig, EnrollOptions};
+use exchange_pki::Role;
+use exchange_proto::v1 as pb;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "exchange",
+    version,
+    about = "Query the federated data exchange"
+)]
+struct Cli {
+    /// Client config (exchange.toml). Default: $EXCHANGE_CONFIG, else ~/.exchange/exchange.toml.
+    #[arg(long, global = true, env = "EXCHANGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "EXCHANGE_LOG_FORMAT"
+    )]
+    log_format: logging::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Enrol an analyst certificate: the key is generated here and never sent.
+    Enroll {
+        /// The coordinator's enrolment address, host:port.
+        #[arg(long)]
+        coordinator: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        ca_fingerprint: String,
+        /// Where to keep the key, certificate and exchange.toml. Default ~/.exchange.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Your name, recorded as the asserted user of your queries.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Search and inspect the federation catalog.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+    /// The federation's member departments.
+    Members {
+        #[command(subcommand)]
+        command: MembersCommand,
+    },
+    /// Show the identity your certificate gives you.
+    Whoami,
+    /// Start a local demo federation: a coordinator and nine department nodes on synthetic data.
+    Demo {
+        /// Synthetic persons to generate.
+        #[arg(long, default_value_t = 100_000)]
+        persons: usize,
+        #[arg(long, default_value_t = exchange_demo_data::Options::default().seed)]
+        seed: u64,
+        /// Where state and the department databases go (recreated on each run).
+        #[arg(long, default_value = "demo-data")]
+        dir: PathBuf,
+        /// Where the development PKI goes (recreated on each run).
+        #[arg(long, default_value = "certs-dev")]
+        certs: PathBuf,
+        /// Coordinator port; enrolment uses the next one.
+        #[arg(long, default_value_t = 7400)]
+        port: u16,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CatalogCommand {
+    /// Full-text search over titles, descriptions and fields (Chinese and English).
+    Search {
+        /// Words to find; empty lists every dataset that passes the filters.
+        text: Vec<String>,
+        #[arg(long)]
+        department: Option<String>,
+        /// unconditional, conditional or none.
+        #[arg(long)]
+        sharing: Option<String>,
+        /// A semantic key type, e.g. person_id, org_code, vehicle_plate.
+        #[arg(long)]
+        key_type: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// One dataset with its fields.
+    Show { dataset: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum MembersCommand {
+    /// Members with status, node liveness and catalog version.
+    List,
+}
+
+fn default_config_path() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".exchange/exchange.toml")
+}
+
+async fn client(cli_config: &Option<PathBuf>) -> anyhow::Result<Client> {
+    let path = cli_config.clone().unwrap_or_else(default_config_path);
+    let config = ClientConfig::load(&path)?;
+    Ok(Client::from_config(&config).await?)
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let level = if matches!(cli.command, Command::Demo { .. }) {
+        "warn,exchange_node=info"
+    } else {
+        "warn"
+    };
+    logging::init(cli.log_format, level);
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Enroll {
+            coordinator,
+            token,
+            ca_fingerprint,
+            dir,
+            user,
+            force,
+        } => {
+            let dir = dir.unwrap_or_else(|| {
+                default_config_path()
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default()
+            });
+            let enrolled = enroll(&EnrollOptions {
+                enroll_addr: coordinator,
+                token,
+                ca_fingerprint,
+                role: Role::Client,
+                server_names: vec![],
+                out_dir: dir.clone(),
+                force,
+            })
+            .await?;
+            let path = ClientConfig::write_beside_certificate(
+                &dir,
+                &enrolled.coordinator_address,
+                "client",
+                user.as_deref(),
+            )?;
+            println!("enrolled as {}", enrolled.identity);
+            println!(
+                "  key {} (mode 0600, generated here, never sent)",
+                enrolled.key_path.display()
+            );
+            println!("  config {}", path.display());
+            println!(
+                "try: exchange --config {} catalog search 登记",
+                path.display()
+            );
+        }
+        Command::Catalog { command } => {
+            let client = client(&cli.config).await?;
+            match command {
+                CatalogCommand::Search {
+                    text,
+                    department,
+                    sharing,
+                    key_type,
+                    limit,
+                } => {
+                    let response = client
+                        .search(pb::SearchRequest {
+                            text: text.join(" "),
+                            department: department.unwrap_or_default(),
+                            sharing: sharing.unwrap_or_default(),
+                            key_type: key_type.unwrap_or_default(),
+                            limit,
+                        })
+                        .await?;
+                    println!("{}", output::search_results(&response, cli.json));
+                }
+                CatalogCommand::Show { dataset } => {
+                    println!(
+                        "{}",
+                        output::dataset_detail(&client.dataset(&dataset).await?, cli.json)
+                    );
+                }
+            }
+        }
+        Command::Members {
+            command: MembersCommand::List,
+        } => {
+            let client = client(&cli.config).await?;
+            println!("{}", output::members(&client.members().await?, cli.json));
+        }
+        Command::Whoami => {
+            let client = client(&cli.config).await?;
+            let me = client.who_am_i().await?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "identity": me.identity, "member": me.member_id, "role": me.role, "serial": me.certificate_serial })
+                );
+            } else {
+                println!(
+                    "{} (member {}, role {}, certificate {})",
+                    me.identity, me.member_id, me.role, me.certificate_serial
+                );
+            }
+        }
+        Command::Demo {
+            persons,
+            seed,
+            dir,
+            certs,
+            port,
+        } => demo(persons, seed, &dir, &certs, port).await?,
+    }
+    Ok(())
+}
+
+/// Removes what a previous demo run created, and nothing else.
+fn clean_previous_demo(dir: &Path, certs: &Path) -> anyhow::Result<()> {
+    for sub in ["coordinator", "nodes", "data"] {
+        let p = dir.join(sub);
+        if p.exists() {
+            std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    if certs.exists() {
+        for entry in std::fs::read_dir(certs)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let known = name == "bureau"
+                || name == "ca.crt"
+                || exchange_demo_data::DEPARTMENTS
+                    .iter()
+                    .any(|(id, _)| name == *id);
+            if known {
+                let p = entry.path();
+                if p.is_dir() {
+                    std::fs::remove_dir_all(&p)?;
+                } else {
+                    std::fs::remove_file(&p)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn demo(
+    persons: usize,
+    seed: u64,
+    dir: &Path,
+    certs: &Path,
+    port: u16,
+) -> anyhow::Result<()> {
+    clean_previous_demo(dir, certs)?;
+    eprintln!(
+        "generating {persons} synthetic persons for nine departments into {} ...",
+        dir.join("data").display()
+    );
+    let started = std::time::Instant::now();
+    let main = format!("127.0.0.1:{port}");
+    let enrol = format!(
+        "127.0.0.1:{}",
+        port.checked_add(1).context("--port too high")?
+    );
+    let cluster = exchange_testkit::ClusterBuilder::new()
+        .demo_departments()
+        .persons(persons)
+        .seed(seed)
+        .dir(dir)
+        .pki_out(certs)
+        .coordinator_listen(&main, &enrol)
+        .heartbeat_secs(5)
+        .start()
+        .await
+        .with_context(|| {
+            format!(
+                "starting the demo federation (is port {port} or {} already in use? try --port)",
+                port + 1
+            )
+        })?;
+    let datasets = cluster.coordinator.state.federation.dataset_count();
+    let analyst = certs.join("civil-affairs/exchange.toml");
+    let bureau = certs.join("bureau");
+    println!();
+    println!(
+        "Exchange demo federation is running ({:.1} s to start).",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "  coordinator     {} (mutual TLS)   enrolment {}",
+        cluster.coordinator.addr, cluster.coordinator.enroll_addr
+    );
+    println!("  CA fingerprint  {}", cluster.ca_fingerprint);
+    println!(
+        "  departments     {} nodes online, {datasets} datasets published",
+        cluster.nodes.len()
+    );
+    println!(
+        "  data            {} persons, {} companies in {}",
+        cluster.planted.persons,
+        cluster.planted.companies,
+        dir.join("data").display()
+    );
+    println!(
+        "  certificates    {} (one directory per department, plus bureau/)",
+        certs.display()
+    );
+    println!();
+    println!("In another terminal, act as a civil-affairs analyst:");
+    println!("  export EXCHANGE_CONFIG={}", analyst.display());
+    println!("  cargo run --release --bin exchange -- catalog search 机动车");
+    println!(
+        "  cargo run --release --bin exchange -- catalog search 登记 --department real-estate"
+    );
+    println!("  cargo run --release --bin exchange -- catalog search --key-type person_id");
+    println!("  cargo run --release --bin exchange -- catalog show vehicle-admin/vehicles");
+    println!("  cargo run --release --bin exchange -- members list");
+    println!("  cargo run --release --bin exchange -- whoami");
+    println!("Act for another department with certs-dev/<department>/exchange.toml.");
+    println!();
+    println!("As the bureau operator:");
+    println!(
+        "  cargo run --release --bin coordinator -- --pki-dir {} member list --coordinator {}",
+        bureau.display(),
+        cluster.coordinator.addr
+    );
+    println!("  cargo run --release --bin coordinator -- --pki-dir {} member add science --name '科学技术局' --coordinator {}", bureau.display(), cluster.coordinator.addr);
+    println!();
+    println!("Press Ctrl-C to stop.");
+    exchange_coordinator::wait_for_signal().await;
+    eprintln!("stopping ...");
+    cluster.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Tables for people and JSON for scripts.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+use exchange_proto::v1 as pb;
+use serde_json::{json, Value};
+
+pub fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.to_vec());
+    t
+}
+
+pub fn unix_time(unix: i64) -> String {
+    if unix <= 0 {
+        return "-".into();
+    }
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+fn key_types(d: &pb::Dataset) -> String {
+    let mut kinds: Vec<&str> = d
+        .fields
+        .iter()
+        .filter(|f| !f.key_type.is_empty())
+        .map(|f| f.key_type.as_str())
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds.join(", ")
+}
+
+pub fn dataset_json(d: &pb::Dataset) -> Value {
+    json!({
+        "id": d.id,
+        "department": d.department,
+        "department_name": d.department_name,
+        "title": d.title,
+        "title_en": d.title_en,
+        "description": d.description,
+        "update_cycle": d.update_cycle,
+        "sharing": d.sharing,
+        "basis": d.basis,
+        "key_columns": d.key_columns,
+        "source_kind": d.source_kind,
+        "catalog_version": d.catalog_version,
+        "tags": d.tags,
+        "fields": d.fields.iter().map(|f| json!({
+            "name": f.name, "type": f.r#type, "description": f.description,
+            "sensitivity": f.sensitivity, "mask": f.mask,
+            "key_type": if f.key_type.is_empty() { Value::Null } else { Value::String(f.key_type.clone()) },
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn member_json(m: &pb::Member) -> Value {
+    let node = m.node.clone().unwrap_or_default();
+    json!({
+        "id": m.id, "display_name": m.display_name, "status": m.status,
+        "created": unix_time(m.created_unix), "revoked": if m.revoked_unix > 0 { Value::String(unix_time(m.revoked_unix)) } else { Value::Null },
+        "revocation_reason": m.revocation_reason, "certificates": m.certificates,
+        "node": { "online": node.online, "last_seen": unix_time(node.last_seen_unix), "catalog_version": node.catalog_version, "datasets": node.datasets, "address": node.address },
+    })
+}
+
+pub fn search_results(response: &pb::SearchResponse, as_json: bool) -> String {
+    if as_json {
+        let hits: Vec<Value> = response
+            .hits
+            .iter()
+            .map(|h| json!({ "score": h.score, "matched_fields": h.matched_fields, "dataset": h.dataset.as_ref().map(dataset_json) }))
+            .collect();
+        return serde_json::to_string_pretty(&json!({ "total": response.total, "hits": hits }))
+            .unwrap_or_default();
+    }
+    if response.hits.is_empty() {
+        return "no datasets match; try fewer words, or `exchange catalog search` with no text to list everything".into();
+    }
+    let mut t = table(&[
+        "dataset",
+        "title",
+        "department",
+        "sharing",
+        "key types",
+        "score",
+    ]);
+    for h in &response.hits {
+        let Some(d) = &h.dataset else { continue };
+        let title = if d.title_en.is_empty() {
+            d.title.clone()
+        } else {
+            format!("{}\n{}", d.title, d.title_en)
+        };
+        t.add_row(vec![
+            d.id.clone(),
+            title,
+            d.department_name.clone(),
+            d.sharing.clone(),
+            key_types(d),
+            format!("{:.2}", h.score),
+        ]);
+    }
+    format!(
+        "{t}\n{} of {} matching dataset(s)",
+        response.hits.len(),
+        response.total
+    )
+}
+
+pub fn dataset_detail(d: &pb::Dataset, as_json: bool) -> String {
+    if as_json {
+        return serde_json::to_string_pretty(&dataset_json(d)).unwrap_or_default();
+    }
+    let mut out = format!("{}  {}\n", d.id, d.title);
+    if !d.title_en.is_empty() {
+        out.push_str(&format!("{}\n", d.title_en));
+    }
+    out.push_str(&format!(
+        "department: {} ({})\n",
+        d.department_name, d.department
+    ));
+    out.push_str(&format!(
+        "sharing: {}{}\n",
+        d.sharing,
+        if d.basis.is_empty() {
+            String::new()
+        } else {
+            format!(" — basis: {}", d.basis)
+        }
+    ));
+    out.push_str(&format!(
+        "update cycle: {}   source: {}   catalog version: {}\n",
+        d.update_cycle, d.source_kind, d.catalog_version
+    ));
+    if !d.key_columns.is_empty() {
+        out.push_str(&format!("key columns: {}\n", d.key_columns.join(", ")));
+    }
+    if !d.description.is_empty() {
+        out.push_str(&format!("\n{}\n", d.description));
+    }
+    let mut t = table(&[
+        "field",
+        "type",
+        "sensitivity",
+        "default mask",
+        "key type",
+        "description",
+    ]);
+    for f in &d.fields {
+        t.add_row(vec![
+            f.name.clone(),
+            f.r#type.clone(),
+            f.sensitivity.clone(),
+            f.mask.clone(),
+            f.key_type.clone(),
+            f.description.clone(),
+        ]);
+    }
+    out.push_str(&format!("\n{t}"));
+    out
+}
+
+pub fn members(members: &[pb::Member], as_json: bool) -> String {
+    if as_json {
+        return serde_json::to_string_pretty(&members.iter().map(member_json).collect::<Vec<_>>())
+            .unwrap_or_default();
+    }
+    let mut t = table(&[
+        "member",
+        "name",
+        "status",
+        "node",
+        "last seen",
+        "catalog",
+        "datasets",
+        "certificates",
+    ]);
+    for m in members {
+        let node = m.node.clone().unwrap_or_default();
+        let online = if m.status == "revoked" {
+            "-"
+        } else if node.online {
+            "online"
+        } else if node.last_seen_unix > 0 {
+            "offline"
+        } else {
+            "never seen"
+        };
+        t.add_row(vec![
+            m.id.clone(),
+            m.display_name.clone(),
+            m.status.clone(),
+            online.into(),
+            unix_time(node.last_seen_unix),
+            if node.catalog_version > 0 {
+                format!("v{}", node.catalog_version)
+            } else {
+                "-".into()
+            },
+            node.datasets.to_string(),
+            m.certificates.to_string(),
+        ]);
+    }
+    t.to_string()
+}

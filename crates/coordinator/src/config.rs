@@ -1,0 +1,129 @@
+//! The coordinator's configuration file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// `coordinator.toml`. Every key is optional; defaults are documented here
+/// and in `deploy/coordinator.toml`. Environment variables and flags
+/// override the file (see `coordinator serve --help`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoordinatorConfig {
+    /// State (the member registry and catalog). Default `./coordinator-data`.
+    pub data_dir: PathBuf,
+    /// Key material: `ca.key`, `ca.crt`, `coordinator.*`, `admin.*`. Default `<data_dir>/pki`.
+    pub pki_dir: Option<PathBuf>,
+    /// Mutual-TLS listener. Default `127.0.0.1:7400`.
+    pub listen: String,
+    /// Enrolment listener (server TLS only). Default `127.0.0.1:7401`.
+    pub enroll_listen: String,
+    /// Address given to enrolled members for the main listener. Default: the bound address.
+    pub advertise_addr: Option<String>,
+    /// How often nodes heartbeat. Default 5 s.
+    pub heartbeat_interval_secs: u32,
+    /// A node with no heartbeat for this long is offline. Default 15 s.
+    pub offline_after_secs: u32,
+    /// Lifetime of enrolment tokens. Default 86,400 s (one day).
+    pub token_ttl_secs: u32,
+    /// Lifetime of issued member certificates. Default 365 days.
+    pub certificate_validity_days: u32,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            data_dir: PathBuf::from("coordinator-data"),
+            pki_dir: None,
+            listen: "127.0.0.1:7400".into(),
+            enroll_listen: "127.0.0.1:7401".into(),
+            advertise_addr: None,
+            heartbeat_interval_secs: 5,
+            offline_after_secs: 15,
+            token_ttl_secs: 86_400,
+            certificate_validity_days: 365,
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    /// Reads a config file; errors name the file and the offending key.
+    pub fn load(path: &Path) -> anyhow::Result<CoordinatorConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read config: {e}", path.display()))?;
+        let mut config: CoordinatorConfig = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message().trim()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if config.data_dir.is_relative() {
+            config.data_dir = base.join(&config.data_dir);
+        }
+        if let Some(p) = config.pki_dir.as_mut() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Where the key material lives.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.pki_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("pki"))
+    }
+
+    /// Where the state store lives.
+    pub fn state_dir(&self) -> PathBuf {
+        self.data_dir.join("state")
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_interval_secs == 0 || self.heartbeat_interval_secs > 3600 {
+            return Err(
+                "heartbeat_interval_secs must be 1 to 3600 (fix: heartbeat_interval_secs = 5)"
+                    .into(),
+            );
+        }
+        if self.offline_after_secs <= self.heartbeat_interval_secs {
+            return Err("offline_after_secs must exceed heartbeat_interval_secs (fix: three times the interval)".into());
+        }
+        if !(60..=30 * 86_400).contains(&self.token_ttl_secs) {
+            return Err("token_ttl_secs must be 60 to 2592000".into());
+        }
+        if !(1..=3650).contains(&self.certificate_validity_days) {
+            return Err("certificate_validity_days must be 1 to 3650".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coordinator.toml");
+        std::fs::write(&path, "listen = \"0.0.0.0:7400\"\nlisten_port = 1\n").unwrap();
+        let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("coordinator.toml") && err.contains("listen_port"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "heartbeat_interval_secs = 10\noffline_after_secs = 5\n",
+        )
+        .unwrap();
+        let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("offline_after_secs"), "{err}");
+        std::fs::write(&path, "data_dir = \"state\"\n").unwrap();
+        let config = CoordinatorConfig::load(&path).unwrap();
+        assert_eq!(config.data_dir, dir.path().join("state"));
+        assert_eq!(config.listen, "127.0.0.1:7400");
+    }
+}

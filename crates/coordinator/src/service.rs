@@ -1,0 +1,389 @@
+//! gRPC handlers. Every handler on the mutual-TLS listener learns its caller
+//! only from [`exchange_transport::caller`]; request fields never name it.
+
+use std::sync::Arc;
+
+use exchange_catalog::SearchQuery;
+use exchange_pki::{Identity, Role};
+use exchange_proto::v1 as pb;
+use exchange_transport::{caller, require_role, Revocations};
+use time::Duration;
+use tonic::{Request, Response, Status};
+
+use crate::federation::{Federation, PublishError};
+use crate::registry::{MemberRecord, Registry, RegistryError};
+
+/// Shared by every service.
+pub struct State {
+    pub registry: Registry,
+    pub federation: Federation,
+    pub revocations: Revocations,
+    pub advertise_addr: String,
+    pub heartbeat_interval_secs: u32,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").finish_non_exhaustive()
+    }
+}
+
+/// The one place that maps registry errors to gRPC status codes.
+pub fn registry_status(e: RegistryError) -> Status {
+    use RegistryError as E;
+    match e {
+        E::Storage(err) => {
+            tracing::error!(error = %err, "state store failure");
+            Status::internal("internal storage error; the coordinator log has details")
+        }
+        E::UnknownMember(_) => Status::not_found(e.to_string()),
+        E::MemberExists(_) => Status::already_exists(e.to_string()),
+        E::MemberRevoked(_) => Status::failed_precondition(e.to_string()),
+        E::UnknownToken | E::TokenUsed(_) | E::TokenExpired(_) | E::TokenRole { .. } => {
+            Status::permission_denied(e.to_string())
+        }
+        E::Pki(_) | E::BadDisplayName | E::TokenRoleNotAllowed | E::BadTtl => {
+            Status::invalid_argument(e.to_string())
+        }
+    }
+}
+
+fn publish_status(e: PublishError) -> Status {
+    match e {
+        PublishError::Storage(err) => {
+            tracing::error!(error = %err, "state store failure");
+            Status::internal("internal storage error; the coordinator log has details")
+        }
+        PublishError::Invalid(msg) => Status::invalid_argument(msg),
+    }
+}
+
+fn role_arg(text: &str) -> Result<Role, Status> {
+    Role::parse(text).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+fn ttl(secs: u32) -> Option<Duration> {
+    (secs > 0).then(|| Duration::seconds(secs as i64))
+}
+
+pub fn member_message(state: &State, m: &MemberRecord) -> pb::Member {
+    let node = state.federation.node_view(&m.id);
+    pb::Member {
+        id: m.id.clone(),
+        display_name: m.display_name.clone(),
+        status: m.status.as_str().into(),
+        created_unix: m.created_unix,
+        revoked_unix: m.revoked_unix.unwrap_or(0),
+        certificates: m.certificates.len() as u32,
+        revocation_reason: m.revocation_reason.clone(),
+        node: Some(pb::NodeStatus {
+            online: node.online,
+            last_seen_unix: node.last_seen_unix,
+            catalog_version: node.catalog_version,
+            datasets: node.datasets,
+            address: node.address,
+        }),
+    }
+}
+
+fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, Status>> {
+    async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|_| Status::internal("internal task failed"))?
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct EnrollmentService(pub Arc<State>);
+
+#[tonic::async_trait]
+impl pb::enrollment_server::Enrollment for EnrollmentService {
+    async fn enroll(
+        &self,
+        request: Request<pb::EnrollRequest>,
+    ) -> Result<Response<pb::EnrollResponse>, Status> {
+        let remote = request.remote_addr();
+        let req = request.into_inner();
+        let role = role_arg(&req.role)?;
+        if req.csr_der.len() > 16 * 1024 || req.token.len() > 256 || req.server_names.len() > 16 {
+            return Err(Status::invalid_argument("enrolment request too large"));
+        }
+        let state = self.0.clone();
+        let enrolled = blocking(move || {
+            state
+                .registry
+                .enroll(&req.token, role, &req.csr_der, &req.server_names)
+                .map_err(registry_status)
+        })
+        .await;
+        match &enrolled {
+            Ok(e) => tracing::info!(identity = %e.identity, "member enrolled"),
+            Err(status) => tracing::warn!(?remote, reason = status.message(), "enrolment refused"),
+        }
+        let enrolled = enrolled?;
+        Ok(Response::new(pb::EnrollResponse {
+            member_id: enrolled.identity.member_id.clone(),
+            role: enrolled.identity.role.to_string(),
+            identity: enrolled.identity.uri(),
+            certificate_der: enrolled.certificate_der,
+            ca_certificate_der: self.0.registry.ca().cert_der().to_vec(),
+            coordinator_address: self.0.advertise_addr.clone(),
+            not_after_unix: enrolled.not_after_unix,
+        }))
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct AdminService(pub Arc<State>);
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminService {
+    async fn add_member(
+        &self,
+        request: Request<pb::AddMemberRequest>,
+    ) -> Result<Response<pb::AddMemberResponse>, Status> {
+        let admin = require_role(&request, &[Role::Admin])?;
+        let req = request.into_inner();
+        let state = self.0.clone();
+        let (member, token) = blocking(move || {
+            let member = state
+                .registry
+                .add_member(&req.member_id, &req.display_name)
+                .map_err(registry_status)?;
+            let token = state
+                .registry
+                .issue_token(&member.id, Role::Node, ttl(req.token_ttl_secs))
+                .map_err(registry_status)?;
+            Ok((member, token))
+        })
+        .await?;
+        tracing::info!(by = %admin.identity, member = %member.id, "member added");
+        Ok(Response::new(pb::AddMemberResponse {
+            member: Some(member_message(&self.0, &member)),
+            token: Some(pb::EnrolmentToken {
+                token: token.token,
+                role: token.role.to_string(),
+                expires_unix: token.expires_unix,
+            }),
+            ca_fingerprint: self.0.registry.ca().fingerprint(),
+        }))
+    }
+
+    async fn issue_token(
+        &self,
+        request: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::IssueTokenResponse>, Status> {
+        let admin = require_role(&request, &[Role::Admin])?;
+        let req = request.into_inner();
+        let role = role_arg(&req.role)?;
+        let state = self.0.clone();
+        let member = req.member_id.clone();
+        let token = blocking(move || {
+            state
+                .registry
+                .issue_token(&req.member_id, role, ttl(req.ttl_secs))
+                .map_err(registry_status)
+        })
+        .await?;
+        tracing::info!(by = %admin.identity, %member, %role, "enrolment token issued");
+        Ok(Response::new(pb::IssueTokenResponse {
+            token: Some(pb::EnrolmentToken {
+                token: token.token,
+                role: token.role.to_string(),
+                expires_unix: token.expires_unix,
+            }),
+            ca_fingerprint: self.0.registry.ca().fingerprint(),
+        }))
+    }
+
+    async fn revoke_member(
+        &self,
+        request: Request<pb::RevokeMemberRequest>,
+    ) -> Result<Response<pb::RevokeMemberResponse>, Status> {
+        let admin = require_role(&request, &[Role::Admin])?;
+        let req = request.into_inner();
+        let state = self.0.clone();
+        let (member, count, number) = blocking(move || {
+            let out = state
+                .registry
+                .revoke(&req.member_id, &req.reason)
+                .map_err(registry_status)?;
+            let list = state.registry.revocation_list().map_err(registry_status)?;
+            state.revocations.update(list);
+            state.federation.withdraw(&req.member_id);
+            Ok(out)
+        })
+        .await?;
+        tracing::warn!(by = %admin.identity, member = %member.id, certificates = count, crl = number, "member revoked");
+        Ok(Response::new(pb::RevokeMemberResponse {
+            member: Some(member_message(&self.0, &member)),
+            revoked_certificates: count as u32,
+            crl_number: number,
+        }))
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct RegistryService(pub Arc<State>);
+
+#[tonic::async_trait]
+impl pb::registry_server::Registry for RegistryService {
+    async fn list_members(
+        &self,
+        request: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        caller(&request)?;
+        let members = self.0.registry.members().map_err(registry_status)?;
+        Ok(Response::new(pb::ListMembersResponse {
+            members: members.iter().map(|m| member_message(&self.0, m)).collect(),
+        }))
+    }
+
+    async fn get_crl(
+        &self,
+        request: Request<pb::GetCrlRequest>,
+    ) -> Result<Response<pb::GetCrlResponse>, Status> {
+        caller(&request)?;
+        let (number, der) = self.0.registry.crl().map_err(registry_status)?;
+        Ok(Response::new(pb::GetCrlResponse {
+            crl_number: number,
+            crl_der: der,
+        }))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let peer = caller(&request)?;
+        Ok(Response::new(pb::WhoAmIResponse {
+            member_id: peer.identity.member_id.clone(),
+            role: peer.identity.role.to_string(),
+            identity: peer.identity.uri(),
+            certificate_serial: peer.serial,
+        }))
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct CatalogService(pub Arc<State>);
+
+fn node_member(identity: &Identity) -> &str {
+    &identity.member_id
+}
+
+#[tonic::async_trait]
+impl pb::catalog_server::Catalog for CatalogService {
+    async fn publish(
+        &self,
+        request: Request<pb::PublishRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        let peer = require_role(&request, &[Role::Node])?;
+        let req = request.into_inner();
+        let member = node_member(&peer.identity).to_string();
+        let state = self.0.clone();
+        let (version, changed, count) = blocking(move || {
+            let record = state.registry.member(&member).map_err(registry_status)?;
+            let out = state
+                .federation
+                .publish(&member, &record.display_name, &req.digest, req.datasets)
+                .map_err(publish_status)?;
+            state
+                .federation
+                .heartbeat(&member, &req.node_address, &req.digest);
+            Ok(out)
+        })
+        .await?;
+        if changed {
+            tracing::info!(member = %peer.identity.member_id, version, datasets = count, "catalog published");
+        }
+        Ok(Response::new(pb::PublishResponse {
+            version,
+            changed,
+            datasets: count,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let peer = require_role(&request, &[Role::Node])?;
+        let req = request.into_inner();
+        let republish = self.0.federation.heartbeat(
+            node_member(&peer.identity),
+            &req.node_address,
+            &req.catalog_digest,
+        );
+        let (number, der) = self.0.registry.crl().map_err(registry_status)?;
+        Ok(Response::new(pb::HeartbeatResponse {
+            republish,
+            crl_number: number,
+            crl_der: if req.crl_number < number {
+                der
+            } else {
+                Vec::new()
+            },
+            interval_secs: self.0.heartbeat_interval_secs,
+        }))
+    }
+
+    async fn search(
+        &self,
+        request: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        caller(&request)?;
+        let req = request.into_inner();
+        if req.text.len() > 1024 {
+            return Err(Status::invalid_argument(
+                "search text longer than 1024 bytes",
+            ));
+        }
+        let opt = |s: String| (!s.is_empty()).then_some(s);
+        let query = SearchQuery {
+            text: req.text,
+            department: opt(req.department),
+            sharing: opt(req.sharing),
+            key_type: opt(req.key_type),
+            limit: req.limit as usize,
+        };
+        let (hits, total) = self.0.federation.search(&query);
+        Ok(Response::new(pb::SearchResponse {
+            hits: hits
+                .into_iter()
+                .map(|h| pb::SearchHit {
+                    dataset: Some(h.dataset),
+                    score: h.score,
+                    matched_fields: h.matched_fields,
+                })
+                .collect(),
+            total: total as u32,
+        }))
+    }
+
+    async fn get_dataset(
+        &self,
+        request: Request<pb::GetDatasetRequest>,
+    ) -> Result<Response<pb::GetDatasetResponse>, Status> {
+        caller(&request)?;
+        let id = request.into_inner().id;
+        match self.0.federation.dataset(&id) {
+            Some(d) => Ok(Response::new(pb::GetDatasetResponse { dataset: Some(d) })),
+            None => Err(Status::not_found(format!(
+                "no dataset {:?}; dataset ids look like department/dataset, find them with `exchange catalog search`",
+                id.chars().take(100).collect::<String>()
+            ))),
+        }
+    }
+}
