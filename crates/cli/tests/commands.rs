@@ -1,0 +1,311 @@
+//! The commands as a user types them, against a federation started in
+//! this process: analyst search and show (tables and JSON), the bureau's
+//! member add / token / revoke / list, analyst enrolment with `exchange
+//! enroll`, and `exchange-node check` on a broken manifest.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use exchange_testkit::ClusterBuilder;
+
+fn run(bin: &str, args: &[&str]) -> Output {
+    let path = match bin {
+        "exchange" => env!("CARGO_BIN_EXE_exchange"),
+        "coordinator" => env!("CARGO_BIN_EXE_coordinator"),
+        _ => env!("CARGO_BIN_EXE_exchange-node"),
+    };
+    Command::new(path)
+        .args(args)
+        .env_remove("EXCHANGE_CONFIG")
+        .output()
+        .expect("binary runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn fails(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "unexpectedly succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+fn line_after(text: &str, marker: &str) -> String {
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        if l.starts_with(marker) {
+            return lines.next().unwrap().trim().to_string();
+        }
+    }
+    panic!("no {marker:?} in {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyst_and_bureau_commands() {
+    let cluster = ClusterBuilder::new()
+        .add_node("vehicle-admin")
+        .add_node("real-estate")
+        .start()
+        .await
+        .unwrap();
+    let config = cluster.member_dir("vehicle-admin").join("exchange.toml");
+    let config = config.to_str().unwrap();
+
+    let table = ok(&run(
+        "exchange",
+        &["--config", config, "catalog", "search", "机动车"],
+    ));
+    assert!(
+        table.contains("vehicle-admin/vehicles") && table.contains("机动车登记信息"),
+        "{table}"
+    );
+    assert!(table.contains("1 of 1"), "{table}");
+
+    let json: serde_json::Value = serde_json::from_str(&ok(&run(
+        "exchange",
+        &["--config", config, "--json", "catalog", "search", "登记"],
+    )))
+    .unwrap();
+    let found: Vec<&str> = json["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["dataset"]["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        found.contains(&"vehicle-admin/vehicles") && found.contains(&"real-estate/properties"),
+        "{found:?}"
+    );
+
+    let filtered = ok(&run(
+        "exchange",
+        &[
+            "--config",
+            config,
+            "--json",
+            "catalog",
+            "search",
+            "--department",
+            "real-estate",
+            "--key-type",
+            "person_id",
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&filtered).unwrap();
+    assert_eq!(v["total"], 2);
+
+    let show = ok(&run(
+        "exchange",
+        &["--config", config, "catalog", "show", "real-estate/leases"],
+    ));
+    assert!(
+        show.contains("landlord_id") && show.contains("secret"),
+        "{show}"
+    );
+    let missing = fails(&run(
+        "exchange",
+        &["--config", config, "catalog", "show", "real-estate/nothing"],
+    ));
+    assert!(missing.contains("not found"), "{missing}");
+
+    let members: serde_json::Value = serde_json::from_str(&ok(&run(
+        "exchange",
+        &["--config", config, "--json", "members", "list"],
+    )))
+    .unwrap();
+    assert_eq!(members.as_array().unwrap().len(), 2);
+    assert_eq!(members[0]["node"]["online"], true);
+
+    // The bureau adds a department, issues an analyst token, the analyst enrols.
+    let pki = cluster.coordinator_config.pki_dir();
+    let pki = pki.to_str().unwrap();
+    let addr = cluster.coordinator.addr.to_string();
+    let added = ok(&run(
+        "coordinator",
+        &[
+            "--pki-dir",
+            pki,
+            "member",
+            "add",
+            "science",
+            "--name",
+            "科学技术局",
+            "--coordinator",
+            &addr,
+        ],
+    ));
+    let fingerprint = line_after(&added, "CA fingerprint");
+    assert_eq!(fingerprint, cluster.ca_fingerprint);
+    let again = fails(&run(
+        "coordinator",
+        &[
+            "--pki-dir",
+            pki,
+            "member",
+            "add",
+            "science",
+            "--name",
+            "x",
+            "--coordinator",
+            &addr,
+        ],
+    ));
+    assert!(again.contains("already exists"), "{again}");
+    let token_out = ok(&run(
+        "coordinator",
+        &[
+            "--pki-dir",
+            pki,
+            "member",
+            "token",
+            "science",
+            "--role",
+            "client",
+            "--coordinator",
+            &addr,
+        ],
+    ));
+    let token = token_out
+        .lines()
+        .find(|l| l.trim().starts_with("xt_"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let dir = cluster.dir.join("science-analyst");
+    let enrol_addr = cluster.coordinator.enroll_addr.to_string();
+    let dir_s = dir.to_str().unwrap();
+    ok(&run(
+        "exchange",
+        &[
+            "enroll",
+            "--coordinator",
+            &enrol_addr,
+            "--token",
+            &token,
+            "--ca-fingerprint",
+            &fingerprint,
+            "--dir",
+            dir_s,
+            "--user",
+            "李研究员",
+        ],
+    ));
+    let reused = fails(&run(
+        "exchange",
+        &[
+            "enroll",
+            "--coordinator",
+            &enrol_addr,
+            "--token",
+            &token,
+            "--ca-fingerprint",
+            &fingerprint,
+            "--dir",
+            &format!("{dir_s}2"),
+        ],
+    ));
+    assert!(reused.contains("already used"), "{reused}");
+    let science_config = dir.join("exchange.toml");
+    let science_config = science_config.to_str().unwrap();
+    let whoami = ok(&run("exchange", &["--config", science_config, "whoami"]));
+    assert!(whoami.starts_with("exchange://science/client"), "{whoami}");
+    assert!(std::fs::read_to_string(dir.join("exchange.toml"))
+        .unwrap()
+        .contains("李研究员"));
+
+    // Revoke: the analyst is refused from the command line with a clear reason.
+    let revoked = ok(&run(
+        "coordinator",
+        &[
+            "--pki-dir",
+            pki,
+            "member",
+            "revoke",
+            "science",
+            "--reason",
+            "test",
+            "--coordinator",
+            &addr,
+        ],
+    ));
+    assert!(revoked.contains("1 certificate(s)"), "{revoked}");
+    let refused = fails(&run(
+        "exchange",
+        &["--config", science_config, "catalog", "search", "登记"],
+    ));
+    assert!(refused.contains("revoked"), "{refused}");
+    let list = ok(&run(
+        "coordinator",
+        &["--pki-dir", pki, "member", "list", "--coordinator", &addr],
+    ));
+    assert!(
+        list.contains("science") && list.contains("revoked"),
+        "{list}"
+    );
+
+    // An analyst cannot use the bureau's commands (no admin key), and a node cannot pretend to be one.
+    let not_admin = fails(&run(
+        "coordinator",
+        &[
+            "--pki-dir",
+            cluster.member_dir("vehicle-admin").to_str().unwrap(),
+            "member",
+            "list",
+            "--coordinator",
+            &addr,
+        ],
+    ));
+    assert!(not_admin.contains("admin"), "{not_admin}");
+
+    cluster.shutdown().await;
+}
+
+#[test]
+fn node_check_reports_every_problem_with_file_key_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(exchange_demo_data::generate(
+        dir.path(),
+        &exchange_demo_data::Options {
+            persons: 1_000,
+            seed: 3,
+        },
+    ))
+    .unwrap();
+    let manifest = dir.path().join("vehicle-admin.toml");
+    let good = ok(&run(
+        "exchange-node",
+        &["check", "--manifest", manifest.to_str().unwrap()],
+    ));
+    assert!(good.contains("valid"), "{good}");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let broken = text
+        .replace("name = \"brand\"", "name = \"brand_name\"")
+        .replace(
+            "name = \"registered_on\"\ntype = \"date\"",
+            "name = \"registered_on\"\ntype = \"integer\"",
+        );
+    let bad = Path::new(dir.path()).join("broken.toml");
+    std::fs::write(&bad, broken).unwrap();
+    let err = fails(&run(
+        "exchange-node",
+        &["check", "--manifest", bad.to_str().unwrap()],
+    ));
+    assert!(err.contains("broken.toml"), "{err}");
+    assert!(
+        err.contains("\"brand_name\" does not exist") && err.contains("use one of"),
+        "{err}"
+    );
+    assert!(err.contains("set type = \"date\""), "{err}");
+    assert!(err.contains("2 problem(s)"), "{err}");
+}
