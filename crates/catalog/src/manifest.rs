@@ -394,7 +394,7 @@ impl Manifest {
                 _ => {
                     c.push(
                         None,
-                        format!("{key}"),
+                        key.to_string(),
                         "a server database needs exactly one of `url` or `url_env`",
                         "prefer url_env, so the password stays out of the file",
                     );

@@ -86,14 +86,13 @@ pub fn member_message(state: &State, m: &MemberRecord) -> pb::Member {
     }
 }
 
-fn blocking<T: Send + 'static>(
+/// Runs store work (sled, signing) off the async executor.
+async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Status> + Send + 'static,
-) -> impl std::future::Future<Output = Result<T, Status>> {
-    async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|_| Status::internal("internal task failed"))?
-    }
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Status::internal("internal task failed"))?
 }
 
 // ---------------------------------------------------------------------------

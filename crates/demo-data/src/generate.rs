@@ -260,9 +260,9 @@ struct World {
 
 fn person_name(rng: &mut Rng) -> String {
     let mut name = rng.pick(SURNAMES).to_string();
-    name.push_str(*rng.pick(GIVEN));
+    name.push_str(rng.pick::<&str>(GIVEN));
     if rng.chance(0.7) {
-        name.push_str(*rng.pick(GIVEN));
+        name.push_str(rng.pick::<&str>(GIVEN));
     }
     name
 }
@@ -522,8 +522,8 @@ pub async fn generate(dir: &Path, opts: &Options) -> Result<Planted, DemoError> 
         ]);
         plate
     };
-    for i in 0..persons.len() {
-        let age = age_in_2026(&persons[i]);
+    for (i, person) in persons.iter().enumerate() {
+        let age = age_in_2026(person);
         if !(20..=80).contains(&age) || relief_person(i) || i == official {
             continue;
         }
@@ -606,7 +606,7 @@ pub async fn generate(dir: &Path, opts: &Options) -> Result<Planted, DemoError> 
         let hh = &households[h];
         let member = hh.members[arng.range(0, hh.members.len().min(2) as u64) as usize];
         let kind = arng.range(0, 100);
-        if kind < 50 || kind >= 85 {
+        if !(50..85).contains(&kind) {
             new_vehicle(&mut arng, member, &mut vehicles);
         }
         if kind >= 50 {

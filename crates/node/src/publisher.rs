@@ -88,7 +88,7 @@ pub async fn run(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
                 }
                 Err(e) => {
                     failures += 1;
-                    if failures == 1 || failures % 10 == 0 {
+                    if failures == 1 || failures.is_multiple_of(10) {
                         tracing::warn!(error = %e.message(), failures, "publish failed; will retry");
                     }
                 }
