@@ -387,6 +387,11 @@ async fn main() -> anyhow::Result<()> {
         percentile(&index_only, 0.99).as_secs_f64() * 1e3
     );
     println!(
+        "  ratio             gRPC path / index alone: {:.1}x at p50, {:.1}x at p99",
+        percentile(&grpc, 0.50).as_secs_f64() / percentile(&index_only, 0.50).as_secs_f64(),
+        percentile(&grpc, 0.99).as_secs_f64() / percentile(&index_only, 0.99).as_secs_f64()
+    );
+    println!(
         "  publish 200 ds    median {:.1} ms   worst {:.1} ms over {} runs   (target: < 1 s)",
         percentile(&publish_times, 0.5).as_secs_f64() * 1e3,
         publish_times.last().unwrap().as_secs_f64() * 1e3,

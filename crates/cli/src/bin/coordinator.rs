@@ -42,7 +42,7 @@ struct Cli {
 enum Command {
     /// Create the federation CA (keys mode 0600), the coordinator's certificate and the operator's admin certificate.
     Init {
-        /// Host names or IPs the coordinator is reached at (repeat). Default: localhost and 127.0.0.1.
+        /// Host names or IPs the coordinator is reached at (repeat). localhost and 127.0.0.1 are always included, for operators on the same machine.
         #[arg(long = "server-name")]
         server_names: Vec<String>,
     },
@@ -138,8 +138,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config = config(&cli)?;
     match cli.command {
         Command::Init { mut server_names } => {
-            if server_names.is_empty() {
-                server_names = vec!["localhost".into(), "127.0.0.1".into()];
+            for local in ["localhost", "127.0.0.1"] {
+                if !server_names.iter().any(|n| n == local) {
+                    server_names.push(local.into());
+                }
             }
             let report = exchange_coordinator::init(&config.pki_dir(), &server_names)?;
             println!("federation CA created in {}", report.pki_dir.display());
