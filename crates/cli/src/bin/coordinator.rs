@@ -243,35 +243,23 @@ async fn member(client: &Client, command: MemberCommand) -> anyhow::Result<()> {
             token_ttl,
         } => {
             let added = client.add_member(&id, &name, token_ttl).await?;
-            let token = added.token.unwrap_or_default();
             println!("member {id} added ({name}).");
-            println!(
-                "one-time node enrolment token (expires {}):",
-                output::unix_time(token.expires_unix)
+            print_token(
+                &id,
+                Role::Node,
+                &added.token.unwrap_or_default(),
+                &added.ca_fingerprint,
             );
-            println!("  {}", token.token);
-            println!("CA fingerprint:");
-            println!("  {}", added.ca_fingerprint);
-            println!("on the department's node machine:");
-            println!("  exchange-node enroll --coordinator <enrolment address> --token {} --ca-fingerprint {}", token.token, added.ca_fingerprint);
         }
         MemberCommand::Token { id, role, ttl } => {
             let role = Role::parse(&role)?;
             let issued = client.issue_token(&id, role, ttl).await?;
-            let token = issued.token.unwrap_or_default();
-            println!(
-                "one-time {role} enrolment token for {id} (expires {}):",
-                output::unix_time(token.expires_unix)
+            print_token(
+                &id,
+                role,
+                &issued.token.unwrap_or_default(),
+                &issued.ca_fingerprint,
             );
-            println!("  {}", token.token);
-            println!("CA fingerprint:");
-            println!("  {}", issued.ca_fingerprint);
-            let cmd = if role == Role::Node {
-                "exchange-node enroll"
-            } else {
-                "exchange enroll"
-            };
-            println!("enrol with: {cmd} --coordinator <enrolment address> --token {} --ca-fingerprint {}", token.token, issued.ca_fingerprint);
         }
         MemberCommand::List { json } => {
             println!("{}", output::members(&client.members().await?, json));
@@ -285,4 +273,30 @@ async fn member(client: &Client, command: MemberCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints a one-time token, the CA fingerprint and the command that uses them.
+fn print_token(
+    member: &str,
+    role: Role,
+    token: &exchange_proto::v1::EnrolmentToken,
+    fingerprint: &str,
+) {
+    println!(
+        "one-time {role} enrolment token for {member} (expires {}):",
+        output::unix_time(token.expires_unix)
+    );
+    println!("  {}", token.token);
+    println!("CA fingerprint:");
+    println!("  {fingerprint}");
+    let command = if role == Role::Node {
+        "exchange-node enroll"
+    } else {
+        "exchange enroll"
+    };
+    println!("enrol with:");
+    println!(
+        "  {command} --coordinator <enrolment address> --token {} --ca-fingerprint {fingerprint}",
+        token.token
+    );
 }
