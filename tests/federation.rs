@@ -499,7 +499,7 @@ async fn tokens_and_certificates_that_must_not_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifest_changes_are_republished_and_bad_changes_refused() {
-    let cluster = ClusterBuilder::new()
+    let mut cluster = ClusterBuilder::new()
         .add_node("electricity")
         .start()
         .await
@@ -535,6 +535,27 @@ async fn manifest_changes_are_republished_and_bad_changes_refused() {
     let d = analyst.dataset("electricity/usage").await.unwrap();
     assert_eq!(d.catalog_version, 2);
     assert!(d.fields.iter().any(|f| f.name == "kwh"));
+
+    // A stopped node shows offline after offline_after_secs (3 s here), with its last catalog kept.
+    cluster
+        .nodes
+        .remove("electricity")
+        .unwrap()
+        .shutdown()
+        .await;
+    eventually(
+        "the stopped node is shown offline",
+        Duration::from_secs(10),
+        || {
+            let a = analyst.clone();
+            async move {
+                let members = a.members().await.unwrap();
+                let node = members[0].node.clone().unwrap();
+                !node.online && node.last_seen_unix > 0 && node.catalog_version == 2
+            }
+        },
+    )
+    .await;
 
     cluster.shutdown().await;
 }

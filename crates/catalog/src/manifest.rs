@@ -306,7 +306,7 @@ impl Manifest {
             let span = e
                 .span()
                 .map(|s| {
-                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    let line = text.bytes().take(s.start).filter(|b| *b == b'\n').count() + 1;
                     format!("line {line}")
                 })
                 .unwrap_or_else(|| "(file)".into());

@@ -309,3 +309,113 @@ fn node_check_reports_every_problem_with_file_key_and_fix() {
     assert!(err.contains("set type = \"date\""), "{err}");
     assert!(err.contains("2 problem(s)"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_pki_writes_a_usable_recorded_pki() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("certs-dev");
+    let state = dir.path().join("state");
+    let printed = ok(&run(
+        "coordinator",
+        &[
+            "--data-dir",
+            state.to_str().unwrap(),
+            "dev-pki",
+            "--out",
+            out.to_str().unwrap(),
+            "--member",
+            "tax=税务局",
+            "--member",
+            "education=教育局",
+        ],
+    ));
+    assert!(printed.contains("CA fingerprint"), "{printed}");
+    for key in [
+        "bureau/ca.key",
+        "bureau/admin.key",
+        "bureau/coordinator.key",
+        "tax/node.key",
+        "tax/client.key",
+        "education/node.key",
+    ] {
+        let mode = std::fs::metadata(out.join(key))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+    }
+    let node = exchange_transport::TlsIdentity::load(&out.join("tax"), "node").unwrap();
+    assert_eq!(node.identity().uri(), "exchange://tax/node");
+    // A second run refuses to overwrite the CA.
+    let again = fails(&run(
+        "coordinator",
+        &[
+            "--data-dir",
+            state.to_str().unwrap(),
+            "dev-pki",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ));
+    assert!(again.contains("refusing to overwrite"), "{again}");
+    // The coordinator started on that state knows both members and their certificates.
+    let config = exchange_coordinator::CoordinatorConfig {
+        data_dir: state.clone(),
+        pki_dir: Some(out.join("bureau")),
+        listen: "127.0.0.1:0".into(),
+        enroll_listen: "127.0.0.1:0".into(),
+        ..Default::default()
+    };
+    let coordinator = exchange_coordinator::start(&config).await.unwrap();
+    let addr = coordinator.addr.to_string();
+    let list = ok(&run(
+        "coordinator",
+        &[
+            "--pki-dir",
+            out.join("bureau").to_str().unwrap(),
+            "member",
+            "list",
+            "--json",
+            "--coordinator",
+            &addr,
+        ],
+    ));
+    let members: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(members.as_array().unwrap().len(), 2);
+    assert!(
+        members
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["status"] == "active" && m["certificates"] == 2),
+        "{members}"
+    );
+    // Revoking a dev member refuses its dev certificate.
+    ok(&run(
+        "coordinator",
+        &[
+            "--pki-dir",
+            out.join("bureau").to_str().unwrap(),
+            "member",
+            "revoke",
+            "tax",
+            "--coordinator",
+            &addr,
+        ],
+    ));
+    let tax = exchange_client::Client::connect(
+        &addr,
+        &exchange_transport::TlsIdentity::load(&out.join("tax"), "client").unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(tax
+        .who_am_i()
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("revoked"));
+    coordinator.shutdown().await;
+}
