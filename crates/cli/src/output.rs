@@ -106,7 +106,11 @@ pub fn search_results(response: &pb::SearchResponse, as_json: bool) -> String {
             d.department_name.clone(),
             d.sharing.clone(),
             key_types(d),
-            format!("{:.2}", h.score),
+            if h.score > 0.0 {
+                format!("{:.2}", h.score)
+            } else {
+                "-".into()
+            },
         ]);
     }
     format!(
