@@ -4,35 +4,41 @@
 //! invariant). Identifiers come from the validated manifest, never from
 //! request text, and every value is a bound parameter.
 //!
-//! Today it opens SQLite sources (the embedded default) read-only, and
-//! describes tables so the node can check its manifest against the real
-//! columns. PostgreSQL and MySQL/MariaDB sources are declared in the manifest
-//! format but are refused at start with a clear error until their drivers
-//! land with the query path.
+//! It opens SQLite (the embedded default, read-only), PostgreSQL and
+//! MySQL/MariaDB sources with connection pools, and describes tables so the
+//! node can check its manifest against the real columns. Reading rows (the
+//! query path) is not built yet.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use exchange_catalog::manifest::{DatabaseConfig, SourceKind};
 use exchange_catalog::{ColumnClass, SourceColumn};
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("database {name:?}: {kind} sources are not supported by this build yet; use sqlite")]
-    Unsupported { name: String, kind: &'static str },
     #[error("database {name:?} is unreachable: {reason}")]
     Unreachable { name: String, reason: String },
     #[error("database {name:?}: query failed: {reason}")]
     Query { name: String, reason: String },
 }
 
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+    MySql(MySqlPool),
+}
+
 /// An open, pooled connection to one configured source database.
 #[derive(Clone)]
 pub struct Source {
     name: String,
-    pool: SqlitePool,
+    pool: Pool,
 }
 
 impl std::fmt::Debug for Source {
@@ -44,41 +50,65 @@ impl std::fmt::Debug for Source {
 }
 
 impl Source {
-    /// Opens the database read-only with a connection pool.
+    /// Opens the database with a connection pool (SQLite read-only). The
+    /// connection URL may hold a password: it never appears in errors.
     pub async fn open(config: &DatabaseConfig) -> Result<Source, SourceError> {
-        match config.kind {
-            SourceKind::Sqlite => {}
-            other => {
-                return Err(SourceError::Unsupported {
-                    name: config.name.clone(),
-                    kind: other.as_str(),
-                })
-            }
-        }
         let unreachable = |reason: String| SourceError::Unreachable {
             name: config.name.clone(),
             reason,
         };
-        if !std::path::Path::new(&config.location).exists() {
-            return Err(unreachable(format!(
-                "file {} does not exist; check databases.{}.path in the manifest",
-                config.location, config.name
-            )));
-        }
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", config.location))
-            .map_err(|e| unreachable(e.to_string()))?
-            .read_only(true)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        let acquire = Duration::from_secs(5);
+        let pool = match config.kind {
+            SourceKind::Sqlite => {
+                if !std::path::Path::new(&config.location).exists() {
+                    return Err(unreachable(format!(
+                        "file {} does not exist; check databases.{}.path in the manifest",
+                        config.location, config.name
+                    )));
+                }
+                let options =
+                    SqliteConnectOptions::from_str(&format!("sqlite://{}", config.location))
+                        .map_err(|e| unreachable(e.to_string()))?
+                        .read_only(true)
+                        .busy_timeout(acquire);
+                Pool::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(config.max_connections)
+                        .acquire_timeout(acquire)
+                        .connect_with(options)
+                        .await
+                        .map_err(|e| unreachable(e.to_string()))?,
+                )
+            }
+            SourceKind::Postgres => Pool::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(config.max_connections)
+                    .acquire_timeout(acquire)
+                    .connect(&config.location)
+                    .await
+                    .map_err(|e| unreachable(redact(&e.to_string(), &config.location)))?,
+            ),
+            SourceKind::Mysql => Pool::MySql(
+                MySqlPoolOptions::new()
+                    .max_connections(config.max_connections)
+                    .acquire_timeout(acquire)
+                    .connect(&config.location)
+                    .await
+                    .map_err(|e| unreachable(redact(&e.to_string(), &config.location)))?,
+            ),
+        };
         Ok(Source {
             name: config.name.clone(),
             pool,
         })
+    }
+
+    pub fn kind(&self) -> SourceKind {
+        match self.pool {
+            Pool::Sqlite(_) => SourceKind::Sqlite,
+            Pool::Postgres(_) => SourceKind::Postgres,
+            Pool::MySql(_) => SourceKind::Mysql,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -89,33 +119,111 @@ impl Source {
     /// The table name is a bound parameter, never spliced into SQL.
     pub async fn describe(&self, table: &str) -> Result<Vec<SourceColumn>, SourceError> {
         let (schema, name) = match table.split_once('.') {
-            Some((s, n)) => (s, n),
-            None => ("main", table),
+            Some((s, n)) => (Some(s), n),
+            None => (None, table),
         };
-        let rows = sqlx::query("SELECT name, type FROM pragma_table_info(?1, ?2) ORDER BY cid")
-            .bind(name)
+        let failed = |e: sqlx::Error| SourceError::Query {
+            name: self.name.clone(),
+            reason: e.to_string(),
+        };
+        let pairs: Vec<(String, String)> = match &self.pool {
+            Pool::Sqlite(pool) => sqlx::query("SELECT name, type FROM pragma_table_info(?1, ?2) ORDER BY cid")
+                .bind(name)
+                .bind(schema.unwrap_or("main"))
+                .fetch_all(pool)
+                .await
+                .map_err(failed)?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect(),
+            Pool::Postgres(pool) => sqlx::query(
+                "SELECT column_name::text, data_type::text FROM information_schema.columns
+                 WHERE table_schema = COALESCE($1, current_schema()) AND table_name = $2 ORDER BY ordinal_position",
+            )
             .bind(schema)
-            .fetch_all(&self.pool)
+            .bind(name)
+            .fetch_all(pool)
             .await
-            .map_err(|e| SourceError::Query {
-                name: self.name.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(rows
+            .map_err(failed)?
             .iter()
-            .map(|r| {
-                let declared: String = r.get(1);
-                SourceColumn {
-                    name: r.get(0),
-                    class: sqlite_class(&declared),
-                    declared_type: if declared.is_empty() {
-                        "(no type)".into()
-                    } else {
-                        declared
-                    },
-                }
+            .map(|r| (r.get(0), r.get(1)))
+            .collect(),
+            Pool::MySql(pool) => sqlx::query(
+                "SELECT CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR) FROM information_schema.COLUMNS
+                 WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            )
+            .bind(schema)
+            .bind(name)
+            .fetch_all(pool)
+            .await
+            .map_err(failed)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect(),
+        };
+        let classify = match self.pool {
+            Pool::Sqlite(_) => sqlite_class,
+            Pool::Postgres(_) => postgres_class,
+            Pool::MySql(_) => mysql_class,
+        };
+        Ok(pairs
+            .into_iter()
+            .map(|(name, declared)| SourceColumn {
+                name,
+                class: classify(&declared),
+                declared_type: if declared.is_empty() {
+                    "(no type)".into()
+                } else {
+                    declared
+                },
             })
             .collect())
+    }
+}
+
+/// Removes the password of a connection URL from a message, should a driver echo it.
+fn redact(message: &str, url: &str) -> String {
+    match url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(auth, _)| auth.split_once(':'))
+    {
+        Some((_, password)) if !password.is_empty() => message.replace(password, "****"),
+        _ => message.to_string(),
+    }
+}
+
+fn postgres_class(declared: &str) -> ColumnClass {
+    match declared {
+        "smallint" | "integer" | "bigint" => ColumnClass::Integer,
+        "real" | "double precision" => ColumnClass::Real,
+        "numeric" => ColumnClass::Numeric,
+        "boolean" => ColumnClass::Boolean,
+        "date" => ColumnClass::Date,
+        t if t.starts_with("timestamp") => ColumnClass::Timestamp,
+        "text" | "character varying" | "character" | "uuid" | "citext" => ColumnClass::Text,
+        "bytea" => ColumnClass::Blob,
+        _ => ColumnClass::Other,
+    }
+}
+
+fn mysql_class(declared: &str) -> ColumnClass {
+    match declared.to_ascii_lowercase().as_str() {
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" => {
+            ColumnClass::Integer
+        }
+        "float" | "double" | "real" => ColumnClass::Real,
+        "decimal" | "numeric" => ColumnClass::Numeric,
+        "bit" | "bool" | "boolean" => ColumnClass::Boolean,
+        "date" => ColumnClass::Date,
+        "datetime" | "timestamp" => ColumnClass::Timestamp,
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set" => {
+            ColumnClass::Text
+        }
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
+            ColumnClass::Blob
+        }
+        _ => ColumnClass::Other,
     }
 }
 

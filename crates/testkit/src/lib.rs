@@ -7,6 +7,8 @@
 //! wait until every catalog is published. Everything listens on `127.0.0.1`,
 //! on port 0 unless asked otherwise.
 
+pub mod servers;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
