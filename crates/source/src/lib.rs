@@ -6,8 +6,10 @@
 //!
 //! It opens SQLite (the embedded default, read-only), PostgreSQL and
 //! MySQL/MariaDB sources with connection pools, and describes tables so the
-//! node can check its manifest against the real columns. Reading rows (the
-//! query path) is not built yet.
+//! node can check its manifest against the real columns. [`Source::read`]
+//! turns a projection and a checked filter into one parameterized SELECT
+//! and streams the rows as masked Arrow record batches with bounded memory.
+//! (No service calls it yet: grants and the Flight endpoint come next.)
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,8 +21,17 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
 
+mod read;
+
+pub use read::{
+    build_select, mask_array, output_schema, output_type, BatchStream, Projection, ReadPlan,
+    DEFAULT_BATCH_ROWS,
+};
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    #[error("cannot plan the read: {0}")]
+    Plan(String),
     #[error("database {name:?} is unreachable: {reason}")]
     Unreachable { name: String, reason: String },
     #[error("database {name:?}: query failed: {reason}")]

@@ -1,0 +1,568 @@
+//! Reading a dataset: a projection and a filter become one parameterized
+//! SELECT; rows stream from the database cursor into Arrow record batches
+//! through a bounded channel (backpressure: at most two batches wait), and
+//! masks are applied to each batch before it leaves this crate.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use exchange_catalog::manifest::{DatasetSpec, FieldSpec, SourceKind};
+use exchange_policy::mask::{apply, HashKey, MaskedValue};
+use exchange_policy::{FieldType, Mask};
+use exchange_query::{Filter, Value};
+use futures::StreamExt;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+use tokio::sync::mpsc;
+
+use crate::{Pool, Source, SourceError};
+
+/// Rows per Arrow batch unless asked otherwise.
+pub const DEFAULT_BATCH_ROWS: usize = 8_192;
+
+/// One output column: the manifest field and the mask to apply to it.
+#[derive(Debug, Clone)]
+pub struct Projection {
+    pub field: FieldSpec,
+    pub mask: Mask,
+}
+
+/// What to read. The filter must already be checked
+/// ([`exchange_query::Filter::check`]) against the same fields.
+#[derive(Debug, Clone)]
+pub struct ReadPlan {
+    pub dataset: DatasetSpec,
+    pub columns: Vec<Projection>,
+    pub filter: Option<Filter>,
+    pub limit: Option<u64>,
+    pub batch_rows: usize,
+}
+
+/// The Arrow type a field has after its mask.
+pub fn output_type(field_type: FieldType, mask: Mask) -> DataType {
+    match (mask, field_type) {
+        (Mask::None | Mask::Null, t) => native_type(t),
+        (Mask::Year, _) => DataType::Int32,
+        _ => DataType::Utf8,
+    }
+}
+
+fn native_type(t: FieldType) -> DataType {
+    match t {
+        FieldType::String => DataType::Utf8,
+        FieldType::Integer => DataType::Int64,
+        FieldType::Float => DataType::Float64,
+        FieldType::Boolean => DataType::Boolean,
+        FieldType::Date => DataType::Date32,
+        FieldType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+    }
+}
+
+/// The schema of what a plan returns.
+pub fn output_schema(columns: &[Projection]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|p| Field::new(&p.field.name, output_type(p.field.field_type, p.mask), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+#[derive(Clone, Copy)]
+struct Dialect(SourceKind);
+
+impl Dialect {
+    fn ident(self, name: &str) -> String {
+        // Names come from the validated manifest ([A-Za-z_][A-Za-z0-9_]*);
+        // quoting is still applied so reserved words work.
+        match self.0 {
+            SourceKind::Mysql => format!("`{name}`"),
+            _ => format!("\"{name}\""),
+        }
+    }
+
+    fn table(self, table: &str) -> String {
+        table
+            .split('.')
+            .map(|p| self.ident(p))
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    fn placeholder(self, n: usize, t: FieldType) -> String {
+        match (self.0, t) {
+            (SourceKind::Postgres, FieldType::Date) => format!("${n}::date"),
+            (SourceKind::Postgres, FieldType::Timestamp) => format!("${n}::timestamp"),
+            (SourceKind::Postgres, _) => format!("${n}"),
+            _ => "?".to_string(),
+        }
+    }
+
+    /// A select expression that every backend returns in the same wire
+    /// type: text for strings and dates, 64-bit integers, doubles.
+    fn select_expr(self, column: &str, t: FieldType) -> String {
+        let c = self.ident(column);
+        match (self.0, t) {
+            (SourceKind::Sqlite, FieldType::String | FieldType::Date | FieldType::Timestamp) => {
+                format!("CAST({c} AS TEXT)")
+            }
+            (SourceKind::Sqlite, FieldType::Integer | FieldType::Boolean) => {
+                format!("CAST({c} AS INTEGER)")
+            }
+            (SourceKind::Sqlite, FieldType::Float) => format!("CAST({c} AS REAL)"),
+            (SourceKind::Postgres, FieldType::String) => format!("{c}::text"),
+            (SourceKind::Postgres, FieldType::Integer) => format!("{c}::bigint"),
+            (SourceKind::Postgres, FieldType::Boolean) => format!("({c})::int::bigint"),
+            (SourceKind::Postgres, FieldType::Float) => format!("{c}::double precision"),
+            (SourceKind::Postgres, FieldType::Date) => format!("to_char({c}, 'YYYY-MM-DD')"),
+            (SourceKind::Postgres, FieldType::Timestamp) => {
+                format!("to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')")
+            }
+            (SourceKind::Mysql, FieldType::String) => format!("CAST({c} AS CHAR)"),
+            (SourceKind::Mysql, FieldType::Integer | FieldType::Boolean) => {
+                format!("CAST({c} AS SIGNED)")
+            }
+            (SourceKind::Mysql, FieldType::Float) => format!("CAST({c} AS DOUBLE)"),
+            (SourceKind::Mysql, FieldType::Date) => format!("DATE_FORMAT({c}, '%Y-%m-%d')"),
+            (SourceKind::Mysql, FieldType::Timestamp) => {
+                format!("DATE_FORMAT({c}, '%Y-%m-%d %H:%i:%s.%f')")
+            }
+        }
+    }
+}
+
+/// Builds the SELECT for a plan: identifiers from the manifest, every value a
+/// bound parameter. Returns the SQL and the parameters in order.
+pub fn build_select(
+    kind: SourceKind,
+    plan: &ReadPlan,
+) -> Result<(String, Vec<(Value, FieldType)>), SourceError> {
+    let d = Dialect(kind);
+    let mut sql = String::from("SELECT ");
+    if plan.columns.is_empty() {
+        return Err(SourceError::Plan("a read needs at least one field".into()));
+    }
+    for (i, p) in plan.columns.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&d.select_expr(&p.field.column, p.field.field_type));
+    }
+    sql.push_str(" FROM ");
+    sql.push_str(&d.table(&plan.dataset.table));
+    let mut params = Vec::new();
+    if let Some(filter) = &plan.filter {
+        sql.push_str(" WHERE ");
+        write_filter(d, filter, &plan.dataset, &mut sql, &mut params)?;
+    }
+    if let Some(limit) = plan.limit {
+        sql.push_str(&format!(" LIMIT {}", limit.min(i64::MAX as u64)));
+    }
+    Ok((sql, params))
+}
+
+fn write_filter(
+    d: Dialect,
+    filter: &Filter,
+    dataset: &DatasetSpec,
+    sql: &mut String,
+    params: &mut Vec<(Value, FieldType)>,
+) -> Result<(), SourceError> {
+    let field = |name: &str| -> Result<&FieldSpec, SourceError> {
+        dataset
+            .fields
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| SourceError::Plan(format!("no field {name:?} in {}", dataset.id)))
+    };
+    let mut bind = |sql: &mut String, v: &Value, t: FieldType| {
+        params.push((v.clone(), t));
+        sql.push_str(&d.placeholder(params.len(), t));
+    };
+    match filter {
+        Filter::Compare {
+            field: name,
+            op,
+            value,
+        } => {
+            let f = field(name)?;
+            sql.push_str(&d.ident(&f.column));
+            sql.push(' ');
+            sql.push_str(op.sql());
+            sql.push(' ');
+            bind(sql, value, f.field_type);
+        }
+        Filter::In {
+            field: name,
+            values,
+        } => {
+            let f = field(name)?;
+            sql.push_str(&d.ident(&f.column));
+            sql.push_str(" IN (");
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                bind(sql, v, f.field_type);
+            }
+            sql.push(')');
+        }
+        Filter::Between {
+            field: name,
+            low,
+            high,
+        } => {
+            let f = field(name)?;
+            sql.push_str(&d.ident(&f.column));
+            sql.push_str(" BETWEEN ");
+            bind(sql, low, f.field_type);
+            sql.push_str(" AND ");
+            bind(sql, high, f.field_type);
+        }
+        Filter::Prefix {
+            field: name,
+            prefix,
+        } => {
+            let f = field(name)?;
+            let escaped: String = prefix
+                .chars()
+                .flat_map(|c| {
+                    if matches!(c, '!' | '%' | '_') {
+                        vec!['!', c]
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect();
+            sql.push_str(&d.ident(&f.column));
+            sql.push_str(" LIKE ");
+            bind(sql, &Value::Text(format!("{escaped}%")), FieldType::String);
+            sql.push_str(" ESCAPE '!'");
+        }
+        Filter::And(parts) | Filter::Or(parts) => {
+            let sep = if matches!(filter, Filter::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
+            sql.push('(');
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(sep);
+                }
+                write_filter(d, p, dataset, sql, params)?;
+            }
+            sql.push(')');
+        }
+    }
+    Ok(())
+}
+
+enum ColumnBuilder {
+    Text(StringBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+}
+
+impl ColumnBuilder {
+    fn new(t: FieldType, capacity: usize) -> ColumnBuilder {
+        match t {
+            FieldType::String => {
+                ColumnBuilder::Text(StringBuilder::with_capacity(capacity, capacity * 16))
+            }
+            FieldType::Integer => ColumnBuilder::Int(Int64Builder::with_capacity(capacity)),
+            FieldType::Float => ColumnBuilder::Float(Float64Builder::with_capacity(capacity)),
+            FieldType::Boolean => ColumnBuilder::Bool(BooleanBuilder::with_capacity(capacity)),
+            FieldType::Date => ColumnBuilder::Date(Date32Builder::with_capacity(capacity)),
+            FieldType::Timestamp => {
+                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity))
+            }
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Text(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int(b) => Arc::new(b.finish()),
+            ColumnBuilder::Float(b) => Arc::new(b.finish()),
+            ColumnBuilder::Bool(b) => Arc::new(b.finish()),
+            ColumnBuilder::Date(b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` prefix, by the proleptic Gregorian calendar.
+fn parse_date(text: &str) -> Option<i32> {
+    let b = text.as_bytes();
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' || !text.is_char_boundary(10) {
+        return None;
+    }
+    let y: i32 = text[..4].parse().ok()?;
+    let m: u32 = text[5..7].parse().ok()?;
+    let d: u32 = text[8..10].parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i32 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i32 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
+/// Microseconds since the epoch of `YYYY-MM-DD[ T]HH:MM:SS[.ffffff]`.
+fn parse_timestamp(text: &str) -> Option<i64> {
+    let days = parse_date(text)? as i64;
+    let rest = text.get(10..).unwrap_or("");
+    if rest.is_empty() {
+        return Some(days * 86_400_000_000);
+    }
+    let rest = rest.get(1..)?;
+    let h: i64 = rest.get(0..2)?.parse().ok()?;
+    let mi: i64 = rest.get(3..5)?.parse().ok()?;
+    let s: i64 = rest.get(6..8)?.parse().ok()?;
+    let frac = rest.get(9..).filter(|f| !f.is_empty()).map(|f| {
+        let digits: String = f
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .take(6)
+            .collect();
+        format!("{digits:0<6}").parse::<i64>().unwrap_or(0)
+    });
+    Some(((days * 86_400 + h * 3_600 + mi * 60 + s) * 1_000_000) + frac.unwrap_or(0))
+}
+
+fn append_row<'r, R>(row: &'r R, builders: &mut [ColumnBuilder]) -> Result<(), sqlx::Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    f64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    for (i, b) in builders.iter_mut().enumerate() {
+        match b {
+            ColumnBuilder::Text(b) => b.append_option(row.try_get::<Option<&str>, _>(i)?),
+            ColumnBuilder::Int(b) => b.append_option(row.try_get::<Option<i64>, _>(i)?),
+            ColumnBuilder::Float(b) => b.append_option(row.try_get::<Option<f64>, _>(i)?),
+            ColumnBuilder::Bool(b) => {
+                b.append_option(row.try_get::<Option<i64>, _>(i)?.map(|v| v != 0))
+            }
+            ColumnBuilder::Date(b) => {
+                b.append_option(row.try_get::<Option<&str>, _>(i)?.and_then(parse_date))
+            }
+            ColumnBuilder::Timestamp(b) => {
+                b.append_option(row.try_get::<Option<&str>, _>(i)?.and_then(parse_timestamp))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies one column's mask to a finished array.
+pub fn mask_array(array: &ArrayRef, field_type: FieldType, mask: Mask, key: &HashKey) -> ArrayRef {
+    if mask == Mask::None {
+        return array.clone();
+    }
+    if mask == Mask::Null {
+        return arrow_array::new_null_array(array.data_type(), array.len());
+    }
+    if mask == Mask::Year {
+        let mut out = Int32Builder::with_capacity(array.len());
+        for i in 0..array.len() {
+            let year = if array.is_null(i) {
+                None
+            } else {
+                match field_type {
+                    FieldType::Date => array
+                        .as_any()
+                        .downcast_ref::<arrow_array::Date32Array>()
+                        .and_then(|a| a.value_as_date(i))
+                        .map(|d| chrono_year(d.to_string())),
+                    FieldType::Timestamp => array
+                        .as_any()
+                        .downcast_ref::<arrow_array::TimestampMicrosecondArray>()
+                        .and_then(|a| a.value_as_datetime(i))
+                        .map(|d| chrono_year(d.to_string())),
+                    _ => None,
+                }
+                .flatten()
+            };
+            out.append_option(year);
+        }
+        return Arc::new(out.finish());
+    }
+    let texts = text_values(array, field_type);
+    let mut out = StringBuilder::with_capacity(array.len(), array.len() * 16);
+    for v in texts.iter() {
+        match apply(mask, v.as_deref(), key) {
+            MaskedValue::Text(t) => out.append_value(t),
+            MaskedValue::Null => out.append_null(),
+        }
+    }
+    Arc::new(out.finish())
+}
+
+fn chrono_year(text: String) -> Option<i32> {
+    text.get(..4).and_then(|y| y.parse().ok())
+}
+
+/// The canonical text of each value, for masks that work on text.
+fn text_values(array: &ArrayRef, field_type: FieldType) -> Vec<Option<String>> {
+    if let Some(a) = array.as_any().downcast_ref::<StringArray>() {
+        return a.iter().map(|v| v.map(str::to_string)).collect();
+    }
+    (0..array.len())
+        .map(|i| {
+            if array.is_null(i) {
+                return None;
+            }
+            let any = array.as_any();
+            Some(match field_type {
+                FieldType::Integer => any
+                    .downcast_ref::<arrow_array::Int64Array>()
+                    .map(|a| a.value(i).to_string())
+                    .unwrap_or_default(),
+                FieldType::Float => any
+                    .downcast_ref::<arrow_array::Float64Array>()
+                    .map(|a| a.value(i).to_string())
+                    .unwrap_or_default(),
+                FieldType::Boolean => any
+                    .downcast_ref::<arrow_array::BooleanArray>()
+                    .map(|a| a.value(i).to_string())
+                    .unwrap_or_default(),
+                FieldType::Date => any
+                    .downcast_ref::<arrow_array::Date32Array>()
+                    .and_then(|a| a.value_as_date(i))
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+                FieldType::Timestamp => any
+                    .downcast_ref::<arrow_array::TimestampMicrosecondArray>()
+                    .and_then(|a| a.value_as_datetime(i))
+                    .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default(),
+                FieldType::String => String::new(),
+            })
+        })
+        .collect()
+}
+
+/// A stream of masked record batches.
+pub type BatchStream = mpsc::Receiver<Result<RecordBatch, SourceError>>;
+
+impl Source {
+    /// Runs the plan and streams masked batches. The database cursor is read
+    /// by a task that stops when the receiver is dropped; at most two
+    /// batches wait in the channel, so memory stays bounded whatever the
+    /// result size.
+    pub fn read(
+        &self,
+        plan: ReadPlan,
+        key: HashKey,
+    ) -> Result<(SchemaRef, BatchStream), SourceError> {
+        let (sql, params) = build_select(self.kind(), &plan)?;
+        let schema = output_schema(&plan.columns);
+        let (tx, rx) = mpsc::channel(2);
+        let pool = self.pool.clone();
+        let name = self.name.clone();
+        let out_schema = schema.clone();
+        tokio::spawn(async move {
+            let failed = |e: sqlx::Error| SourceError::Query {
+                name: name.clone(),
+                reason: e.to_string(),
+            };
+            let types: Vec<FieldType> = plan.columns.iter().map(|p| p.field.field_type).collect();
+            let batch_rows = plan.batch_rows.clamp(1, 1 << 20);
+            let mut builders: Vec<ColumnBuilder> = types
+                .iter()
+                .map(|t| ColumnBuilder::new(*t, batch_rows))
+                .collect();
+            let mut rows_in_batch = 0usize;
+            let emit = |builders: &mut Vec<ColumnBuilder>| -> Result<RecordBatch, SourceError> {
+                let arrays: Vec<ArrayRef> = builders
+                    .iter_mut()
+                    .zip(&plan.columns)
+                    .map(|(b, p)| mask_array(&b.finish(), p.field.field_type, p.mask, &key))
+                    .collect();
+                RecordBatch::try_new(out_schema.clone(), arrays)
+                    .map_err(|e| SourceError::Plan(e.to_string()))
+            };
+            macro_rules! run {
+                ($pool:expr, $bind:ident) => {{
+                    let mut q = sqlx::query(&sql);
+                    for (v, t) in &params {
+                        q = $bind(q, v, *t);
+                    }
+                    let mut rows = q.fetch($pool);
+                    while let Some(row) = rows.next().await {
+                        let appended = row
+                            .map_err(failed)
+                            .and_then(|r| append_row(&r, &mut builders).map_err(failed));
+                        if let Err(e) = appended {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                        rows_in_batch += 1;
+                        if rows_in_batch == batch_rows {
+                            rows_in_batch = 0;
+                            if tx.send(emit(&mut builders)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }};
+            }
+            match &pool {
+                Pool::Sqlite(p) => run!(p, bind_sqlite),
+                Pool::Postgres(p) => run!(p, bind_postgres),
+                Pool::MySql(p) => run!(p, bind_mysql),
+            }
+            if rows_in_batch > 0 {
+                let _ = tx.send(emit(&mut builders)).await;
+            }
+        });
+        Ok((schema, rx))
+    }
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+type MySqlQuery<'q> = sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>;
+
+fn bind_sqlite<'q>(q: SqliteQuery<'q>, v: &'q Value, _t: FieldType) -> SqliteQuery<'q> {
+    match v {
+        Value::Text(s) => q.bind(s.as_str()),
+        Value::Integer(i) => q.bind(*i),
+        Value::Float(x) => q.bind(*x),
+        Value::Bool(b) => q.bind(i64::from(*b)),
+    }
+}
+
+fn bind_postgres<'q>(q: PgQuery<'q>, v: &'q Value, t: FieldType) -> PgQuery<'q> {
+    match (v, t) {
+        (Value::Bool(b), _) => q.bind(*b),
+        (Value::Text(s), _) => q.bind(s.as_str()),
+        (Value::Integer(i), _) => q.bind(*i),
+        (Value::Float(x), _) => q.bind(*x),
+    }
+}
+
+fn bind_mysql<'q>(q: MySqlQuery<'q>, v: &'q Value, _t: FieldType) -> MySqlQuery<'q> {
+    match v {
+        Value::Text(s) => q.bind(s.as_str()),
+        Value::Integer(i) => q.bind(*i),
+        Value::Float(x) => q.bind(*x),
+        Value::Bool(b) => q.bind(*b),
+    }
+}
