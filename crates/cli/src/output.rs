@@ -216,3 +216,142 @@ pub fn members(members: &[pb::Member], as_json: bool) -> String {
     }
     t.to_string()
 }
+
+pub fn access_requests(records: &[pb::AccessRequestRecord], as_json: bool) -> String {
+    if as_json {
+        let v: Vec<Value> = records
+            .iter()
+            .map(|r| json!({
+                "id": r.id, "dataset": r.dataset, "owner": r.owner, "consumer": r.consumer, "user": r.user,
+                "fields": r.fields, "purpose": r.purpose, "basis": r.basis, "until": r.until, "status": r.status,
+                "created": unix_time(r.created_unix), "decided": unix_time(r.decided_unix), "decided_by": r.decided_by,
+                "reason": r.reason, "grant": r.grant_id, "overdue": r.overdue,
+            }))
+            .collect();
+        return serde_json::to_string_pretty(&v).unwrap_or_default();
+    }
+    if records.is_empty() {
+        return "no access requests".into();
+    }
+    let mut t = table(&[
+        "request",
+        "dataset",
+        "from",
+        "fields",
+        "purpose",
+        "until",
+        "status",
+        "decided by / reason",
+    ]);
+    for r in records {
+        let status = if r.overdue {
+            format!("{} (OVERDUE)", r.status)
+        } else {
+            r.status.clone()
+        };
+        let from = if r.user.is_empty() {
+            r.consumer.clone()
+        } else {
+            format!("{}\n{}", r.consumer, r.user)
+        };
+        let decision = match (r.decided_by.is_empty(), r.reason.is_empty()) {
+            (true, _) => format!("waiting since {}", unix_time(r.created_unix)),
+            (false, true) => format!(
+                "{}\n{}",
+                r.decided_by,
+                if r.grant_id.is_empty() {
+                    String::new()
+                } else {
+                    format!("grant {}", r.grant_id)
+                }
+            ),
+            (false, false) => format!("{}\n{}", r.decided_by, r.reason),
+        };
+        t.add_row(vec![
+            r.id.clone(),
+            r.dataset.clone(),
+            from,
+            r.fields.join(", "),
+            r.purpose.clone(),
+            r.until.clone(),
+            status,
+            decision,
+        ]);
+    }
+    t.to_string()
+}
+
+pub fn access_request(r: &pb::AccessRequestRecord, as_json: bool) -> String {
+    if as_json {
+        return access_requests(std::slice::from_ref(r), true);
+    }
+    match r.status.as_str() {
+        "granted" => format!(
+            "request {} for {} granted as {} ({}).",
+            r.id, r.dataset, r.grant_id, r.decided_by
+        ),
+        "refused" => format!("request {} for {} refused: {}", r.id, r.dataset, r.reason),
+        _ => format!(
+            "request {} for {} is waiting for {} to decide.",
+            r.id, r.dataset, r.owner
+        ),
+    }
+}
+
+pub fn grants(grants: &[pb::Grant], as_json: bool) -> String {
+    if as_json {
+        let v: Vec<Value> = grants
+            .iter()
+            .map(|g| json!({
+                "id": g.id, "dataset": g.dataset, "owner": g.owner, "consumer": g.consumer,
+                "fields": g.fields.iter().map(|f| json!({"name": f.name, "mask": f.mask})).collect::<Vec<_>>(),
+                "row_filter": g.row_filter, "purpose": g.purpose, "until": g.until,
+                "quota_rows_per_day": g.quota_rows_per_day, "status": g.status, "request": g.request_id,
+                "approved_by": g.approved_by, "created": unix_time(g.created_unix), "revoked": unix_time(g.revoked_unix),
+            }))
+            .collect();
+        return serde_json::to_string_pretty(&v).unwrap_or_default();
+    }
+    if grants.is_empty() {
+        return "no grants".into();
+    }
+    let mut t = table(&[
+        "grant",
+        "dataset",
+        "consumer",
+        "fields (mask)",
+        "row filter",
+        "until",
+        "quota/day",
+        "status",
+    ]);
+    for g in grants {
+        let fields: Vec<String> = g
+            .fields
+            .iter()
+            .map(|f| {
+                if f.mask == "none" {
+                    f.name.clone()
+                } else {
+                    format!("{} ({})", f.name, f.mask)
+                }
+            })
+            .collect();
+        let quota = if g.quota_rows_per_day == 0 {
+            "-".to_string()
+        } else {
+            g.quota_rows_per_day.to_string()
+        };
+        t.add_row(vec![
+            g.id.clone(),
+            g.dataset.clone(),
+            g.consumer.clone(),
+            fields.join("\n"),
+            g.row_filter.clone(),
+            g.until.clone(),
+            quota,
+            g.status.clone(),
+        ]);
+    }
+    t.to_string()
+}

@@ -419,3 +419,275 @@ async fn dev_pki_writes_a_usable_recorded_pki() {
         .contains("revoked"));
     coordinator.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_requests_and_the_owners_decisions() {
+    let cluster = ClusterBuilder::new()
+        .add_node("vehicle-admin")
+        .add_node("tax")
+        .add_node("education")
+        .add_node("civil-affairs")
+        .start()
+        .await
+        .unwrap();
+    let cfg = |m: &str| {
+        cluster
+            .member_dir(m)
+            .join("exchange.toml")
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let (civil, vehicles, tax) = (cfg("civil-affairs"), cfg("vehicle-admin"), cfg("tax"));
+    let json = |out: &str| -> serde_json::Value { serde_json::from_str(out).unwrap() };
+
+    // Unconditional: granted at once, every non-secret field with its default mask.
+    let r = json(&ok(&run(
+        "exchange",
+        &[
+            "--config",
+            &civil,
+            "--json",
+            "access",
+            "request",
+            "tax/taxpayers",
+            "--purpose",
+            "企业信息核验",
+        ],
+    )));
+    assert_eq!(r[0]["status"], "granted", "{r}");
+    // None: refused with the owner's basis.
+    let r = ok(&run(
+        "exchange",
+        &[
+            "--config",
+            &civil,
+            "access",
+            "request",
+            "education/enrolment-applications",
+            "--purpose",
+            "核查",
+        ],
+    ));
+    assert!(r.contains("refused") && r.contains("个人信息保护法"), "{r}");
+    // Secret fields are never requestable; a purpose is mandatory.
+    let e = fails(&run(
+        "exchange",
+        &[
+            "--config",
+            &civil,
+            "access",
+            "request",
+            "real-estate/leases",
+            "--purpose",
+            "x",
+        ],
+    ));
+    assert!(e.contains("not found"), "{e}");
+    let e = fails(&run(
+        "exchange",
+        &[
+            "--config",
+            &civil,
+            "access",
+            "request",
+            "vehicle-admin/vehicles",
+            "--purpose",
+            " ",
+        ],
+    ));
+    assert!(e.contains("purpose is required"), "{e}");
+    let e = fails(&run(
+        "exchange",
+        &[
+            "--config",
+            &civil,
+            "access",
+            "request",
+            "vehicle-admin/vehicles",
+            "--fields",
+            "plate_no,engine",
+            "--purpose",
+            "x",
+        ],
+    ));
+    assert!(e.contains("no field \"engine\""), "{e}");
+
+    // Conditional: waits for the owner.
+    let r = json(&ok(&run(
+        "exchange",
+        &[
+            "--config",
+            &civil,
+            "--json",
+            "access",
+            "request",
+            "vehicle-admin/vehicles",
+            "--fields",
+            "plate_no,owner_id,owner_name",
+            "--purpose",
+            "低保家庭财产核查",
+            "--basis",
+            "《社会救助暂行办法》第十一条",
+            "--until",
+            "2028-12-31",
+        ],
+    )));
+    assert_eq!(r[0]["status"], "pending");
+    let id = r[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        r[0]["user"], "civil-affairs analyst",
+        "the asserted user from exchange.toml"
+    );
+    let pending = ok(&run(
+        "exchange",
+        &["--config", &vehicles, "access", "pending"],
+    ));
+    assert!(
+        pending.contains(&id) && pending.contains("低保家庭财产核查"),
+        "{pending}"
+    );
+    assert!(
+        ok(&run("exchange", &["--config", &tax, "access", "pending"]))
+            .contains("no access requests")
+    );
+
+    // Only the owner decides; an approval can narrow but never widen.
+    let e = fails(&run(
+        "exchange",
+        &["--config", &tax, "access", "approve", &id],
+    ));
+    assert!(e.contains("only its owner decides"), "{e}");
+    let e = fails(&run(
+        "exchange",
+        &[
+            "--config",
+            &vehicles,
+            "access",
+            "approve",
+            &id,
+            "--fields",
+            "plate_no,vin",
+        ],
+    ));
+    assert!(e.contains("never widen"), "{e}");
+    let e = fails(&run(
+        "exchange",
+        &[
+            "--config", &vehicles, "access", "refuse", &id, "--reason", "",
+        ],
+    ));
+    assert!(e.contains("reason"), "{e}");
+    let done = ok(&run(
+        "exchange",
+        &[
+            "--config",
+            &vehicles,
+            "access",
+            "approve",
+            &id,
+            "--fields",
+            "plate_no,owner_id",
+            "--unmask",
+            "owner_id",
+            "--row-filter",
+            "plate_no LIKE '粤E%'",
+            "--quota-rows-per-day",
+            "5000",
+        ],
+    ));
+    assert!(done.contains("granted as G-"), "{done}");
+    let e = fails(&run(
+        "exchange",
+        &[
+            "--config", &vehicles, "access", "refuse", &id, "--reason", "late",
+        ],
+    ));
+    assert!(e.contains("already granted"), "{e}");
+
+    // Both sides see the grant and the decision.
+    let grants = json(&ok(&run(
+        "exchange",
+        &["--config", &civil, "--json", "access", "grants"],
+    )));
+    let g = grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["dataset"] == "vehicle-admin/vehicles")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        g["fields"],
+        serde_json::json!([{"name": "plate_no", "mask": "none"}, {"name": "owner_id", "mask": "none"}])
+    );
+    assert_eq!(g["row_filter"], "plate_no LIKE '粤E%'");
+    assert_eq!(g["until"], "2028-12-31");
+    assert_eq!(g["quota_rows_per_day"], 5000);
+    let listed = ok(&run("exchange", &["--config", &vehicles, "access", "list"]));
+    assert!(
+        listed.contains("exchange://vehicle-admin/client"),
+        "{listed}"
+    );
+
+    // A refusal with its reason.
+    let r = json(&ok(&run(
+        "exchange",
+        &[
+            "--config",
+            &civil,
+            "--json",
+            "access",
+            "request",
+            "vehicle-admin/vehicles",
+            "--purpose",
+            "again",
+        ],
+    )));
+    let second = r[0]["id"].as_str().unwrap().to_string();
+    let refused = ok(&run(
+        "exchange",
+        &[
+            "--config",
+            &vehicles,
+            "access",
+            "refuse",
+            &second,
+            "--reason",
+            "用途与数据不相关",
+        ],
+    ));
+    assert!(refused.contains("refused: 用途与数据不相关"), "{refused}");
+
+    // Revocation: the owner only.
+    let grant_id = g["id"].as_str().unwrap();
+    let e = fails(&run(
+        "exchange",
+        &["--config", &civil, "access", "revoke", grant_id],
+    ));
+    assert!(e.contains("only its owner"), "{e}");
+    assert!(ok(&run(
+        "exchange",
+        &[
+            "--config",
+            &vehicles,
+            "access",
+            "revoke",
+            grant_id,
+            "--reason",
+            "purpose fulfilled"
+        ]
+    ))
+    .contains("revoked"));
+    let grants = json(&ok(&run(
+        "exchange",
+        &["--config", &civil, "--json", "access", "grants"],
+    )));
+    assert!(grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["id"] == grant_id && g["status"] == "revoked"));
+
+    cluster.shutdown().await;
+}

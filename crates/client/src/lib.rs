@@ -215,6 +215,7 @@ pub async fn enroll(options: &EnrollOptions) -> Result<Enrolled> {
 pub struct Client {
     channel: Channel,
     identity: Identity,
+    user: String,
 }
 
 impl Client {
@@ -231,11 +232,20 @@ impl Client {
         Ok(Client {
             channel,
             identity: tls.identity().clone(),
+            user: String::new(),
         })
     }
 
+    /// Connects with the config's certificate; its `user` is asserted on requests and decisions.
     pub async fn from_config(config: &ClientConfig) -> Result<Client> {
-        Self::connect(&config.coordinator, &config.tls()?).await
+        let client = Self::connect(&config.coordinator, &config.tls()?).await?;
+        Ok(client.with_user(config.user.as_deref().unwrap_or("")))
+    }
+
+    /// The person using this client, recorded with their requests and decisions.
+    pub fn with_user(mut self, user: &str) -> Client {
+        self.user = user.to_string();
+        self
     }
 
     /// Who our certificate says we are.
@@ -253,6 +263,77 @@ impl Client {
 
     fn registry(&self) -> pb::registry_client::RegistryClient<Channel> {
         pb::registry_client::RegistryClient::new(self.channel.clone())
+    }
+
+    fn access(&self) -> pb::access_client::AccessClient<Channel> {
+        pb::access_client::AccessClient::new(self.channel.clone())
+    }
+
+    pub async fn request_access(
+        &self,
+        mut request: pb::AccessRequest,
+    ) -> Result<pb::AccessRequestRecord> {
+        if request.user.is_empty() {
+            request.user = self.user.clone();
+        }
+        Ok(self.access().request_access(request).await?.into_inner())
+    }
+
+    pub async fn pending(&self) -> Result<Vec<pb::AccessRequestRecord>> {
+        Ok(self
+            .access()
+            .pending(pb::PendingRequest {})
+            .await?
+            .into_inner()
+            .requests)
+    }
+
+    pub async fn access_requests(&self) -> Result<Vec<pb::AccessRequestRecord>> {
+        Ok(self
+            .access()
+            .list_requests(pb::ListRequestsRequest {})
+            .await?
+            .into_inner()
+            .requests)
+    }
+
+    pub async fn approve(
+        &self,
+        mut request: pb::ApproveRequest,
+    ) -> Result<pb::AccessRequestRecord> {
+        if request.user.is_empty() {
+            request.user = self.user.clone();
+        }
+        Ok(self.access().approve(request).await?.into_inner())
+    }
+
+    pub async fn refuse(&self, request_id: &str, reason: &str) -> Result<pb::AccessRequestRecord> {
+        let request = pb::RefuseRequest {
+            request_id: request_id.into(),
+            reason: reason.into(),
+            user: self.user.clone(),
+        };
+        Ok(self.access().refuse(request).await?.into_inner())
+    }
+
+    pub async fn grants(&self) -> Result<Vec<pb::Grant>> {
+        Ok(self
+            .access()
+            .list_grants(pb::ListGrantsRequest {})
+            .await?
+            .into_inner()
+            .grants)
+    }
+
+    pub async fn revoke_grant(&self, grant_id: &str, reason: &str) -> Result<pb::Grant> {
+        Ok(self
+            .access()
+            .revoke_grant(pb::RevokeGrantRequest {
+                grant_id: grant_id.into(),
+                reason: reason.into(),
+            })
+            .await?
+            .into_inner())
     }
 
     fn admin(&self) -> pb::admin_client::AdminClient<Channel> {

@@ -28,6 +28,8 @@ pub struct CoordinatorConfig {
     pub token_ttl_secs: u32,
     /// Lifetime of issued member certificates. Default 365 days.
     pub certificate_validity_days: u32,
+    /// Access requests waiting longer than this many working days are shown overdue. Default 5.
+    pub decision_sla_working_days: u32,
 }
 
 impl Default for CoordinatorConfig {
@@ -42,6 +44,7 @@ impl Default for CoordinatorConfig {
             offline_after_secs: 15,
             token_ttl_secs: 86_400,
             certificate_validity_days: 365,
+            decision_sla_working_days: 5,
         }
     }
 }

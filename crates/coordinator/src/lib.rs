@@ -4,7 +4,8 @@
 //! the federation-wide catalog that nodes publish to, and tracks each node's
 //! liveness. It serves two listeners:
 //!
-//! - the **main listener** (mutual TLS): `Admin`, `Registry`, `Catalog` and
+//! - the **main listener** (mutual TLS): `Admin`, `Registry`, `Catalog`,
+//!   `Access` (requests and grants, see [`access`]) and
 //!   the standard gRPC health service. Every connection must present a
 //!   certificate issued by the federation CA; every request passes the
 //!   revocation and expiry check before any handler runs;
@@ -15,6 +16,7 @@
 //! Offline operations ([`init`], [`write_dev_pki`]) work on the data
 //! directory directly and must not run while the coordinator does.
 
+pub mod access;
 mod config;
 pub mod federation;
 pub mod registry;
@@ -236,8 +238,10 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         .advertise_addr
         .clone()
         .unwrap_or_else(|| addr.to_string());
+    let access = access::AccessBook::open(&db, config.decision_sla_working_days)?;
     let state = Arc::new(State {
         registry,
+        access,
         federation,
         revocations: revocations.clone(),
         advertise_addr,
@@ -259,6 +263,9 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
     health
         .set_serving::<pb::catalog_server::CatalogServer<service::CatalogService>>()
         .await;
+    health
+        .set_serving::<pb::access_server::AccessServer<service::AccessService>>()
+        .await;
 
     let main_tls = server::mutual_tls_config(&tls)?;
     let main_router = tonic::transport::Server::builder()
@@ -270,6 +277,9 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         )))
         .add_service(pb::registry_server::RegistryServer::new(
             service::RegistryService(state.clone()),
+        ))
+        .add_service(pb::access_server::AccessServer::new(
+            service::AccessService(state.clone()),
         ))
         .add_service(
             pb::catalog_server::CatalogServer::new(service::CatalogService(state.clone()))

@@ -10,12 +10,14 @@ use exchange_transport::{caller, require_role, Revocations};
 use time::Duration;
 use tonic::{Request, Response, Status};
 
+use crate::access::{grant_message, AccessBook, AccessError};
 use crate::federation::{Federation, PublishError};
 use crate::registry::{MemberRecord, Registry, RegistryError};
 
 /// Shared by every service.
 pub struct State {
     pub registry: Registry,
+    pub access: AccessBook,
     pub federation: Federation,
     pub revocations: Revocations,
     pub advertise_addr: String,
@@ -55,6 +57,19 @@ fn publish_status(e: PublishError) -> Status {
             Status::internal("internal storage error; the coordinator log has details")
         }
         PublishError::Invalid(msg) => Status::invalid_argument(msg),
+    }
+}
+
+fn access_status(e: AccessError) -> Status {
+    match e {
+        AccessError::Storage(err) => {
+            tracing::error!(error = %err, "state store failure");
+            Status::internal("internal storage error; the coordinator log has details")
+        }
+        AccessError::NotFound(m) => Status::not_found(m),
+        AccessError::Invalid(m) => Status::invalid_argument(m),
+        AccessError::Forbidden(m) => Status::permission_denied(m),
+        AccessError::Conflict(m) => Status::failed_precondition(m),
     }
 }
 
@@ -384,5 +399,154 @@ impl pb::catalog_server::Catalog for CatalogService {
                 id.chars().take(100).collect::<String>()
             ))),
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct AccessService(pub Arc<State>);
+
+impl AccessService {
+    fn dataset(&self, id: &str) -> Result<pb::Dataset, Status> {
+        self.0.federation.dataset(id).ok_or_else(|| {
+            Status::not_found(format!(
+                "no dataset {:?} in the catalog; find ids with `exchange catalog search`",
+                id.chars().take(100).collect::<String>()
+            ))
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::access_server::Access for AccessService {
+    async fn request_access(
+        &self,
+        request: Request<pb::AccessRequest>,
+    ) -> Result<Response<pb::AccessRequestRecord>, Status> {
+        let peer = require_role(&request, &[Role::Client])?;
+        let req = request.into_inner();
+        let dataset = self.dataset(&req.dataset)?;
+        let state = self.0.clone();
+        let record = blocking(move || {
+            state
+                .access
+                .request(&peer.identity, &req, &dataset)
+                .map_err(access_status)
+        })
+        .await?;
+        tracing::info!(request = %record.id, dataset = %record.dataset, consumer = %record.consumer, status = %record.status, "access requested");
+        Ok(Response::new(self.0.access.request_message(&record)))
+    }
+
+    async fn pending(
+        &self,
+        request: Request<pb::PendingRequest>,
+    ) -> Result<Response<pb::AccessRequestList>, Status> {
+        let peer = require_role(&request, &[Role::Client])?;
+        let records = self
+            .0
+            .access
+            .pending(&peer.identity.member_id)
+            .map_err(access_status)?;
+        Ok(Response::new(pb::AccessRequestList {
+            requests: records
+                .iter()
+                .map(|r| self.0.access.request_message(r))
+                .collect(),
+        }))
+    }
+
+    async fn list_requests(
+        &self,
+        request: Request<pb::ListRequestsRequest>,
+    ) -> Result<Response<pb::AccessRequestList>, Status> {
+        let peer = require_role(&request, &[Role::Client])?;
+        let records = self
+            .0
+            .access
+            .requests_of(&peer.identity.member_id)
+            .map_err(access_status)?;
+        Ok(Response::new(pb::AccessRequestList {
+            requests: records
+                .iter()
+                .map(|r| self.0.access.request_message(r))
+                .collect(),
+        }))
+    }
+
+    async fn approve(
+        &self,
+        request: Request<pb::ApproveRequest>,
+    ) -> Result<Response<pb::AccessRequestRecord>, Status> {
+        let peer = require_role(&request, &[Role::Client])?;
+        let req = request.into_inner();
+        let record = self
+            .0
+            .access
+            .request_record(&req.request_id)
+            .map_err(access_status)?;
+        let dataset = self.dataset(&record.dataset)?;
+        let state = self.0.clone();
+        let record = blocking(move || {
+            state
+                .access
+                .approve(&peer.identity, &req, &dataset)
+                .map_err(access_status)
+        })
+        .await?;
+        tracing::info!(request = %record.id, grant = %record.grant_id, by = %record.decided_by, "access approved");
+        Ok(Response::new(self.0.access.request_message(&record)))
+    }
+
+    async fn refuse(
+        &self,
+        request: Request<pb::RefuseRequest>,
+    ) -> Result<Response<pb::AccessRequestRecord>, Status> {
+        let peer = require_role(&request, &[Role::Client])?;
+        let req = request.into_inner();
+        let state = self.0.clone();
+        let record = blocking(move || {
+            state
+                .access
+                .refuse(&peer.identity, &req)
+                .map_err(access_status)
+        })
+        .await?;
+        tracing::info!(request = %record.id, by = %record.decided_by, "access refused");
+        Ok(Response::new(self.0.access.request_message(&record)))
+    }
+
+    async fn list_grants(
+        &self,
+        request: Request<pb::ListGrantsRequest>,
+    ) -> Result<Response<pb::GrantList>, Status> {
+        let peer = require_role(&request, &[Role::Client])?;
+        let grants = self
+            .0
+            .access
+            .grants_of(&peer.identity.member_id)
+            .map_err(access_status)?;
+        Ok(Response::new(pb::GrantList {
+            grants: grants.iter().map(grant_message).collect(),
+        }))
+    }
+
+    async fn revoke_grant(
+        &self,
+        request: Request<pb::RevokeGrantRequest>,
+    ) -> Result<Response<pb::Grant>, Status> {
+        let peer = require_role(&request, &[Role::Client])?;
+        let req = request.into_inner();
+        let state = self.0.clone();
+        let grant = blocking(move || {
+            state
+                .access
+                .revoke(&peer.identity, &req.grant_id, &req.reason)
+                .map_err(access_status)
+        })
+        .await?;
+        tracing::warn!(grant = %grant.id, by = %grant.revoked_by, "grant revoked");
+        Ok(Response::new(grant_message(&grant)))
     }
 }

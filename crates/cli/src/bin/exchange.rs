@@ -59,6 +59,11 @@ enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Ask for access to another department's data, and decide on requests for yours.
+    Access {
+        #[command(subcommand)]
+        command: AccessCommand,
+    },
     /// The federation's member departments.
     Members {
         #[command(subcommand)]
@@ -104,6 +109,62 @@ enum CatalogCommand {
     },
     /// One dataset with its fields.
     Show { dataset: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum AccessCommand {
+    /// Request access to a dataset. Unconditional data is granted at once; conditional data waits for the owner.
+    Request {
+        dataset: String,
+        /// Fields to request, comma-separated. Default: every field the owner shares.
+        #[arg(long, value_delimiter = ',')]
+        fields: Vec<String>,
+        /// Why you need it (required); recorded with every decision and query.
+        #[arg(long)]
+        purpose: String,
+        /// The legal or policy basis for the request.
+        #[arg(long, default_value = "")]
+        basis: String,
+        /// Requested expiry, YYYY-MM-DD (default: one year).
+        #[arg(long, default_value = "")]
+        until: String,
+    },
+    /// Requests for your department's datasets waiting for a decision.
+    Pending,
+    /// Every request your department made or received, with its decision.
+    List,
+    /// Approve a request for your department's data, optionally narrowing it.
+    Approve {
+        request: String,
+        /// Grant only these of the requested fields.
+        #[arg(long, value_delimiter = ',')]
+        fields: Vec<String>,
+        /// Lift the default mask of a granted field (repeat).
+        #[arg(long)]
+        unmask: Vec<String>,
+        /// Only rows matching this filter, e.g. "registered_on >= '2020-01-01'".
+        #[arg(long, default_value = "")]
+        row_filter: String,
+        #[arg(long, default_value_t = 0)]
+        quota_rows_per_day: u64,
+        /// An earlier expiry than requested, YYYY-MM-DD.
+        #[arg(long, default_value = "")]
+        until: String,
+    },
+    /// Refuse a request; a reason is mandatory.
+    Refuse {
+        request: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Grants your department holds or has given.
+    Grants,
+    /// Revoke a grant on your department's data.
+    Revoke {
+        grant: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -211,6 +272,72 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Access { command } => {
+            let client = client(&cli.config).await?;
+            let json = cli.json;
+            let text = match command {
+                AccessCommand::Request {
+                    dataset,
+                    fields,
+                    purpose,
+                    basis,
+                    until,
+                } => {
+                    let r = client
+                        .request_access(pb::AccessRequest {
+                            dataset,
+                            fields,
+                            purpose,
+                            basis,
+                            until,
+                            user: String::new(),
+                        })
+                        .await?;
+                    output::access_request(&r, json)
+                }
+                AccessCommand::Pending => output::access_requests(&client.pending().await?, json),
+                AccessCommand::List => {
+                    output::access_requests(&client.access_requests().await?, json)
+                }
+                AccessCommand::Approve {
+                    request,
+                    fields,
+                    unmask,
+                    row_filter,
+                    quota_rows_per_day,
+                    until,
+                } => {
+                    let r = client
+                        .approve(pb::ApproveRequest {
+                            request_id: request,
+                            fields,
+                            unmask,
+                            row_filter,
+                            quota_rows_per_day,
+                            until,
+                            user: String::new(),
+                        })
+                        .await?;
+                    output::access_request(&r, json)
+                }
+                AccessCommand::Refuse { request, reason } => {
+                    output::access_request(&client.refuse(&request, &reason).await?, json)
+                }
+                AccessCommand::Grants => output::grants(&client.grants().await?, json),
+                AccessCommand::Revoke { grant, reason } => {
+                    let g = client.revoke_grant(&grant, &reason).await?;
+                    if json {
+                        output::grants(&[g], true)
+                    } else {
+                        format!(
+                            "grant {} on {} for {} revoked.",
+                            g.id, g.dataset, g.consumer
+                        )
+                    }
+                }
+            };
+            println!("{text}");
         }
         Command::Members {
             command: MembersCommand::List,

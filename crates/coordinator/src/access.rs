@@ -1,0 +1,612 @@
+//! Access requests and grants: the owner decides.
+//!
+//! - A request names a dataset, fields, a purpose, a basis and an expiry.
+//!   The dataset's sharing class decides what happens next: `unconditional`
+//!   is granted at once with the default masks, `conditional` waits for the
+//!   owner, `none` is refused with the owner's stated basis.
+//! - Only the owning department decides, with its own certificate. An
+//!   approval may narrow the fields, lift default masks on some of them, add
+//!   a row filter, a daily row quota and an earlier expiry; it can never add
+//!   a field that was not requested, and secret fields never enter a grant.
+//! - A refusal needs a reason. Every decision is kept on the request record
+//!   and listed to both departments; revoking a grant is recorded on it.
+//! - Requests waiting longer than the service level (working days) are
+//!   shown as overdue.
+
+use exchange_pki::Identity;
+use exchange_policy::{FieldType, Sensitivity};
+use exchange_proto::v1 as pb;
+use exchange_query::FieldInfo;
+use exchange_storage::{Db, StorageError, Tree};
+use serde::{Deserialize, Serialize};
+use time::{Date, Duration, OffsetDateTime};
+
+use crate::registry::now_unix;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RequestRecord {
+    pub id: String,
+    pub dataset: String,
+    pub owner: String,
+    pub consumer: String,
+    pub user: String,
+    pub fields: Vec<String>,
+    pub purpose: String,
+    pub basis: String,
+    pub until: String,
+    pub status: String,
+    pub created_unix: i64,
+    pub decided_unix: i64,
+    pub decided_by: String,
+    pub reason: String,
+    pub grant_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GrantRecord {
+    pub id: String,
+    pub dataset: String,
+    pub owner: String,
+    pub consumer: String,
+    /// (field, mask) pairs.
+    pub fields: Vec<(String, String)>,
+    pub row_filter: String,
+    pub purpose: String,
+    pub until: String,
+    pub quota_rows_per_day: u64,
+    pub status: String,
+    pub request_id: String,
+    pub approved_by: String,
+    pub created_unix: i64,
+    pub revoked_unix: i64,
+    pub revoked_by: String,
+    pub revocation_reason: String,
+}
+
+pub struct AccessBook {
+    requests: Tree,
+    grants: Tree,
+    counters: Tree,
+    sla_working_days: u32,
+}
+
+impl std::fmt::Debug for AccessBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessBook").finish_non_exhaustive()
+    }
+}
+
+fn today() -> Date {
+    OffsetDateTime::now_utc().date()
+}
+
+fn date_text(d: Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
+}
+
+fn parse_date(text: &str) -> Result<Date, AccessError> {
+    let bad = || {
+        AccessError::Invalid(format!(
+            "{:?} is not a date: use YYYY-MM-DD",
+            text.chars().take(40).collect::<String>()
+        ))
+    };
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(text.trim(), &fmt).map_err(|_| bad())
+}
+
+fn clean_text(what: &str, text: &str, max: usize, required: bool) -> Result<String, AccessError> {
+    let t = text.trim();
+    if required && t.is_empty() {
+        return Err(AccessError::Invalid(format!(
+            "{what} is required: say why you need the data"
+        )));
+    }
+    if t.chars().count() > max {
+        return Err(AccessError::Invalid(format!(
+            "{what} is longer than {max} characters"
+        )));
+    }
+    if t.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(AccessError::Invalid(format!(
+            "{what} contains control characters"
+        )));
+    }
+    Ok(t.to_string())
+}
+
+/// Working days (Monday to Friday) from `from` to `to`, not counting `from`.
+pub fn working_days_between(from: Date, to: Date) -> u32 {
+    let mut n = 0;
+    let mut d = from;
+    while d < to && n < 10_000 {
+        d = d.next_day().unwrap_or(to);
+        if !matches!(d.weekday(), time::Weekday::Saturday | time::Weekday::Sunday) {
+            n += 1;
+        }
+    }
+    n
+}
+
+fn field<'a>(dataset: &'a pb::Dataset, name: &str) -> Result<&'a pb::Field, AccessError> {
+    dataset
+        .fields
+        .iter()
+        .find(|f| f.name == name)
+        .ok_or_else(|| {
+            AccessError::Invalid(format!(
+                "dataset {} has no field {:?}; see `exchange catalog show {}`",
+                dataset.id,
+                name.chars().take(64).collect::<String>(),
+                dataset.id
+            ))
+        })
+}
+
+fn is_secret(f: &pb::Field) -> bool {
+    f.sensitivity == Sensitivity::Secret.as_str()
+}
+
+impl AccessBook {
+    pub fn open(db: &Db, sla_working_days: u32) -> Result<AccessBook, StorageError> {
+        Ok(AccessBook {
+            requests: db.tree("access_requests")?,
+            grants: db.tree("grants")?,
+            counters: db.tree("counters")?,
+            sla_working_days,
+        })
+    }
+
+    fn next_id(&self, prefix: &str) -> Result<String, AccessError> {
+        let n = self
+            .counters
+            .update::<u64, _>(prefix, |old| Some(old.unwrap_or(0) + 1))?
+            .unwrap_or(1);
+        Ok(format!("{prefix}-{n:06}"))
+    }
+
+    pub fn is_overdue(&self, r: &RequestRecord) -> bool {
+        r.status == "pending"
+            && OffsetDateTime::from_unix_timestamp(r.created_unix)
+                .map(|c| working_days_between(c.date(), today()) > self.sla_working_days)
+                .unwrap_or(false)
+    }
+
+    /// A consumer's request. `dataset` is the catalog entry it names.
+    pub fn request(
+        &self,
+        consumer: &Identity,
+        req: &pb::AccessRequest,
+        dataset: &pb::Dataset,
+    ) -> Result<RequestRecord, AccessError> {
+        if dataset.department == consumer.member_id {
+            return Err(AccessError::Invalid(format!(
+                "{} is your own department's dataset; query it in your own systems",
+                dataset.id
+            )));
+        }
+        let purpose = clean_text("purpose", &req.purpose, 500, true)?;
+        let basis = clean_text("basis", &req.basis, 500, false)?;
+        let user = clean_text("user", &req.user, 100, false)?;
+        let until = if req.until.trim().is_empty() {
+            today() + Duration::days(365)
+        } else {
+            let d = parse_date(&req.until)?;
+            if d < today() {
+                return Err(AccessError::Invalid("--until is in the past".into()));
+            }
+            if d > today() + Duration::days(3 * 366) {
+                return Err(AccessError::Invalid(
+                    "--until may be at most three years ahead".into(),
+                ));
+            }
+            d
+        };
+        let mut fields = Vec::new();
+        if req.fields.len() > 500 {
+            return Err(AccessError::Invalid("too many fields".into()));
+        }
+        for name in &req.fields {
+            let f = field(dataset, name)?;
+            if is_secret(f) {
+                return Err(AccessError::Forbidden(format!(
+                    "field {name} of {} is secret: it never leaves the owner",
+                    dataset.id
+                )));
+            }
+            if !fields.contains(&f.name) {
+                fields.push(f.name.clone());
+            }
+        }
+        if fields.is_empty() {
+            fields = dataset
+                .fields
+                .iter()
+                .filter(|f| !is_secret(f))
+                .map(|f| f.name.clone())
+                .collect();
+        }
+        if fields.is_empty() {
+            return Err(AccessError::Forbidden(format!(
+                "every field of {} is secret",
+                dataset.id
+            )));
+        }
+        let mut record = RequestRecord {
+            id: self.next_id("R")?,
+            dataset: dataset.id.clone(),
+            owner: dataset.department.clone(),
+            consumer: consumer.member_id.clone(),
+            user,
+            fields,
+            purpose,
+            basis,
+            until: date_text(until),
+            status: "pending".into(),
+            created_unix: now_unix(),
+            decided_unix: 0,
+            decided_by: String::new(),
+            reason: String::new(),
+            grant_id: String::new(),
+        };
+        match dataset.sharing.as_str() {
+            "unconditional" => {
+                let grant = self.create_grant(
+                    &record,
+                    dataset,
+                    &record.fields,
+                    &[],
+                    "",
+                    0,
+                    &record.until,
+                    "policy: unconditional sharing",
+                )?;
+                record.status = "granted".into();
+                record.decided_unix = record.created_unix;
+                record.decided_by = "policy: unconditional sharing".into();
+                record.grant_id = grant.id;
+            }
+            "none" => {
+                record.status = "refused".into();
+                record.decided_unix = record.created_unix;
+                record.decided_by = "policy: not shared".into();
+                record.reason = format!("{} is not shared: {}", dataset.id, dataset.basis);
+            }
+            _ => {}
+        }
+        self.requests.insert(&record.id, &record)?;
+        Ok(record)
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site per decision path; a struct would only rename the same fields"
+    )]
+    fn create_grant(
+        &self,
+        request: &RequestRecord,
+        dataset: &pb::Dataset,
+        fields: &[String],
+        unmask: &[String],
+        row_filter: &str,
+        quota: u64,
+        until: &str,
+        approved_by: &str,
+    ) -> Result<GrantRecord, AccessError> {
+        let mut granted = Vec::new();
+        for name in fields {
+            let f = field(dataset, name)?;
+            if is_secret(f) {
+                return Err(AccessError::Forbidden(format!(
+                    "field {name} is secret and never leaves the owner"
+                )));
+            }
+            let mask = if unmask.contains(name) {
+                "none".to_string()
+            } else {
+                f.mask.clone()
+            };
+            granted.push((name.clone(), mask));
+        }
+        let grant = GrantRecord {
+            id: self.next_id("G")?,
+            dataset: dataset.id.clone(),
+            owner: dataset.department.clone(),
+            consumer: request.consumer.clone(),
+            fields: granted,
+            row_filter: row_filter.to_string(),
+            purpose: request.purpose.clone(),
+            until: until.to_string(),
+            quota_rows_per_day: quota,
+            status: "active".into(),
+            request_id: request.id.clone(),
+            approved_by: approved_by.to_string(),
+            created_unix: now_unix(),
+            revoked_unix: 0,
+            revoked_by: String::new(),
+            revocation_reason: String::new(),
+        };
+        self.grants.insert(&grant.id, &grant)?;
+        Ok(grant)
+    }
+
+    fn request_for_owner(&self, owner: &Identity, id: &str) -> Result<RequestRecord, AccessError> {
+        let r: RequestRecord = self.requests.get(id)?.ok_or_else(|| {
+            AccessError::NotFound(format!(
+                "no access request {id:?}; see `exchange access pending`"
+            ))
+        })?;
+        if r.owner != owner.member_id {
+            return Err(AccessError::Forbidden(format!(
+                "request {id} is for {}'s data: only its owner decides",
+                r.owner
+            )));
+        }
+        if r.status != "pending" {
+            return Err(AccessError::Conflict(format!(
+                "request {id} was already {} by {}",
+                r.status, r.decided_by
+            )));
+        }
+        Ok(r)
+    }
+
+    /// The owner approves, possibly narrowing.
+    pub fn approve(
+        &self,
+        owner: &Identity,
+        req: &pb::ApproveRequest,
+        dataset: &pb::Dataset,
+    ) -> Result<RequestRecord, AccessError> {
+        let mut r = self.request_for_owner(owner, &req.request_id)?;
+        let fields = if req.fields.is_empty() {
+            r.fields.clone()
+        } else {
+            for f in &req.fields {
+                if !r.fields.contains(f) {
+                    return Err(AccessError::Invalid(format!("field {f:?} was not requested: an approval may narrow a request, never widen it")));
+                }
+            }
+            req.fields.clone()
+        };
+        for u in &req.unmask {
+            if !fields.contains(u) {
+                return Err(AccessError::Invalid(format!(
+                    "cannot unmask {u:?}: it is not among the approved fields"
+                )));
+            }
+        }
+        let until = if req.until.trim().is_empty() {
+            r.until.clone()
+        } else {
+            let d = parse_date(&req.until)?;
+            if date_text(d) > r.until {
+                return Err(AccessError::Invalid(format!(
+                    "--until {} is later than requested ({}): an approval may only shorten",
+                    date_text(d),
+                    r.until
+                )));
+            }
+            if d < today() {
+                return Err(AccessError::Invalid("--until is in the past".into()));
+            }
+            date_text(d)
+        };
+        let row_filter = if req.row_filter.trim().is_empty() {
+            String::new()
+        } else {
+            let filter = exchange_query::parse(&req.row_filter)
+                .map_err(|e| AccessError::Invalid(format!("row filter: {e}")))?;
+            let lookup = |name: &str| -> Option<FieldInfo> {
+                let f = dataset
+                    .fields
+                    .iter()
+                    .find(|f| f.name == name && !is_secret(f))?;
+                Some(FieldInfo {
+                    field_type: f.r#type.parse::<FieldType>().ok()?,
+                    masked: false,
+                })
+            };
+            filter
+                .check(&lookup)
+                .map_err(|e| AccessError::Invalid(format!("row filter: {e}")))?
+                .to_string()
+        };
+        let user = clean_text("user", &req.user, 100, false)?;
+        let decided_by = if user.is_empty() {
+            owner.uri()
+        } else {
+            format!("{} ({user})", owner.uri())
+        };
+        let grant = self.create_grant(
+            &r,
+            dataset,
+            &fields,
+            &req.unmask,
+            &row_filter,
+            req.quota_rows_per_day,
+            &until,
+            &decided_by,
+        )?;
+        r.status = "granted".into();
+        r.decided_unix = now_unix();
+        r.decided_by = decided_by;
+        r.grant_id = grant.id;
+        self.requests.insert(&r.id, &r)?;
+        Ok(r)
+    }
+
+    /// The owner refuses; a reason is mandatory.
+    pub fn refuse(
+        &self,
+        owner: &Identity,
+        req: &pb::RefuseRequest,
+    ) -> Result<RequestRecord, AccessError> {
+        let reason = clean_text("reason", &req.reason, 1000, false)?;
+        if reason.is_empty() {
+            return Err(AccessError::Invalid(
+                "a refusal must give its reason (--reason)".into(),
+            ));
+        }
+        let mut r = self.request_for_owner(owner, &req.request_id)?;
+        let user = clean_text("user", &req.user, 100, false)?;
+        r.status = "refused".into();
+        r.decided_unix = now_unix();
+        r.decided_by = if user.is_empty() {
+            owner.uri()
+        } else {
+            format!("{} ({user})", owner.uri())
+        };
+        r.reason = reason;
+        self.requests.insert(&r.id, &r)?;
+        Ok(r)
+    }
+
+    pub fn request_record(&self, id: &str) -> Result<RequestRecord, AccessError> {
+        self.requests.get(id)?.ok_or_else(|| {
+            AccessError::NotFound(format!(
+                "no access request {:?}; see `exchange access pending`",
+                id.chars().take(40).collect::<String>()
+            ))
+        })
+    }
+
+    pub fn pending(&self, owner: &str) -> Result<Vec<RequestRecord>, AccessError> {
+        Ok(self
+            .requests
+            .values::<RequestRecord>()?
+            .into_iter()
+            .filter(|r| r.owner == owner && r.status == "pending")
+            .collect())
+    }
+
+    /// Requests the member made or received, newest first.
+    pub fn requests_of(&self, member: &str) -> Result<Vec<RequestRecord>, AccessError> {
+        let mut v: Vec<RequestRecord> = self
+            .requests
+            .values::<RequestRecord>()?
+            .into_iter()
+            .filter(|r| r.owner == member || r.consumer == member)
+            .collect();
+        v.reverse();
+        Ok(v)
+    }
+
+    /// Grants the member holds or gave, with expiry applied.
+    pub fn grants_of(&self, member: &str) -> Result<Vec<GrantRecord>, AccessError> {
+        let today = date_text(today());
+        Ok(self
+            .grants
+            .values::<GrantRecord>()?
+            .into_iter()
+            .filter(|g| g.owner == member || g.consumer == member)
+            .map(|mut g| {
+                if g.status == "active" && g.until < today {
+                    g.status = "expired".into();
+                }
+                g
+            })
+            .collect())
+    }
+
+    pub fn grant(&self, id: &str) -> Result<Option<GrantRecord>, AccessError> {
+        Ok(self.grants.get(id)?)
+    }
+
+    /// The owner revokes a grant.
+    pub fn revoke(
+        &self,
+        owner: &Identity,
+        id: &str,
+        reason: &str,
+    ) -> Result<GrantRecord, AccessError> {
+        let reason = clean_text("reason", reason, 1000, false)?;
+        let g: GrantRecord = self.grants.get(id)?.ok_or_else(|| {
+            AccessError::NotFound(format!("no grant {id:?}; see `exchange access grants`"))
+        })?;
+        if g.owner != owner.member_id {
+            return Err(AccessError::Forbidden(format!(
+                "grant {id} is on {}'s data: only its owner revokes it",
+                g.owner
+            )));
+        }
+        if g.status == "revoked" {
+            return Err(AccessError::Conflict(format!(
+                "grant {id} is already revoked"
+            )));
+        }
+        let updated = GrantRecord {
+            status: "revoked".into(),
+            revoked_unix: now_unix(),
+            revoked_by: owner.uri(),
+            revocation_reason: reason,
+            ..g
+        };
+        self.grants.insert(id, &updated)?;
+        Ok(updated)
+    }
+
+    pub fn request_message(&self, r: &RequestRecord) -> pb::AccessRequestRecord {
+        pb::AccessRequestRecord {
+            id: r.id.clone(),
+            dataset: r.dataset.clone(),
+            owner: r.owner.clone(),
+            consumer: r.consumer.clone(),
+            user: r.user.clone(),
+            fields: r.fields.clone(),
+            purpose: r.purpose.clone(),
+            basis: r.basis.clone(),
+            until: r.until.clone(),
+            status: r.status.clone(),
+            created_unix: r.created_unix,
+            decided_unix: r.decided_unix,
+            decided_by: r.decided_by.clone(),
+            reason: r.reason.clone(),
+            grant_id: r.grant_id.clone(),
+            overdue: self.is_overdue(r),
+        }
+    }
+}
+
+pub fn grant_message(g: &GrantRecord) -> pb::Grant {
+    pb::Grant {
+        id: g.id.clone(),
+        dataset: g.dataset.clone(),
+        owner: g.owner.clone(),
+        consumer: g.consumer.clone(),
+        fields: g
+            .fields
+            .iter()
+            .map(|(n, m)| pb::GrantField {
+                name: n.clone(),
+                mask: m.clone(),
+            })
+            .collect(),
+        row_filter: g.row_filter.clone(),
+        purpose: g.purpose.clone(),
+        until: g.until.clone(),
+        quota_rows_per_day: g.quota_rows_per_day,
+        status: g.status.clone(),
+        request_id: g.request_id.clone(),
+        approved_by: g.approved_by.clone(),
+        created_unix: g.created_unix,
+        revoked_unix: g.revoked_unix,
+    }
+}
+
+#[cfg(test)]
+mod tests;

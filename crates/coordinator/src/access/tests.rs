@@ -1,0 +1,296 @@
+use exchange_pki::Role;
+use time::Date;
+
+use super::*;
+
+fn book() -> AccessBook {
+    AccessBook::open(&Db::temporary().unwrap(), 5).unwrap()
+}
+
+fn field(name: &str, t: &str, sensitivity: &str, mask: &str) -> pb::Field {
+    pb::Field {
+        name: name.into(),
+        r#type: t.into(),
+        sensitivity: sensitivity.into(),
+        mask: mask.into(),
+        ..Default::default()
+    }
+}
+
+fn dataset(sharing: &str) -> pb::Dataset {
+    pb::Dataset {
+        id: "vehicle-admin/vehicles".into(),
+        department: "vehicle-admin".into(),
+        sharing: sharing.into(),
+        basis: "《道路交通安全法》".into(),
+        fields: vec![
+            field("plate_no", "string", "internal", "none"),
+            field("owner_id", "string", "sensitive", "id_number"),
+            field("owner_name", "string", "sensitive", "surname"),
+            field("registered_on", "date", "internal", "none"),
+            field("engine_no", "string", "secret", "none"),
+        ],
+        ..Default::default()
+    }
+}
+
+fn who(member: &str) -> Identity {
+    Identity::new(member, Role::Client).unwrap()
+}
+
+fn ask(fields: &[&str]) -> pb::AccessRequest {
+    pb::AccessRequest {
+        dataset: "vehicle-admin/vehicles".into(),
+        fields: fields.iter().map(|f| f.to_string()).collect(),
+        purpose: "低保家庭财产核查".into(),
+        basis: "《社会救助暂行办法》第十一条".into(),
+        until: String::new(),
+        user: "王小明".into(),
+    }
+}
+
+#[test]
+fn unconditional_is_granted_at_once_without_secret_fields() {
+    let b = book();
+    let r = b
+        .request(&who("civil-affairs"), &ask(&[]), &dataset("unconditional"))
+        .unwrap();
+    assert_eq!(r.status, "granted");
+    assert!(r.decided_by.starts_with("policy"));
+    let g = b.grant(&r.grant_id).unwrap().unwrap();
+    assert_eq!(g.consumer, "civil-affairs");
+    assert_eq!(g.fields.len(), 4, "every non-secret field");
+    assert!(
+        g.fields.contains(&("owner_id".into(), "id_number".into())),
+        "default masks"
+    );
+    assert!(!g.fields.iter().any(|(n, _)| n == "engine_no"));
+}
+
+#[test]
+fn none_is_refused_with_the_basis_and_secret_fields_are_never_requestable() {
+    let b = book();
+    let r = b
+        .request(&who("civil-affairs"), &ask(&[]), &dataset("none"))
+        .unwrap();
+    assert_eq!(r.status, "refused");
+    assert!(r.reason.contains("道路交通安全法"));
+    let err = b
+        .request(
+            &who("civil-affairs"),
+            &ask(&["engine_no"]),
+            &dataset("conditional"),
+        )
+        .unwrap_err();
+    assert!(matches!(err, AccessError::Forbidden(_)), "{err}");
+    let err = b
+        .request(
+            &who("civil-affairs"),
+            &ask(&["nope"]),
+            &dataset("conditional"),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("no field"), "{err}");
+    let err = b
+        .request(&who("vehicle-admin"), &ask(&[]), &dataset("conditional"))
+        .unwrap_err();
+    assert!(err.to_string().contains("your own"), "{err}");
+    let mut no_purpose = ask(&[]);
+    no_purpose.purpose = "  ".into();
+    assert!(b
+        .request(&who("civil-affairs"), &no_purpose, &dataset("conditional"))
+        .unwrap_err()
+        .to_string()
+        .contains("purpose is required"));
+    let mut past = ask(&[]);
+    past.until = "2001-01-01".into();
+    assert!(b
+        .request(&who("civil-affairs"), &past, &dataset("conditional"))
+        .is_err());
+    let mut garbage = ask(&[]);
+    garbage.until = "next year".into();
+    assert!(b
+        .request(&who("civil-affairs"), &garbage, &dataset("conditional"))
+        .unwrap_err()
+        .to_string()
+        .contains("YYYY-MM-DD"));
+}
+
+#[test]
+fn the_owner_decides_and_may_only_narrow() {
+    let b = book();
+    let ds = dataset("conditional");
+    let r = b
+        .request(
+            &who("civil-affairs"),
+            &ask(&["plate_no", "owner_id", "owner_name"]),
+            &ds,
+        )
+        .unwrap();
+    assert_eq!(r.status, "pending");
+    assert_eq!(b.pending("vehicle-admin").unwrap().len(), 1);
+    assert!(b.pending("civil-affairs").unwrap().is_empty());
+    let approve =
+        |fields: &[&str], unmask: &[&str], filter: &str, until: &str| pb::ApproveRequest {
+            request_id: r.id.clone(),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            unmask: unmask.iter().map(|f| f.to_string()).collect(),
+            row_filter: filter.into(),
+            quota_rows_per_day: 10_000,
+            until: until.into(),
+            user: "李科长".into(),
+        };
+    // Only the owner.
+    let err = b
+        .approve(&who("tax"), &approve(&[], &[], "", ""), &ds)
+        .unwrap_err();
+    assert!(matches!(err, AccessError::Forbidden(_)), "{err}");
+    // Never wider.
+    assert!(b
+        .approve(
+            &who("vehicle-admin"),
+            &approve(&["registered_on"], &[], "", ""),
+            &ds
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("never widen"));
+    assert!(b
+        .approve(
+            &who("vehicle-admin"),
+            &approve(&["plate_no"], &["owner_id"], "", ""),
+            &ds
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("cannot unmask"));
+    assert!(b
+        .approve(
+            &who("vehicle-admin"),
+            &approve(&[], &[], "", "2999-01-01"),
+            &ds
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("only shorten"));
+    assert!(b
+        .approve(
+            &who("vehicle-admin"),
+            &approve(&[], &[], "plate_no = ", ""),
+            &ds
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("row filter"));
+    assert!(b
+        .approve(
+            &who("vehicle-admin"),
+            &approve(&[], &[], "engine_no = 'x'", ""),
+            &ds
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("row filter"));
+    // A narrowed approval with an unmasked field and a row filter.
+    let decided = b
+        .approve(
+            &who("vehicle-admin"),
+            &approve(
+                &["plate_no", "owner_id"],
+                &["owner_id"],
+                "plate_no LIKE '粤E%'",
+                "",
+            ),
+            &ds,
+        )
+        .unwrap();
+    assert_eq!(decided.status, "granted");
+    assert!(
+        decided
+            .decided_by
+            .contains("exchange://vehicle-admin/client")
+            && decided.decided_by.contains("李科长")
+    );
+    let g = b.grant(&decided.grant_id).unwrap().unwrap();
+    assert_eq!(
+        g.fields,
+        vec![
+            ("plate_no".into(), "none".into()),
+            ("owner_id".into(), "none".into())
+        ]
+    );
+    assert_eq!(g.row_filter, "plate_no LIKE '粤E%'");
+    assert_eq!(g.quota_rows_per_day, 10_000);
+    // Decided once.
+    assert!(matches!(
+        b.approve(&who("vehicle-admin"), &approve(&[], &[], "", ""), &ds),
+        Err(AccessError::Conflict(_))
+    ));
+    // Both sides see it.
+    assert_eq!(b.requests_of("civil-affairs").unwrap().len(), 1);
+    assert_eq!(b.grants_of("vehicle-admin").unwrap().len(), 1);
+    assert!(b.grants_of("tax").unwrap().is_empty());
+    // Revocation by the owner only.
+    assert!(matches!(
+        b.revoke(&who("civil-affairs"), &g.id, "x"),
+        Err(AccessError::Forbidden(_))
+    ));
+    let revoked = b
+        .revoke(&who("vehicle-admin"), &g.id, "purpose fulfilled")
+        .unwrap();
+    assert_eq!(revoked.status, "revoked");
+    assert!(matches!(
+        b.revoke(&who("vehicle-admin"), &g.id, "again"),
+        Err(AccessError::Conflict(_))
+    ));
+}
+
+#[test]
+fn refusals_need_a_reason() {
+    let b = book();
+    let r = b
+        .request(&who("civil-affairs"), &ask(&[]), &dataset("conditional"))
+        .unwrap();
+    let refuse = |reason: &str| pb::RefuseRequest {
+        request_id: r.id.clone(),
+        reason: reason.into(),
+        user: String::new(),
+    };
+    assert!(b
+        .refuse(&who("vehicle-admin"), &refuse("  "))
+        .unwrap_err()
+        .to_string()
+        .contains("reason"));
+    let done = b
+        .refuse(&who("vehicle-admin"), &refuse("用途与数据不相关"))
+        .unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.reason.as_str()),
+        ("refused", "用途与数据不相关")
+    );
+    assert!(b.pending("vehicle-admin").unwrap().is_empty());
+}
+
+#[test]
+fn overdue_counts_working_days() {
+    let d =
+        |y, m, day| Date::from_calendar_date(y, time::Month::try_from(m).unwrap(), day).unwrap();
+    assert_eq!(
+        working_days_between(d(2026, 11, 20), d(2026, 11, 23)),
+        1,
+        "Friday to Monday"
+    );
+    assert_eq!(working_days_between(d(2026, 11, 16), d(2026, 11, 23)), 5);
+    let b = book();
+    let mut r = b
+        .request(&who("civil-affairs"), &ask(&[]), &dataset("conditional"))
+        .unwrap();
+    assert!(!b.is_overdue(&r));
+    r.created_unix -= 10 * 86_400;
+    assert!(
+        b.is_overdue(&r),
+        "ten calendar days is more than five working days"
+    );
+    r.status = "granted".into();
+    assert!(!b.is_overdue(&r));
+}
