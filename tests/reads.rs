@@ -94,73 +94,65 @@ fn ddl(kind: &str) -> String {
     format!("CREATE TABLE readings (id {key} PRIMARY KEY, owner_id CHAR(18), name {text}, seats INTEGER, price {double}, active {boolean}, registered_on DATE, updated {ts})")
 }
 
-async fn sources() -> Vec<(String, Source, Manifest, Option<Box<dyn std::any::Any>>)> {
+type Backend = (String, Source, Manifest, Box<dyn std::any::Any>);
+
+/// Creates the table, loads the rows and opens the source, for one backend.
+async fn backend(
+    kind: &str,
+    location: String,
+    url: &str,
+    guard: Box<dyn std::any::Any>,
+) -> Backend {
+    macro_rules! load {
+        ($connection:ty) => {{
+            let mut conn = <$connection>::connect(url).await.unwrap();
+            sqlx::query(&ddl(kind)).execute(&mut conn).await.unwrap();
+            for r in ROWS {
+                sqlx::query(&format!("INSERT INTO readings VALUES {r}"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }};
+    }
+    match kind {
+        "postgres" => load!(sqlx::PgConnection),
+        "mysql" => load!(sqlx::MySqlConnection),
+        _ => load!(sqlx::SqliteConnection),
+    }
+    let text = MANIFEST
+        .replace("KIND", kind)
+        .replace("LOCATION", &location);
+    let m = Manifest::parse(&text, Path::new("m.toml"), &|_| None).unwrap();
+    (
+        kind.to_string(),
+        Source::open(&m.databases["main"]).await.unwrap(),
+        m,
+        guard,
+    )
+}
+
+async fn sources() -> Vec<Backend> {
     let mut out = Vec::new();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("readings.db");
-    {
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query(&ddl("sqlite")).execute(&mut c).await.unwrap();
-        for r in ROWS {
-            sqlx::query(&format!("INSERT INTO readings VALUES {r}"))
-                .execute(&mut c)
-                .await
-                .unwrap();
-        }
-    }
-    let text = MANIFEST
-        .replace("KIND", "sqlite")
-        .replace("LOCATION", &format!("path = \"{}\"", path.display()));
-    let m = Manifest::parse(&text, Path::new("m.toml"), &|_| None).unwrap();
-    out.push((
-        "sqlite".to_string(),
-        Source::open(&m.databases["main"]).await.unwrap(),
-        m,
-        Some(Box::new(dir) as Box<dyn std::any::Any>),
-    ));
-
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    out.push(
+        backend(
+            "sqlite",
+            format!("path = \"{}\"", path.display()),
+            &url,
+            Box::new(dir),
+        )
+        .await,
+    );
     if let Some(pg) = required("PostgreSQL", EphemeralPostgres::start()) {
         let url = pg.create_database("readings").await.unwrap();
-        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-        sqlx::query(&ddl("postgres")).execute(&mut c).await.unwrap();
-        for r in ROWS {
-            sqlx::query(&format!("INSERT INTO readings VALUES {r}"))
-                .execute(&mut c)
-                .await
-                .unwrap();
-        }
-        let text = MANIFEST
-            .replace("KIND", "postgres")
-            .replace("LOCATION", &format!("url = \"{url}\""));
-        let m = Manifest::parse(&text, Path::new("m.toml"), &|_| None).unwrap();
-        out.push((
-            "postgres".to_string(),
-            Source::open(&m.databases["main"]).await.unwrap(),
-            m,
-            Some(Box::new(pg) as Box<dyn std::any::Any>),
-        ));
+        out.push(backend("postgres", format!("url = \"{url}\""), &url, Box::new(pg)).await);
     }
     if let Some(maria) = required("MariaDB", EphemeralMariaDb::start()) {
         let url = maria.create_database("readings").await.unwrap();
-        let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
-        sqlx::query(&ddl("mysql")).execute(&mut c).await.unwrap();
-        for r in ROWS {
-            sqlx::query(&format!("INSERT INTO readings VALUES {r}"))
-                .execute(&mut c)
-                .await
-                .unwrap();
-        }
-        let text = MANIFEST
-            .replace("KIND", "mysql")
-            .replace("LOCATION", &format!("url = \"{url}\""));
-        let m = Manifest::parse(&text, Path::new("m.toml"), &|_| None).unwrap();
-        out.push((
-            "mysql".to_string(),
-            Source::open(&m.databases["main"]).await.unwrap(),
-            m,
-            Some(Box::new(maria) as Box<dyn std::any::Any>),
-        ));
+        out.push(backend("mysql", format!("url = \"{url}\""), &url, Box::new(maria)).await);
     }
     out
 }

@@ -408,6 +408,19 @@ impl pb::catalog_server::Catalog for CatalogService {
 pub struct AccessService(pub Arc<State>);
 
 impl AccessService {
+    fn request_list(
+        &self,
+        records: Result<Vec<crate::access::RequestRecord>, AccessError>,
+    ) -> Result<Response<pb::AccessRequestList>, Status> {
+        let records = records.map_err(access_status)?;
+        Ok(Response::new(pb::AccessRequestList {
+            requests: records
+                .iter()
+                .map(|r| self.0.access.request_message(r))
+                .collect(),
+        }))
+    }
+
     fn dataset(&self, id: &str) -> Result<pb::Dataset, Status> {
         self.0.federation.dataset(id).ok_or_else(|| {
             Status::not_found(format!(
@@ -444,17 +457,7 @@ impl pb::access_server::Access for AccessService {
         request: Request<pb::PendingRequest>,
     ) -> Result<Response<pb::AccessRequestList>, Status> {
         let peer = require_role(&request, &[Role::Client])?;
-        let records = self
-            .0
-            .access
-            .pending(&peer.identity.member_id)
-            .map_err(access_status)?;
-        Ok(Response::new(pb::AccessRequestList {
-            requests: records
-                .iter()
-                .map(|r| self.0.access.request_message(r))
-                .collect(),
-        }))
+        self.request_list(self.0.access.pending(&peer.identity.member_id))
     }
 
     async fn list_requests(
@@ -462,17 +465,7 @@ impl pb::access_server::Access for AccessService {
         request: Request<pb::ListRequestsRequest>,
     ) -> Result<Response<pb::AccessRequestList>, Status> {
         let peer = require_role(&request, &[Role::Client])?;
-        let records = self
-            .0
-            .access
-            .requests_of(&peer.identity.member_id)
-            .map_err(access_status)?;
-        Ok(Response::new(pb::AccessRequestList {
-            requests: records
-                .iter()
-                .map(|r| self.0.access.request_message(r))
-                .collect(),
-        }))
+        self.request_list(self.0.access.requests_of(&peer.identity.member_id))
     }
 
     async fn approve(
