@@ -13,16 +13,20 @@
 //!   private key never travels.
 //! - [`CertificateInfo`] and [`RevocationList`]: parsed views used by the
 //!   transport layer to check peers.
+//! - [`TicketSigner`] and [`open_envelope`]: the coordinator's Ed25519
+//!   signatures over query tickets, checked by nodes.
 //! - [`files`]: writing key material with owner-only permissions.
 
 mod authority;
 pub mod files;
 mod identity;
 mod inspect;
+pub mod ticket_key;
 
 pub use authority::{CertificateAuthority, IssuedCertificate, LocalKey, RevokedEntry};
 pub use identity::{validate_member_id, Identity, Role, RESERVED_MEMBER_ID};
 pub use inspect::{fingerprint, normalize_fingerprint, CertificateInfo, RevocationList};
+pub use ticket_key::{open_envelope, EnvelopeError, TicketSigner};
 
 /// Everything that can go wrong with certificates, keys and identities.
 #[derive(Debug, thiserror::Error)]

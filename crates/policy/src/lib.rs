@@ -1,9 +1,12 @@
 //! The owner's policy: the vocabulary a department uses in its manifest
 //! (sharing classes, sensitivities, field types, masks, semantic key types)
 //! and the masks themselves, applied at the owning node so raw sensitive
-//! values never cross the network unless a grant unmasks them.
+//! values never cross the network unless a grant unmasks them; and the
+//! [`ticket`] the coordinator signs to authorize one query, which the
+//! owning node verifies before applying its own policy on top.
 
 pub mod mask;
+pub mod ticket;
 mod vocabulary;
 
 pub use mask::{HashKey, MaskedValue};
