@@ -82,6 +82,25 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) -> anyhow
     }
 }
 
+/// Connects, retrying for up to 30 s while the server finishes starting.
+async fn retry_connect<C, F, Fut>(connect: F) -> anyhow::Result<C>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<C, sqlx::Error>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match connect().await {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "database not ready yet");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -183,6 +202,32 @@ impl EphemeralPostgres {
             .stderr(log_file)
             .spawn()?;
         wait_for_port(port, &mut child, "postgres", &log)?;
+        // The port opens before recovery finishes; pg_isready says when
+        // connections are really accepted.
+        if let Some(isready) = find_binary("pg_isready", &dirs) {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let ready = Command::new(&isready)
+                    .args([
+                        "-q",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &port.to_string(),
+                        "-U",
+                        "postgres",
+                    ])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if ready {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("postgres on port {port} never became ready");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         Ok(EphemeralPostgres {
             _dir: dir,
             child,
@@ -196,8 +241,11 @@ impl EphemeralPostgres {
     }
 
     pub async fn create_database(&self, name: &str) -> anyhow::Result<String> {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&self.url("postgres")).await?;
+        let url = self.url("postgres");
+        let mut conn = retry_connect(|| async {
+            <sqlx::PgConnection as sqlx::Connection>::connect(&url).await
+        })
+        .await?;
         sqlx::query(&format!("CREATE DATABASE \"{name}\""))
             .execute(&mut conn)
             .await?;
@@ -262,6 +310,7 @@ impl EphemeralMariaDb {
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--user={user}"))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .arg(format!("--tmpdir={}", dir.path().display()))
             .output()?;
         if !out.status.success() {
             bail!(
@@ -285,6 +334,7 @@ impl EphemeralMariaDb {
             ))
             .arg(format!("--log-error={}", log.display()))
             .arg(format!("--port={port}"))
+            .arg(format!("--tmpdir={}", dir.path().display()))
             .arg(format!("--user={user}"))
             .args([
                 "--bind-address=127.0.0.1",
@@ -310,10 +360,11 @@ impl EphemeralMariaDb {
     }
 
     pub async fn create_database(&self, name: &str) -> anyhow::Result<String> {
-        use sqlx::Connection;
-        let mut conn =
-            sqlx::MySqlConnection::connect(&format!("mysql://root@127.0.0.1:{}", self.port))
-                .await?;
+        let url = format!("mysql://root@127.0.0.1:{}", self.port);
+        let mut conn = retry_connect(|| async {
+            <sqlx::MySqlConnection as sqlx::Connection>::connect(&url).await
+        })
+        .await?;
         sqlx::query(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
             .execute(&mut conn)
             .await?;
