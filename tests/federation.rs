@@ -146,6 +146,19 @@ async fn enrol_publish_search_and_revoke() {
         .to_string();
     assert!(err.contains("not found"), "{err}");
 
+    // Every node learned the coordinator's ticket-signing key over mutual TLS.
+    let ticket_key = cluster.coordinator.state.ticket_signer.public_key();
+    for (member, node) in &cluster.nodes {
+        let held = node.state.ticket_key.read().unwrap().clone();
+        assert_eq!(held.as_deref(), Some(ticket_key.as_slice()), "{member}");
+    }
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(cluster.coordinator_config.pki_dir().join("ticket.key"))
+            .unwrap()
+            .permissions(),
+    ) & 0o777;
+    assert_eq!(key_mode, 0o600);
+
     // Members with status.
     let members = analyst.members().await.unwrap();
     let tax = members.iter().find(|m| m.id == "tax").unwrap();

@@ -68,11 +68,29 @@ pub fn init(pki_dir: &Path, server_names: &[String]) -> anyhow::Result<InitRepor
     files::write_secret(&pki.join("coordinator.key"), &coord_key.private_key_pem())?;
     files::write_public(&pki.join("coordinator.crt"), &coord.pem)?;
     files::write_secret(&pki.join("admin.key"), &admin_key.private_key_pem())?;
+    files::write_secret(
+        &pki.join("ticket.key"),
+        &exchange_pki::TicketSigner::generate()?.private_key_pem(),
+    )?;
     files::write_public(&pki.join("admin.crt"), &admin.pem)?;
     Ok(InitReport {
         pki_dir: pki,
         ca_fingerprint: ca.fingerprint(),
     })
+}
+
+/// Loads the ticket-signing key, creating it for federations initialised
+/// before tickets existed.
+fn load_ticket_signer(pki: &Path) -> anyhow::Result<exchange_pki::TicketSigner> {
+    let path = pki.join("ticket.key");
+    if !path.exists() {
+        let signer = exchange_pki::TicketSigner::generate()?;
+        files::write_secret(&path, &signer.private_key_pem())?;
+        tracing::info!(path = %path.display(), "created the ticket-signing key");
+        return Ok(signer);
+    }
+    let der = files::read_pem_der(&path, "PRIVATE KEY")?;
+    Ok(exchange_pki::TicketSigner::from_pkcs8(&der)?)
 }
 
 fn load_ca(pki: &Path) -> anyhow::Result<CertificateAuthority> {
@@ -239,9 +257,11 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         .clone()
         .unwrap_or_else(|| addr.to_string());
     let access = access::AccessBook::open(&db, config.decision_sla_working_days)?;
+    let ticket_signer = load_ticket_signer(&pki)?;
     let state = Arc::new(State {
         registry,
         access,
+        ticket_signer,
         federation,
         revocations: revocations.clone(),
         advertise_addr,

@@ -18,6 +18,8 @@ use crate::registry::{MemberRecord, Registry, RegistryError};
 pub struct State {
     pub registry: Registry,
     pub access: AccessBook,
+    /// Signs query tickets; nodes receive its public key with each heartbeat.
+    pub ticket_signer: exchange_pki::TicketSigner,
     pub federation: Federation,
     pub revocations: Revocations,
     pub advertise_addr: String,
@@ -350,6 +352,7 @@ impl pb::catalog_server::Catalog for CatalogService {
                 Vec::new()
             },
             interval_secs: self.0.heartbeat_interval_secs,
+            ticket_public_key: self.0.ticket_signer.public_key(),
         }))
     }
 

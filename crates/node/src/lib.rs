@@ -49,6 +49,8 @@ pub struct NodeState {
     pub tls: TlsIdentity,
     pub revocations: Revocations,
     pub catalog: RwLock<Arc<Published>>,
+    /// The coordinator's ticket-signing public key, learned over mutual TLS.
+    pub ticket_key: RwLock<Option<Vec<u8>>>,
     pki_tree: Tree,
     pub config: NodeConfig,
     pub advertise_addr: String,
@@ -68,6 +70,18 @@ impl NodeState {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Records the coordinator's ticket key (received over mutual TLS from
+    /// the verified coordinator) and persists it.
+    pub fn set_ticket_key(&self, key: &[u8]) -> anyhow::Result<()> {
+        let mut current = self.ticket_key.write().unwrap_or_else(|p| p.into_inner());
+        if current.as_deref() != Some(key) {
+            self.pki_tree.insert("ticket_key", &hex::encode(key))?;
+            *current = Some(key.to_vec());
+            tracing::info!("coordinator ticket key installed");
+        }
+        Ok(())
     }
 
     /// Verifies a CRL from the coordinator, persists it and enforces it.
@@ -184,6 +198,11 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         tls: tls.clone(),
         revocations: revocations.clone(),
         catalog: RwLock::new(Arc::new(published)),
+        ticket_key: RwLock::new(
+            pki_tree
+                .get::<String>("ticket_key")?
+                .and_then(|h| hex::decode(h).ok()),
+        ),
         pki_tree,
         config,
         advertise_addr,

@@ -112,6 +112,11 @@ pub async fn run(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
                             tracing::error!(error = %e, "revocation list from the coordinator refused");
                         }
                     }
+                    if !r.ticket_public_key.is_empty() {
+                        if let Err(e) = state.set_ticket_key(&r.ticket_public_key) {
+                            tracing::error!(error = %e, "could not store the ticket key");
+                        }
+                    }
                     if r.interval_secs > 0 {
                         interval = Duration::from_secs(r.interval_secs as u64);
                     }
