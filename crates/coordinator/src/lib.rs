@@ -72,11 +72,36 @@ pub fn init(pki_dir: &Path, server_names: &[String]) -> anyhow::Result<InitRepor
         &pki.join("ticket.key"),
         &exchange_pki::TicketSigner::generate()?.private_key_pem(),
     )?;
+    files::write_secret(&pki.join("mask-hash.key"), &new_mask_hash_key())?;
     files::write_public(&pki.join("admin.crt"), &admin.pem)?;
     Ok(InitReport {
         pki_dir: pki,
         ca_fingerprint: ca.fingerprint(),
     })
+}
+
+fn new_mask_hash_key() -> String {
+    use ring::rand::SecureRandom;
+    let mut secret = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut secret)
+        .expect("the operating system's random source failed");
+    hex::encode(secret)
+}
+
+/// Loads the federation-wide secret of the `hash` mask (hex), creating it
+/// for federations initialised before it existed.
+fn load_mask_hash_key(pki: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = pki.join("mask-hash.key");
+    if !path.exists() {
+        files::write_secret(&path, &new_mask_hash_key())?;
+    }
+    let secret =
+        hex::decode(files::read_text(&path)?.trim()).context("mask-hash.key is not hex")?;
+    if secret.len() < 32 {
+        bail!("{} holds fewer than 32 bytes", path.display());
+    }
+    Ok(secret)
 }
 
 /// Loads the ticket-signing key, creating it for federations initialised
@@ -258,10 +283,12 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         .unwrap_or_else(|| addr.to_string());
     let access = access::AccessBook::open(&db, config.decision_sla_working_days)?;
     let ticket_signer = load_ticket_signer(&pki)?;
+    let mask_hash_key = load_mask_hash_key(&pki)?;
     let state = Arc::new(State {
         registry,
         access,
         ticket_signer,
+        mask_hash_key,
         federation,
         revocations: revocations.clone(),
         advertise_addr,

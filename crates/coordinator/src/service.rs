@@ -20,6 +20,8 @@ pub struct State {
     pub access: AccessBook,
     /// Signs query tickets; nodes receive its public key with each heartbeat.
     pub ticket_signer: exchange_pki::TicketSigner,
+    /// Sent to nodes with each heartbeat; never logged.
+    pub mask_hash_key: Vec<u8>,
     pub federation: Federation,
     pub revocations: Revocations,
     pub advertise_addr: String,
@@ -353,6 +355,7 @@ impl pb::catalog_server::Catalog for CatalogService {
             },
             interval_secs: self.0.heartbeat_interval_secs,
             ticket_public_key: self.0.ticket_signer.public_key(),
+            mask_hash_key: self.0.mask_hash_key.clone(),
         }))
     }
 

@@ -51,6 +51,8 @@ pub struct NodeState {
     pub catalog: RwLock<Arc<Published>>,
     /// The coordinator's ticket-signing public key, learned over mutual TLS.
     pub ticket_key: RwLock<Option<Vec<u8>>>,
+    /// The federation-wide secret of the `hash` mask, learned the same way.
+    pub mask_hash_key: RwLock<Option<exchange_policy::HashKey>>,
     pki_tree: Tree,
     pub config: NodeConfig,
     pub advertise_addr: String,
@@ -80,6 +82,24 @@ impl NodeState {
             self.pki_tree.insert("ticket_key", &hex::encode(key))?;
             *current = Some(key.to_vec());
             tracing::info!("coordinator ticket key installed");
+        }
+        Ok(())
+    }
+
+    /// Records the federation-wide mask secret (received over mutual TLS).
+    pub fn set_mask_hash_key(&self, secret: &[u8]) -> anyhow::Result<()> {
+        let key = exchange_policy::HashKey::new(secret)
+            .context("the coordinator sent a mask key shorter than 32 bytes")?;
+        let stored = hex::encode(secret);
+        let mut current = self
+            .mask_hash_key
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if current.is_none()
+            || self.pki_tree.get::<String>("mask_hash_key")?.as_deref() != Some(stored.as_str())
+        {
+            self.pki_tree.insert("mask_hash_key", &stored)?;
+            *current = Some(key);
         }
         Ok(())
     }
@@ -202,6 +222,12 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             pki_tree
                 .get::<String>("ticket_key")?
                 .and_then(|h| hex::decode(h).ok()),
+        ),
+        mask_hash_key: RwLock::new(
+            pki_tree
+                .get::<String>("mask_hash_key")?
+                .and_then(|h| hex::decode(h).ok())
+                .and_then(|k| exchange_policy::HashKey::new(&k)),
         ),
         pki_tree,
         config,

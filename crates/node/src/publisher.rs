@@ -117,6 +117,11 @@ pub async fn run(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
                             tracing::error!(error = %e, "could not store the ticket key");
                         }
                     }
+                    if !r.mask_hash_key.is_empty() {
+                        if let Err(e) = state.set_mask_hash_key(&r.mask_hash_key) {
+                            tracing::error!(error = %e, "could not store the mask key");
+                        }
+                    }
                     if r.interval_secs > 0 {
                         interval = Duration::from_secs(r.interval_secs as u64);
                     }
