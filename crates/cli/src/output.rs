@@ -355,3 +355,136 @@ pub fn grants(grants: &[pb::Grant], as_json: bool) -> String {
     }
     t.to_string()
 }
+
+/// One cell of an Arrow column as text (`None` for null).
+pub fn cell(array: &dyn arrow_array::Array, i: usize) -> Option<String> {
+    use arrow_array::*;
+    if array.is_null(i) {
+        return None;
+    }
+    let any = array.as_any();
+    Some(if let Some(a) = any.downcast_ref::<StringArray>() {
+        a.value(i).to_string()
+    } else if let Some(a) = any.downcast_ref::<Int64Array>() {
+        a.value(i).to_string()
+    } else if let Some(a) = any.downcast_ref::<Int32Array>() {
+        a.value(i).to_string()
+    } else if let Some(a) = any.downcast_ref::<Float64Array>() {
+        a.value(i).to_string()
+    } else if let Some(a) = any.downcast_ref::<BooleanArray>() {
+        a.value(i).to_string()
+    } else if let Some(a) = any.downcast_ref::<Date32Array>() {
+        a.value_as_date(i)
+            .map(|d| d.to_string())
+            .unwrap_or_default()
+    } else if let Some(a) = any.downcast_ref::<TimestampMicrosecondArray>() {
+        a.value_as_datetime(i)
+            .map(|d| d.to_string())
+            .unwrap_or_default()
+    } else {
+        format!("<{}>", array.data_type())
+    })
+}
+
+fn is_number(array: &dyn arrow_array::Array) -> bool {
+    matches!(
+        array.data_type(),
+        arrow_schema::DataType::Int64
+            | arrow_schema::DataType::Int32
+            | arrow_schema::DataType::Float64
+            | arrow_schema::DataType::Boolean
+    )
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// Writes a batch as CSV rows (the header is written by the caller once).
+pub fn write_csv(
+    batch: &arrow_array::RecordBatch,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    for r in 0..batch.num_rows() {
+        let row: Vec<String> = batch
+            .columns()
+            .iter()
+            .map(|c| {
+                cell(c.as_ref(), r)
+                    .map(|t| csv_field(&t))
+                    .unwrap_or_default()
+            })
+            .collect();
+        writeln!(out, "{}", row.join(","))?;
+    }
+    Ok(())
+}
+
+pub fn csv_header(schema: &arrow_schema::Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| csv_field(f.name()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Writes a batch as JSON lines, one object per row.
+pub fn write_json_lines(
+    batch: &arrow_array::RecordBatch,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let schema = batch.schema();
+    for r in 0..batch.num_rows() {
+        let mut object = serde_json::Map::new();
+        for (f, c) in schema.fields().iter().zip(batch.columns()) {
+            let v = match cell(c.as_ref(), r) {
+                None => Value::Null,
+                Some(t) if is_number(c.as_ref()) => {
+                    serde_json::from_str(&t).unwrap_or(Value::String(t))
+                }
+                Some(t) => Value::String(t),
+            };
+            object.insert(f.name().clone(), v);
+        }
+        writeln!(out, "{}", Value::Object(object))?;
+    }
+    Ok(())
+}
+
+/// Renders batches as a table, at most `max_rows` of them.
+pub fn batches_table(batches: &[arrow_array::RecordBatch], max_rows: usize) -> String {
+    let Some(first) = batches.first() else {
+        return "no rows".into();
+    };
+    let schema = first.schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let mut t = table(&names);
+    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let mut shown = 0;
+    'outer: for b in batches {
+        for r in 0..b.num_rows() {
+            if shown == max_rows {
+                break 'outer;
+            }
+            t.add_row(
+                b.columns()
+                    .iter()
+                    .map(|c| cell(c.as_ref(), r).unwrap_or_else(|| "NULL".into()))
+                    .collect::<Vec<_>>(),
+            );
+            shown += 1;
+        }
+    }
+    if total > shown {
+        format!(
+            "{t}\n{shown} of {total} rows shown; use --format csv --output FILE for all of them"
+        )
+    } else {
+        format!("{t}\n{total} row(s)")
+    }
+}

@@ -336,6 +336,40 @@ impl Client {
             .into_inner())
     }
 
+    /// Runs a query through the coordinator's Flight endpoint and returns
+    /// the stream of record batches as they arrive. The asserted user is
+    /// filled in from the client when the command leaves it empty.
+    pub async fn query(
+        &self,
+        mut command: exchange_query::QueryCommand,
+    ) -> Result<arrow_flight::decode::FlightRecordBatchStream> {
+        use futures::TryStreamExt;
+        if command.user.is_empty() {
+            command.user = self.user.clone();
+        }
+        let body = serde_json::to_vec(&command).map_err(|e| ClientError::Config(e.to_string()))?;
+        let mut flight =
+            arrow_flight::flight_service_client::FlightServiceClient::new(self.channel.clone())
+                .max_decoding_message_size(64 << 20);
+        let info = flight
+            .get_flight_info(arrow_flight::FlightDescriptor::new_cmd(body))
+            .await?
+            .into_inner();
+        let ticket = info
+            .endpoint
+            .first()
+            .and_then(|e| e.ticket.clone())
+            .ok_or_else(|| {
+                ClientError::Config("the coordinator answered without a ticket".into())
+            })?;
+        let frames = flight
+            .do_get(ticket)
+            .await?
+            .into_inner()
+            .map_err(arrow_flight::error::FlightError::from);
+        Ok(arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(frames))
+    }
+
     fn admin(&self) -> pb::admin_client::AdminClient<Channel> {
         pb::admin_client::AdminClient::new(self.channel.clone())
     }

@@ -19,6 +19,7 @@
 pub mod access;
 mod config;
 pub mod federation;
+pub mod flight;
 pub mod registry;
 pub mod service;
 
@@ -289,6 +290,7 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         access,
         ticket_signer,
         mask_hash_key,
+        tls: tls.clone(),
         federation,
         revocations: revocations.clone(),
         advertise_addr,
@@ -325,6 +327,13 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         .add_service(pb::registry_server::RegistryServer::new(
             service::RegistryService(state.clone()),
         ))
+        .add_service(
+            arrow_flight::flight_service_server::FlightServiceServer::new(
+                flight::CoordinatorFlight::new(state.clone()),
+            )
+            .max_decoding_message_size(1 << 20)
+            .max_encoding_message_size(64 << 20),
+        )
         .add_service(pb::access_server::AccessServer::new(
             service::AccessService(state.clone()),
         ))

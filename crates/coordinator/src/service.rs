@@ -22,6 +22,8 @@ pub struct State {
     pub ticket_signer: exchange_pki::TicketSigner,
     /// Sent to nodes with each heartbeat; never logged.
     pub mask_hash_key: Vec<u8>,
+    /// The coordinator's own certificate, used to reach nodes.
+    pub tls: exchange_transport::TlsIdentity,
     pub federation: Federation,
     pub revocations: Revocations,
     pub advertise_addr: String,

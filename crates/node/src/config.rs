@@ -25,6 +25,10 @@ pub struct NodeConfig {
     pub heartbeat_interval_secs: u32,
     /// How often the manifest file is checked for changes. Default 2 s.
     pub manifest_poll_secs: u32,
+    /// Consumer departments this node refuses, whatever their grants (local veto).
+    pub veto_consumers: Vec<String>,
+    /// Datasets this node does not release for now, whatever the grants (local veto).
+    pub veto_datasets: Vec<String>,
 }
 
 impl Default for NodeConfig {
@@ -38,6 +42,8 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("node-data"),
             heartbeat_interval_secs: 5,
             manifest_poll_secs: 2,
+            veto_consumers: Vec::new(),
+            veto_datasets: Vec::new(),
         }
     }
 }

@@ -16,6 +16,7 @@
 //! The query path (grants, masking, Arrow Flight) is not built yet.
 
 mod config;
+pub mod flight;
 mod publisher;
 mod service;
 
@@ -245,7 +246,13 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         .add_service(health_service)
         .add_service(pb::node_server::NodeServer::new(service::NodeService(
             state.clone(),
-        )));
+        )))
+        .add_service(
+            arrow_flight::flight_service_server::FlightServiceServer::new(flight::NodeFlight::new(
+                state.clone(),
+            ))
+            .max_decoding_message_size(1 << 20),
+        );
     let incoming = server::incoming(listener, server::mutual_tls_config(&tls)?);
     let mut rx = stop_rx.clone();
     let serve = tokio::spawn(async move {

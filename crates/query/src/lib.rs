@@ -22,6 +22,8 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use exchange_policy::FieldType;
 
 /// The longest filter accepted, in bytes.
@@ -32,6 +34,33 @@ pub const MAX_IN_VALUES: usize = 10_000;
 pub const MAX_DEPTH: usize = 32;
 /// The longest single text value, in characters.
 pub const MAX_VALUE_CHARS: usize = 1_024;
+
+/// A query, as any Flight client sends it: the JSON body of the
+/// `FlightDescriptor` command given to `GetFlightInfo` on the coordinator.
+///
+/// ```json
+/// {"dataset": "vehicle-admin/vehicles", "fields": ["plate_no", "owner_id"],
+///  "where": "owner_id = '440604198506121234'", "purpose": "低保家庭财产核查",
+///  "user": "王小明", "limit": 100}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryCommand {
+    pub dataset: String,
+    /// Empty: every field of the grant.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// A filter in this crate's language; empty for none.
+    #[serde(default, rename = "where")]
+    pub filter: String,
+    /// Required: why the data is needed.
+    pub purpose: String,
+    /// The person asking, vouched for by the department.
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
 
 /// A problem in a filter, with the character position where it was found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -192,6 +192,8 @@ impl ClusterBuilder {
                 data_dir: dir.join("nodes").join(id),
                 heartbeat_interval_secs: self.heartbeat_secs,
                 manifest_poll_secs: 1,
+                veto_consumers: Vec::new(),
+                veto_datasets: Vec::new(),
             })
             .await
             .with_context(|| format!("starting the {id} node"))?;

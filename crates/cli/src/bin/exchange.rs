@@ -64,6 +64,26 @@ enum Command {
         #[command(subcommand)]
         command: AccessCommand,
     },
+    /// Query a dataset you hold a grant on. Rows are masked at the source as the grant says.
+    Query {
+        dataset: String,
+        /// Fields to return, comma-separated. Default: every field of your grant.
+        #[arg(long, value_delimiter = ',')]
+        fields: Vec<String>,
+        /// A filter: =, !=, <, <=, >, >=, IN (...), BETWEEN ... AND ..., LIKE 'prefix%', AND, OR.
+        #[arg(long = "where", default_value = "")]
+        filter: String,
+        /// Why you need the data (required); recorded with the query.
+        #[arg(long)]
+        purpose: String,
+        #[arg(long)]
+        limit: Option<u64>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: QueryFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// The federation's member departments.
     Members {
         #[command(subcommand)]
@@ -109,6 +129,16 @@ enum CatalogCommand {
     },
     /// One dataset with its fields.
     Show { dataset: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum QueryFormat {
+    Table,
+    Csv,
+    /// JSON lines: one object per row.
+    Json,
+    /// Not built yet; refused with a clear message.
+    Parquet,
 }
 
 #[derive(Subcommand, Debug)]
@@ -345,6 +375,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = client(&cli.config).await?;
             println!("{}", output::members(&client.members().await?, cli.json));
         }
+        Command::Query {
+            dataset,
+            fields,
+            filter,
+            purpose,
+            limit,
+            format,
+            output: out_path,
+        } => {
+            if format == QueryFormat::Parquet {
+                anyhow::bail!("parquet export is not built yet; use --format csv or --format json");
+            }
+            let client = client(&cli.config).await?;
+            let command = exchange_query::QueryCommand {
+                dataset,
+                fields,
+                filter,
+                purpose,
+                user: String::new(),
+                limit,
+            };
+            let mut stream = client.query(command).await?;
+            query_output(&mut stream, format, out_path.as_deref()).await?;
+        }
         Command::Whoami => {
             let client = client(&cli.config).await?;
             let me = client.who_am_i().await?;
@@ -369,6 +423,77 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => demo(persons, seed, &dir, &certs, port).await?,
     }
     Ok(())
+}
+
+/// Writes query results as they arrive: tables are collected (and capped);
+/// CSV and JSON stream batch by batch, so memory stays bounded.
+async fn query_output(
+    stream: &mut arrow_flight::decode::FlightRecordBatchStream,
+    format: QueryFormat,
+    path: Option<&Path>,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use std::io::Write;
+    let mut out: Box<dyn Write> = match path {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut rows = 0usize;
+    let mut kept = Vec::new();
+    let mut header_written = false;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| anyhow::anyhow!("{}", flight_error_text(&e)))?;
+        rows += batch.num_rows();
+        match format {
+            QueryFormat::Table => {
+                if kept
+                    .iter()
+                    .map(|b: &arrow_array::RecordBatch| b.num_rows())
+                    .sum::<usize>()
+                    < 1_000
+                {
+                    kept.push(batch);
+                }
+            }
+            QueryFormat::Csv => {
+                if !header_written {
+                    writeln!(out, "{}", output::csv_header(&batch.schema()))?;
+                    header_written = true;
+                }
+                output::write_csv(&batch, &mut out)?;
+            }
+            QueryFormat::Json => output::write_json_lines(&batch, &mut out)?,
+            QueryFormat::Parquet => unreachable!("refused above"),
+        }
+    }
+    if format == QueryFormat::Table {
+        if rows > 1_000 {
+            writeln!(
+                out,
+                "{}",
+                output::batches_table(&kept, 1_000)
+                    .replace("rows shown", &format!("rows shown (of {rows})"))
+            )?;
+        } else {
+            writeln!(out, "{}", output::batches_table(&kept, 1_000))?;
+        }
+    }
+    out.flush()?;
+    if path.is_some() {
+        eprintln!("{rows} row(s) written");
+    }
+    Ok(())
+}
+
+fn flight_error_text(e: &arrow_flight::error::FlightError) -> String {
+    match e {
+        arrow_flight::error::FlightError::Tonic(status) => {
+            format!("{}: {}", status.code(), status.message())
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Removes what a previous demo run created, and nothing else.

@@ -1,0 +1,372 @@
+//! The coordinator's Arrow Flight endpoint, where consumers query.
+//!
+//! - `GetFlightInfo` takes a [`QueryCommand`] (JSON in the descriptor's
+//!   command), checks it against the caller's active grant (dataset, fields,
+//!   expiry, filter on granted fields), and answers with one endpoint whose
+//!   ticket is signed by the coordinator and valid for 60 seconds.
+//! - `DoGet` accepts only a ticket issued to the caller's own department,
+//!   forwards it to the owning node over mutual TLS and relays the node's
+//!   Flight frames untouched. A denial names the rule that denied it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use exchange_pki::{Identity, Role};
+use exchange_policy::ticket::{Ticket as QueryTicket, TicketField};
+use exchange_policy::FieldType;
+use exchange_query::{FieldInfo, QueryCommand};
+use exchange_transport::client::{connect, ClientOptions, ExpectedServer};
+use exchange_transport::require_role;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::registry::now_unix;
+use crate::service::State;
+
+/// How long a ticket stays valid.
+pub const TICKET_LIFETIME_SECS: i64 = 60;
+/// The largest row limit a query may ask for.
+pub const MAX_LIMIT: u64 = 100_000_000;
+
+pub struct CoordinatorFlight {
+    state: Arc<State>,
+    nodes: Mutex<HashMap<String, (String, Channel)>>,
+}
+
+impl std::fmt::Debug for CoordinatorFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CoordinatorFlight")
+    }
+}
+
+fn random_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .expect("the operating system's random source failed");
+    hex::encode(b)
+}
+
+fn today() -> String {
+    let d = time::OffsetDateTime::now_utc().date();
+    format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
+}
+
+impl CoordinatorFlight {
+    pub fn new(state: Arc<State>) -> CoordinatorFlight {
+        CoordinatorFlight {
+            state,
+            nodes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Checks a query against the consumer's grant and builds its ticket.
+    pub fn authorize(
+        &self,
+        consumer: &Identity,
+        cmd: &QueryCommand,
+    ) -> Result<QueryTicket, Status> {
+        let purpose = cmd.purpose.trim();
+        if purpose.is_empty() {
+            return Err(Status::invalid_argument(
+                "a query must state its purpose (--purpose): who uses the data answers for it",
+            ));
+        }
+        if purpose.chars().count() > 500
+            || cmd.user.chars().count() > 100
+            || purpose
+                .chars()
+                .chain(cmd.user.chars())
+                .any(char::is_control)
+        {
+            return Err(Status::invalid_argument(
+                "purpose (at most 500 characters) and user (at most 100) must be plain text",
+            ));
+        }
+        let dataset = self.state.federation.dataset(&cmd.dataset).ok_or_else(|| {
+            Status::not_found(format!(
+                "no dataset {:?}; find ids with `exchange catalog search`",
+                cmd.dataset.chars().take(100).collect::<String>()
+            ))
+        })?;
+        let today = today();
+        let grants = self
+            .state
+            .access
+            .grants_of(&consumer.member_id)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let grant = grants
+            .iter()
+            .find(|g| g.consumer == consumer.member_id && g.dataset == dataset.id && g.status == "active" && g.until >= today)
+            .ok_or_else(|| {
+                Status::permission_denied(format!(
+                    "denied by rule `grant required`: {} holds no active grant on {}; ask with `exchange access request {} --purpose ...`",
+                    consumer.member_id, dataset.id, dataset.id
+                ))
+            })?;
+        let mut fields = Vec::new();
+        if cmd.fields.is_empty() {
+            fields = grant
+                .fields
+                .iter()
+                .map(|(n, m)| TicketField {
+                    name: n.clone(),
+                    mask: m.clone(),
+                })
+                .collect();
+        } else {
+            if cmd.fields.len() > 500 {
+                return Err(Status::invalid_argument("too many fields"));
+            }
+            for name in &cmd.fields {
+                let Some((_, mask)) = grant.fields.iter().find(|(n, _)| n == name) else {
+                    let known = dataset.fields.iter().any(|f| &f.name == name);
+                    return Err(if known {
+                        Status::permission_denied(format!("denied by rule `fields within grant`: field {name} is outside grant {}", grant.id))
+                    } else {
+                        Status::not_found(format!(
+                            "{} has no field {:?}",
+                            dataset.id,
+                            name.chars().take(64).collect::<String>()
+                        ))
+                    });
+                };
+                if !fields.iter().any(|f: &TicketField| &f.name == name) {
+                    fields.push(TicketField {
+                        name: name.clone(),
+                        mask: mask.clone(),
+                    });
+                }
+            }
+        }
+        let filter = if cmd.filter.trim().is_empty() {
+            String::new()
+        } else {
+            let lookup = |name: &str| -> Option<FieldInfo> {
+                let f = fields.iter().find(|f| f.name == name)?;
+                let field_type = dataset
+                    .fields
+                    .iter()
+                    .find(|d| d.name == name)?
+                    .r#type
+                    .parse::<FieldType>()
+                    .ok()?;
+                Some(FieldInfo {
+                    field_type,
+                    masked: f.mask != "none",
+                })
+            };
+            exchange_query::parse(&cmd.filter)
+                .and_then(|f| f.check(&lookup))
+                .map_err(|e| {
+                    Status::invalid_argument(format!(
+                        "{e} (a filter may use the fields you select)"
+                    ))
+                })?
+                .to_string()
+        };
+        if cmd.limit.is_some_and(|l| l == 0 || l > MAX_LIMIT) {
+            return Err(Status::invalid_argument(format!(
+                "--limit must be 1 to {MAX_LIMIT}"
+            )));
+        }
+        let now = now_unix();
+        Ok(QueryTicket {
+            version: 1,
+            id: random_id(),
+            query_id: format!("Q-{}", &random_id()[..12]),
+            dataset: dataset.id.clone(),
+            owner: dataset.department.clone(),
+            consumer: consumer.member_id.clone(),
+            user: cmd.user.trim().to_string(),
+            purpose: purpose.to_string(),
+            grant_id: grant.id.clone(),
+            fields,
+            filter,
+            row_filter: grant.row_filter.clone(),
+            limit: cmd.limit,
+            issued_unix: now,
+            expires_unix: now + TICKET_LIFETIME_SECS,
+        })
+    }
+
+    async fn node_channel(&self, member: &str) -> Result<Channel, Status> {
+        let view = self.state.federation.node_view(member);
+        if !view.online || view.address.is_empty() {
+            return Err(Status::unavailable(format!(
+                "the owner node {member} is offline; its data cannot be served now"
+            )));
+        }
+        if let Some((addr, channel)) = self
+            .nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(member)
+        {
+            if addr == &view.address {
+                return Ok(channel.clone());
+            }
+        }
+        let expected = ExpectedServer::Identity(
+            Identity::new(member, Role::Node).map_err(|e| Status::internal(e.to_string()))?,
+        );
+        let options = ClientOptions {
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(3600),
+        };
+        let channel = connect(&view.address, &self.state.tls, expected, options)
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!("the owner node {member} cannot be reached: {e}"))
+            })?;
+        self.nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(member.to_string(), (view.address, channel.clone()));
+        Ok(channel)
+    }
+}
+
+fn unsupported<T>(what: &str) -> Result<T, Status> {
+    Err(Status::unimplemented(format!(
+        "{what} is not offered: use GetFlightInfo with a query command, then DoGet"
+    )))
+}
+
+#[tonic::async_trait]
+impl FlightService for CoordinatorFlight {
+    type HandshakeStream = BoxStream<'static, Result<HandshakeResponse, Status>>;
+    type ListFlightsStream = BoxStream<'static, Result<FlightInfo, Status>>;
+    type DoGetStream = BoxStream<'static, Result<FlightData, Status>>;
+    type DoPutStream = BoxStream<'static, Result<PutResult, Status>>;
+    type DoExchangeStream = BoxStream<'static, Result<FlightData, Status>>;
+    type DoActionStream = BoxStream<'static, Result<arrow_flight::Result, Status>>;
+    type ListActionsStream = BoxStream<'static, Result<ActionType, Status>>;
+
+    async fn get_flight_info(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let peer = require_role(&request, &[Role::Client])?;
+        let descriptor = request.into_inner();
+        let cmd: QueryCommand = serde_json::from_slice(&descriptor.cmd).map_err(|e| {
+            Status::invalid_argument(format!(
+                "the descriptor command must be a JSON query such as {{\"dataset\": \"tax/taxpayers\", \"purpose\": \"...\"}}: {e}"
+            ))
+        })?;
+        let ticket = match self.authorize(&peer.identity, &cmd) {
+            Ok(t) => t,
+            Err(status) => {
+                tracing::warn!(consumer = %peer.identity, dataset = %cmd.dataset, reason = status.message(), "query denied");
+                return Err(status);
+            }
+        };
+        tracing::info!(query = %ticket.query_id, consumer = %peer.identity, user = %ticket.user, dataset = %ticket.dataset, grant = %ticket.grant_id, purpose = %ticket.purpose, "query authorized");
+        let sealed = ticket.seal(&self.state.ticket_signer);
+        let info = FlightInfo::new()
+            .with_descriptor(descriptor)
+            .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(sealed)))
+            .with_ordered(false);
+        Ok(Response::new(info))
+    }
+
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
+        let peer = require_role(&request, &[Role::Client])?;
+        let ticket_bytes = request.into_inner().ticket;
+        let envelope = std::str::from_utf8(&ticket_bytes)
+            .map_err(|_| Status::invalid_argument("the ticket is not text"))?;
+        let payload = exchange_pki::open_envelope(envelope, &self.state.ticket_signer.public_key())
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
+        let ticket: QueryTicket = serde_json::from_slice(&payload)
+            .map_err(|_| Status::invalid_argument("the ticket is malformed"))?;
+        if ticket.consumer != peer.identity.member_id {
+            return Err(Status::permission_denied(format!(
+                "this ticket was issued to {}, not to {}",
+                ticket.consumer, peer.identity.member_id
+            )));
+        }
+        let channel = self.node_channel(&ticket.owner).await?;
+        let frames = match FlightServiceClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .do_get(Ticket::new(ticket_bytes))
+            .await
+        {
+            Ok(response) => response.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                self.nodes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&ticket.owner);
+                return Err(Status::unavailable(format!(
+                    "the owner node {} cannot be reached: {}",
+                    ticket.owner,
+                    status.message()
+                )));
+            }
+            Err(status) => return Err(status),
+        };
+        Ok(Response::new(frames.boxed()))
+    }
+
+    async fn handshake(
+        &self,
+        _: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        unsupported("Handshake")
+    }
+    async fn list_flights(
+        &self,
+        _: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        unsupported("ListFlights")
+    }
+    async fn poll_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
+        unsupported("PollFlightInfo")
+    }
+    async fn get_schema(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
+        unsupported("GetSchema")
+    }
+    async fn do_put(
+        &self,
+        _: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        unsupported("DoPut")
+    }
+    async fn do_exchange(
+        &self,
+        _: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        unsupported("DoExchange")
+    }
+    async fn do_action(
+        &self,
+        _: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
+        unsupported("DoAction")
+    }
+    async fn list_actions(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
+        unsupported("ListActions")
+    }
+}

@@ -1,0 +1,281 @@
+//! The node's Arrow Flight endpoint: `DoGet` with a coordinator-signed ticket.
+//!
+//! Only the coordinator may redeem tickets here (it relays the frames to the
+//! consumer). For each ticket the node:
+//!
+//! 1. verifies the coordinator's signature, the validity window and that the
+//!    ticket is for this department, and refuses a ticket it served before;
+//! 2. applies its **own** policy on top: the local veto list, and secret
+//!    fields, which never leave whatever the ticket says;
+//! 3. reads the source with the ticket's fields, masks and filters, and
+//!    streams masked Arrow batches back as Flight data.
+
+use std::sync::{Arc, Mutex};
+
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use exchange_pki::Role;
+use exchange_policy::ticket::{ReplayGuard, Ticket as QueryTicket};
+use exchange_policy::{Mask, Sensitivity};
+use exchange_query::{FieldInfo, Filter};
+use exchange_source::{Projection, ReadPlan, DEFAULT_BATCH_ROWS};
+use exchange_transport::require_role;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::NodeState;
+
+/// The node's Flight service.
+pub struct NodeFlight {
+    state: Arc<NodeState>,
+    replay: Mutex<ReplayGuard>,
+}
+
+impl std::fmt::Debug for NodeFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeFlight")
+    }
+}
+
+impl NodeFlight {
+    pub fn new(state: Arc<NodeState>) -> NodeFlight {
+        NodeFlight {
+            state,
+            replay: Mutex::new(ReplayGuard::default()),
+        }
+    }
+
+    /// Everything between the ticket and the read plan, so it can be tested
+    /// without a network.
+    pub fn plan(&self, envelope: &str, now_unix: i64) -> Result<(QueryTicket, ReadPlan), Status> {
+        let key = self
+            .state
+            .ticket_key
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| Status::unavailable("this node has not yet received the coordinator's ticket key; retry after its next heartbeat"))?;
+        let ticket = QueryTicket::open(envelope, &key, &self.state.member_id, now_unix)
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
+        let config = &self.state.config;
+        if config.veto_consumers.iter().any(|c| c == &ticket.consumer) {
+            return Err(Status::permission_denied(format!(
+                "{} refuses queries from {} (local veto)",
+                self.state.member_id, ticket.consumer
+            )));
+        }
+        let current = self.state.current();
+        let local = ticket
+            .dataset
+            .split_once('/')
+            .map(|(_, d)| d)
+            .unwrap_or_default();
+        if config
+            .veto_datasets
+            .iter()
+            .any(|d| d == local || d == &ticket.dataset)
+        {
+            return Err(Status::permission_denied(format!(
+                "{} does not currently release {} (local veto)",
+                self.state.member_id, ticket.dataset
+            )));
+        }
+        let dataset = current
+            .manifest
+            .datasets
+            .iter()
+            .find(|d| d.id == local)
+            .ok_or_else(|| {
+                Status::not_found(format!("{} is not in this node's catalog", ticket.dataset))
+            })?
+            .clone();
+        let mut columns = Vec::with_capacity(ticket.fields.len());
+        for tf in &ticket.fields {
+            let field = dataset
+                .fields
+                .iter()
+                .find(|f| f.name == tf.name)
+                .ok_or_else(|| {
+                    Status::not_found(format!("{} has no field {}", ticket.dataset, tf.name))
+                })?;
+            if field.sensitivity == Sensitivity::Secret {
+                return Err(Status::permission_denied(format!(
+                    "field {} of {} is secret: this node never releases it, whatever a ticket says",
+                    tf.name, ticket.dataset
+                )));
+            }
+            let mask: Mask = tf
+                .mask
+                .parse()
+                .map_err(|e: String| Status::invalid_argument(e))?;
+            columns.push(Projection {
+                field: field.clone(),
+                mask,
+            });
+        }
+        let lookup = |name: &str| -> Option<FieldInfo> {
+            if let Some(p) = columns.iter().find(|p| p.field.name == name) {
+                return Some(FieldInfo {
+                    field_type: p.field.field_type,
+                    masked: p.mask != Mask::None,
+                });
+            }
+            // A grant's row filter may use granted fields only; the
+            // coordinator checked that, and the node checks again here.
+            None
+        };
+        let mut parts = Vec::new();
+        for text in [&ticket.filter, &ticket.row_filter] {
+            if !text.is_empty() {
+                let f = exchange_query::parse(text)
+                    .and_then(|f| f.check(&lookup))
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                parts.push(f);
+            }
+        }
+        let filter = match parts.len() {
+            0 => None,
+            1 => parts.pop(),
+            _ => Some(Filter::And(parts)),
+        };
+        self.replay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .admit(&ticket, now_unix)
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
+        let plan = ReadPlan {
+            dataset,
+            columns,
+            filter,
+            limit: ticket.limit,
+            batch_rows: DEFAULT_BATCH_ROWS,
+        };
+        Ok((ticket, plan))
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn unsupported<T>(what: &str) -> Result<T, Status> {
+    Err(Status::unimplemented(format!(
+        "{what} is not offered by a node: query through the coordinator"
+    )))
+}
+
+#[tonic::async_trait]
+impl FlightService for NodeFlight {
+    type HandshakeStream = BoxStream<'static, Result<HandshakeResponse, Status>>;
+    type ListFlightsStream = BoxStream<'static, Result<FlightInfo, Status>>;
+    type DoGetStream = BoxStream<'static, Result<FlightData, Status>>;
+    type DoPutStream = BoxStream<'static, Result<PutResult, Status>>;
+    type DoExchangeStream = BoxStream<'static, Result<FlightData, Status>>;
+    type DoActionStream = BoxStream<'static, Result<arrow_flight::Result, Status>>;
+    type ListActionsStream = BoxStream<'static, Result<ActionType, Status>>;
+
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
+        let peer = require_role(&request, &[Role::Coordinator])?;
+        let envelope = std::str::from_utf8(&request.get_ref().ticket)
+            .map_err(|_| Status::invalid_argument("the ticket is not text"))?
+            .to_string();
+        let (ticket, plan) = match self.plan(&envelope, now_unix()) {
+            Ok(p) => p,
+            Err(status) => {
+                tracing::warn!(relay = %peer.identity, reason = status.message(), "query refused");
+                return Err(status);
+            }
+        };
+        let hash_key = self
+            .state
+            .mask_hash_key
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| Status::unavailable("this node has not yet received the federation mask key; retry after its next heartbeat"))?;
+        let current = self.state.current();
+        let source = current
+            .sources
+            .get(&plan.dataset.database)
+            .ok_or_else(|| Status::internal("the dataset's database is not open"))?
+            .clone();
+        let (schema, rx) = source
+            .read(plan, hash_key)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        tracing::info!(query = %ticket.query_id, ticket = %ticket.id, consumer = %ticket.consumer, user = %ticket.user, purpose = %ticket.purpose, dataset = %ticket.dataset, "serving query");
+        let batches = tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(|r| r.map_err(|e| FlightError::ExternalError(Box::new(e))));
+        let frames = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(batches)
+            .map(|r| r.map_err(Status::from));
+        Ok(Response::new(frames.boxed()))
+    }
+
+    async fn handshake(
+        &self,
+        _: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        unsupported("Handshake")
+    }
+    async fn list_flights(
+        &self,
+        _: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        unsupported("ListFlights")
+    }
+    async fn get_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        unsupported("GetFlightInfo")
+    }
+    async fn poll_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
+        unsupported("PollFlightInfo")
+    }
+    async fn get_schema(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
+        unsupported("GetSchema")
+    }
+    async fn do_put(
+        &self,
+        _: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        unsupported("DoPut")
+    }
+    async fn do_exchange(
+        &self,
+        _: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        unsupported("DoExchange")
+    }
+    async fn do_action(
+        &self,
+        _: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
+        unsupported("DoAction")
+    }
+    async fn list_actions(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
+        unsupported("ListActions")
+    }
+}

@@ -1,0 +1,447 @@
+//! The query path end to end: a consumer's grant, the coordinator's check
+//! and signed ticket, the owning node's own check, masking at the source,
+//! and Arrow Flight back through the coordinator; and every way it must
+//! refuse.
+
+use std::time::{Duration, Instant};
+
+use arrow_array::{Array, RecordBatch, StringArray};
+use exchange_client::Client;
+use exchange_policy::ticket::{Ticket, TicketField};
+use exchange_proto::v1 as pb;
+use exchange_query::QueryCommand;
+use exchange_testkit::{Cluster, ClusterBuilder};
+use futures::StreamExt;
+
+async fn rows(client: &Client, cmd: QueryCommand) -> Result<Vec<RecordBatch>, String> {
+    let mut stream = client.query(cmd).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(b) = stream.next().await {
+        out.push(b.map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
+fn column(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let c = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        let s = c
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("text column");
+        out.extend((0..s.len()).map(|i| (!s.is_null(i)).then(|| s.value(i).to_string())));
+    }
+    out
+}
+
+fn cmd(dataset: &str, fields: &[&str], filter: &str) -> QueryCommand {
+    QueryCommand {
+        dataset: dataset.into(),
+        fields: fields.iter().map(|f| f.to_string()).collect(),
+        filter: filter.into(),
+        purpose: "低保家庭财产核查".into(),
+        user: String::new(),
+        limit: None,
+    }
+}
+
+async fn grant(
+    cluster: &Cluster,
+    consumer: &Client,
+    owner: &Client,
+    dataset: &str,
+    fields: &[&str],
+    unmask: &[&str],
+    row_filter: &str,
+) {
+    let r = consumer
+        .request_access(pb::AccessRequest {
+            dataset: dataset.into(),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            purpose: "核查".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    if r.status == "pending" {
+        owner
+            .approve(pb::ApproveRequest {
+                request_id: r.id,
+                unmask: unmask.iter().map(|f| f.to_string()).collect(),
+                row_filter: row_filter.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let _ = cluster;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_masks_and_denials_on_the_query_path() {
+    let mut cluster = ClusterBuilder::new()
+        .add_node("vehicle-admin")
+        .add_node("civil-affairs")
+        .add_node("tax")
+        .add_node("real-estate")
+        .start()
+        .await
+        .unwrap();
+    let civil = cluster
+        .analyst("civil-affairs")
+        .await
+        .unwrap()
+        .with_user("王小明");
+    let vehicles = cluster.analyst("vehicle-admin").await.unwrap();
+    let tax = cluster.analyst("tax").await.unwrap();
+    let official = cluster.planted.official_person_id.clone();
+
+    // Without a grant: denied, naming the rule.
+    let e = rows(&civil, cmd("vehicle-admin/vehicles", &[], ""))
+        .await
+        .unwrap_err();
+    assert!(e.contains("grant required"), "{e}");
+
+    grant(
+        &cluster,
+        &civil,
+        &vehicles,
+        "vehicle-admin/vehicles",
+        &["plate_no", "owner_id", "owner_name"],
+        &[],
+        "",
+    )
+    .await;
+
+    // One person's vehicles: masked at the source with the owner's default masks.
+    let found = rows(
+        &civil,
+        cmd(
+            "vehicle-admin/vehicles",
+            &[],
+            &format!("owner_id = '{official}'"),
+        ),
+    )
+    .await
+    .unwrap();
+    let mut plates: Vec<String> = column(&found, "plate_no").into_iter().flatten().collect();
+    plates.sort();
+    let mut planted = cluster.planted.official_vehicles.clone();
+    planted.sort();
+    assert_eq!(plates, planted);
+    let ids = column(&found, "owner_id");
+    assert!(
+        ids.iter().all(|id| id.as_deref()
+            == Some(&format!("{}********{}", &official[..6], &official[14..])[..])),
+        "{ids:?}"
+    );
+    let names = column(&found, "owner_name");
+    assert!(
+        names
+            .iter()
+            .all(|n| n.as_ref().is_some_and(|n| n.ends_with('*'))),
+        "{names:?}"
+    );
+    assert_eq!(found[0].schema().fields().len(), 3);
+
+    // IN lists, projections, limits.
+    let some = rows(
+        &civil,
+        QueryCommand {
+            limit: Some(5),
+            ..cmd("vehicle-admin/vehicles", &["plate_no"], "")
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(some.iter().map(|b| b.num_rows()).sum::<usize>(), 5);
+    assert_eq!(some[0].num_columns(), 1);
+    let in_list = format!(
+        "plate_no IN ({})",
+        planted
+            .iter()
+            .map(|p| format!("'{p}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert_eq!(
+        rows(
+            &civil,
+            cmd("vehicle-admin/vehicles", &["plate_no"], &in_list)
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum::<usize>(),
+        planted.len()
+    );
+
+    // Out-of-bounds requests.
+    let e = rows(&civil, cmd("vehicle-admin/vehicles", &["vin"], ""))
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("fields within grant") && e.contains("vin"),
+        "{e}"
+    );
+    let e = rows(
+        &civil,
+        cmd(
+            "vehicle-admin/vehicles",
+            &["plate_no; DROP TABLE vehicles"],
+            "",
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains("no field"), "{e}");
+    let e = rows(&civil, cmd("vehicle-admin/nothing", &[], ""))
+        .await
+        .unwrap_err();
+    assert!(e.contains("no dataset"), "{e}");
+    let e = rows(
+        &civil,
+        QueryCommand {
+            purpose: "  ".into(),
+            ..cmd("vehicle-admin/vehicles", &[], "")
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains("purpose"), "{e}");
+    let e = rows(
+        &civil,
+        cmd(
+            "vehicle-admin/vehicles",
+            &["plate_no", "owner_id"],
+            "owner_id LIKE '4406%'",
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains("masked"), "{e}");
+    let e = rows(
+        &civil,
+        cmd("vehicle-admin/vehicles", &["plate_no"], "owner_id = 'x'"),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains("fields you select"), "{e}");
+    let big = (0..10_001)
+        .map(|i| format!("'{i}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let e = rows(
+        &civil,
+        cmd(
+            "vehicle-admin/vehicles",
+            &["plate_no"],
+            &format!("plate_no IN ({big})"),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains("at most 10000"), "{e}");
+    // Injection and odd Unicode are only values.
+    assert!(rows(
+        &civil,
+        cmd(
+            "vehicle-admin/vehicles",
+            &["plate_no"],
+            "plate_no = 'x''; DROP TABLE vehicles; --'"
+        )
+    )
+    .await
+    .unwrap()
+    .iter()
+    .all(|b| b.num_rows() == 0));
+    assert!(rows(
+        &civil,
+        cmd(
+            "vehicle-admin/vehicles",
+            &["plate_no"],
+            "plate_no = '\u{202e}粤E𠀀\u{0301}'"
+        )
+    )
+    .await
+    .unwrap()
+    .iter()
+    .all(|b| b.num_rows() == 0));
+    assert_eq!(
+        rows(
+            &civil,
+            cmd(
+                "vehicle-admin/vehicles",
+                &["plate_no"],
+                &format!("owner_id = '{official}'")
+            )
+        )
+        .await
+        .err()
+        .map(|e| e.contains("fields you select")),
+        Some(true)
+    );
+    assert_eq!(
+        column(
+            &rows(
+                &civil,
+                cmd(
+                    "vehicle-admin/vehicles",
+                    &["plate_no", "owner_id"],
+                    &format!("owner_id = '{official}'")
+                )
+            )
+            .await
+            .unwrap(),
+            "plate_no"
+        )
+        .len(),
+        planted.len(),
+        "the table survived"
+    );
+
+    // An unmasked grant with a row filter: raw ids, only matching rows.
+    grant(
+        &cluster,
+        &tax,
+        &vehicles,
+        "vehicle-admin/vehicles",
+        &["plate_no", "owner_id"],
+        &["owner_id"],
+        "plate_no LIKE '粤E%'",
+    )
+    .await;
+    let raw = rows(&tax, cmd("vehicle-admin/vehicles", &[], ""))
+        .await
+        .unwrap();
+    let raw_plates: Vec<String> = column(&raw, "plate_no").into_iter().flatten().collect();
+    assert!(!raw_plates.is_empty() && raw_plates.iter().all(|p| p.starts_with("粤E")));
+    assert!(column(&raw, "owner_id")
+        .iter()
+        .flatten()
+        .all(|id| id.len() == 18 && !id.contains('*')));
+
+    // Tickets: tampered, replayed, stolen.
+    let mut flight = arrow_flight::flight_service_client::FlightServiceClient::new(civil.channel());
+    let body = serde_json::to_vec(&cmd("vehicle-admin/vehicles", &["plate_no"], "")).unwrap();
+    let info = flight
+        .get_flight_info(arrow_flight::FlightDescriptor::new_cmd(body.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut tampered = ticket.ticket.to_vec();
+    tampered[10] ^= 1;
+    let e = flight
+        .do_get(arrow_flight::Ticket::new(tampered))
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().contains("malformed") || e.message().contains("signature"),
+        "{}",
+        e.message()
+    );
+    let mut tax_flight =
+        arrow_flight::flight_service_client::FlightServiceClient::new(tax.channel());
+    let e = tax_flight.do_get(ticket.clone()).await.unwrap_err();
+    assert!(
+        e.message().contains("issued to civil-affairs"),
+        "{}",
+        e.message()
+    );
+    let mut first = flight.do_get(ticket.clone()).await.unwrap().into_inner();
+    while first.next().await.is_some() {}
+    let replay = flight.do_get(ticket.clone()).await;
+    let replay_error = match replay {
+        Err(e) => e.message().to_string(),
+        Ok(stream) => stream
+            .into_inner()
+            .next()
+            .await
+            .and_then(|r| r.err())
+            .map(|e| e.message().to_string())
+            .unwrap_or_default(),
+    };
+    assert!(replay_error.contains("already used"), "{replay_error}");
+
+    // The node's own checks, whatever the coordinator signed: secret fields,
+    // tickets for other nodes, expired tickets.
+    let signer = &cluster.coordinator.state.ticket_signer;
+    let node = exchange_node::flight::NodeFlight::new(cluster.nodes["real-estate"].state.clone());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let secret = Ticket {
+        version: 1,
+        id: "forged-1".into(),
+        query_id: "Q-test".into(),
+        dataset: "real-estate/leases".into(),
+        owner: "real-estate".into(),
+        consumer: "civil-affairs".into(),
+        user: String::new(),
+        purpose: "x".into(),
+        grant_id: "G-none".into(),
+        fields: vec![TicketField {
+            name: "landlord_id".into(),
+            mask: "none".into(),
+        }],
+        filter: String::new(),
+        row_filter: String::new(),
+        limit: None,
+        issued_unix: now,
+        expires_unix: now + 60,
+    };
+    let e = node.plan(&secret.seal(signer), now).unwrap_err();
+    assert!(e.message().contains("secret"), "{}", e.message());
+    let other = Ticket {
+        id: "forged-2".into(),
+        dataset: "tax/taxpayers".into(),
+        owner: "tax".into(),
+        ..secret.clone()
+    };
+    assert!(node
+        .plan(&other.seal(signer), now)
+        .unwrap_err()
+        .message()
+        .contains("not this node's"));
+    let ok = Ticket {
+        id: "t-3".into(),
+        fields: vec![TicketField {
+            name: "address".into(),
+            mask: "keep_first:9".into(),
+        }],
+        dataset: "real-estate/properties".into(),
+        ..secret.clone()
+    };
+    assert!(node
+        .plan(&ok.seal(signer), now + 3_600)
+        .unwrap_err()
+        .message()
+        .contains("expired"));
+    assert!(node.plan(&ok.seal(signer), now).is_ok());
+
+    // An offline owner: a clear error within the deadline, no hang.
+    cluster
+        .nodes
+        .remove("vehicle-admin")
+        .unwrap()
+        .shutdown()
+        .await;
+    let started = Instant::now();
+    let e = rows(&civil, cmd("vehicle-admin/vehicles", &["plate_no"], ""))
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("offline") || e.contains("cannot be reached"),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    cluster.shutdown().await;
+}
