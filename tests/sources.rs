@@ -120,8 +120,11 @@ async fn manifests_are_checked_against_postgres_and_mariadb() {
     assert!(!err.contains("s3cret-pw"), "{err}");
 }
 
+const ROWS: &str = "INSERT INTO vehicles VALUES ('粤E00001', 'LVS00000000000001', '440604198506121234', '张三丰', '比亚迪', '小型普通客车', '2020-01-01', '正常'), ('粤X00002', 'LVS00000000000002', '11010519491231002X', '欧阳娜娜', '吉利', '轻型货车', '2021-06-30', '抵押')";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_republishes_when_its_dataset_moves_to_a_server_database() {
+async fn a_node_serves_queries_from_postgres_and_mariadb() {
+    use futures::StreamExt;
     let Some(pg) = required("PostgreSQL", EphemeralPostgres::start()) else {
         return;
     };
@@ -130,25 +133,66 @@ async fn a_node_republishes_when_its_dataset_moves_to_a_server_database() {
     };
     let cluster = ClusterBuilder::new()
         .add_node("vehicle-admin")
+        .add_node("civil-affairs")
         .start()
         .await
         .unwrap();
     let analyst = cluster.analyst("vehicle-admin").await.unwrap();
+    let civil = cluster.analyst("civil-affairs").await.unwrap();
+    let request = civil
+        .request_access(exchange_proto::v1::AccessRequest {
+            dataset: "vehicle-admin/vehicles".into(),
+            fields: vec![
+                "plate_no".into(),
+                "owner_id".into(),
+                "owner_name".into(),
+                "registered_on".into(),
+            ],
+            purpose: "核查".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    analyst
+        .approve(exchange_proto::v1::ApproveRequest {
+            request_id: request.id,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let query = |filter: &str| exchange_query::QueryCommand {
+        dataset: "vehicle-admin/vehicles".into(),
+        fields: vec![],
+        filter: filter.into(),
+        purpose: "核查".into(),
+        user: String::new(),
+        limit: None,
+    };
     let manifest = cluster.dir.join("data/vehicle-admin.toml");
     let mut version = 1;
+    let mut pg = Some(pg);
     for (kind, server_url) in [
-        ("postgres", pg.create_database("vehicles").await.unwrap()),
+        (
+            "postgres",
+            pg.as_ref()
+                .unwrap()
+                .create_database("vehicles")
+                .await
+                .unwrap(),
+        ),
         ("mysql", maria.create_database("vehicles").await.unwrap()),
     ] {
         if kind == "postgres" {
             let mut conn = sqlx::PgConnection::connect(&server_url).await.unwrap();
             sqlx::query(VEHICLES_PG).execute(&mut conn).await.unwrap();
+            sqlx::query(ROWS).execute(&mut conn).await.unwrap();
         } else {
             let mut conn = sqlx::MySqlConnection::connect(&server_url).await.unwrap();
             sqlx::query(VEHICLES_MYSQL)
                 .execute(&mut conn)
                 .await
                 .unwrap();
+            sqlx::query(ROWS).execute(&mut conn).await.unwrap();
         }
         // The URL comes from the environment, as the operator guide recommends.
         let var = format!("EXCHANGE_TEST_{}_URL", kind.to_uppercase());
@@ -171,6 +215,68 @@ async fn a_node_republishes_when_its_dataset_moves_to_a_server_database() {
                 "the {kind}-backed catalog was never published"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The full path: grant, ticket, node, the server database, masks, Flight.
+        let mut stream = civil
+            .query(query("owner_id = '440604198506121234'"))
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while let Some(b) = stream.next().await {
+            got.push(b.unwrap());
+        }
+        let b = &got[0];
+        assert_eq!(b.num_rows(), 1, "{kind}");
+        let text = |name: &str| {
+            b.column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .unwrap()
+                .value(0)
+                .to_string()
+        };
+        assert_eq!(text("plate_no"), "粤E00001", "{kind}");
+        assert_eq!(text("owner_id"), "440604********1234", "{kind}");
+        assert_eq!(text("owner_name"), "张**", "{kind}");
+        let mut all = civil.query(query("")).await.unwrap();
+        let mut n = 0;
+        while let Some(b) = all.next().await {
+            n += b.unwrap().num_rows();
+        }
+        assert_eq!(n, 2, "{kind}");
+
+        if kind == "postgres" {
+            // The source goes down: a clear error, and the node stays up.
+            drop(pg.take());
+            let err = match civil.query(query("")).await {
+                Err(e) => e.to_string(),
+                Ok(mut s) => loop {
+                    match s.next().await {
+                        Some(Err(e)) => break e.to_string(),
+                        Some(Ok(_)) => continue,
+                        None => break String::new(),
+                    }
+                },
+            };
+            assert!(err.contains("unreachable"), "{err}");
+            let node_tls = exchange_transport::TlsIdentity::load(
+                &cluster.member_dir("civil-affairs"),
+                "client",
+            )
+            .unwrap();
+            let channel = exchange_transport::client::connect(
+                &cluster.nodes["vehicle-admin"].addr.to_string(),
+                &node_tls,
+                exchange_transport::client::ExpectedServer::Role(exchange_pki::Role::Node),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+            let described = exchange_proto::v1::node_client::NodeClient::new(channel)
+                .describe(exchange_proto::v1::DescribeRequest {})
+                .await;
+            assert!(described.is_ok(), "the node stays up");
         }
     }
     cluster.shutdown().await;

@@ -691,3 +691,132 @@ async fn access_requests_and_the_owners_decisions() {
 
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_from_the_command_line_in_every_format() {
+    let cluster = ClusterBuilder::new()
+        .add_node("tax")
+        .add_node("market-regulation")
+        .start()
+        .await
+        .unwrap();
+    let cfg = cluster
+        .member_dir("market-regulation")
+        .join("exchange.toml");
+    let cfg = cfg.to_str().unwrap();
+    // tax/taxpayers is unconditional: the request is granted at once.
+    ok(&run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "access",
+            "request",
+            "tax/taxpayers",
+            "--purpose",
+            "登记信息比对",
+        ],
+    ));
+    let code = &cluster.planted.address_conflicts[0];
+    let filter = format!("org_code = '{code}'");
+
+    let table = ok(&run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "query",
+            "tax/taxpayers",
+            "--fields",
+            "org_code,name,legal_rep_id",
+            "--where",
+            &filter,
+            "--purpose",
+            "登记信息比对",
+        ],
+    ));
+    assert!(
+        table.contains(code.as_str()) && table.contains("1 row(s)"),
+        "{table}"
+    );
+    let csv = ok(&run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "query",
+            "tax/taxpayers",
+            "--fields",
+            "org_code,registered_address",
+            "--where",
+            &filter,
+            "--purpose",
+            "x",
+            "--format",
+            "csv",
+        ],
+    ));
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("org_code,registered_address"));
+    assert!(lines.next().unwrap().starts_with(code.as_str()));
+    let out = cluster.dir.join("export.jsonl");
+    let status = run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "query",
+            "tax/taxpayers",
+            "--purpose",
+            "x",
+            "--format",
+            "json",
+            "--limit",
+            "7",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(String::from_utf8_lossy(&status.stderr).contains("7 row(s) written"));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 7);
+    // legal_rep_id carries the hash mask: 32 hex digits, never the resident id.
+    assert!(
+        rows.iter().all(|r| r["legal_rep_id"]
+            .as_str()
+            .is_some_and(|h| h.len() == 32 && h.chars().all(|c| c.is_ascii_hexdigit()))),
+        "{}",
+        rows[0]
+    );
+    let parquet = fails(&run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "query",
+            "tax/taxpayers",
+            "--purpose",
+            "x",
+            "--format",
+            "parquet",
+        ],
+    ));
+    assert!(parquet.contains("not built yet"), "{parquet}");
+    let denied = fails(&run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "query",
+            "tax/declarations",
+            "--purpose",
+            "x",
+        ],
+    ));
+    assert!(denied.contains("grant required"), "{denied}");
+    cluster.shutdown().await;
+}

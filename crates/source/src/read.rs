@@ -478,9 +478,18 @@ impl Source {
         let name = self.name.clone();
         let out_schema = schema.clone();
         tokio::spawn(async move {
-            let failed = |e: sqlx::Error| SourceError::Query {
-                name: name.clone(),
-                reason: e.to_string(),
+            let failed = |e: sqlx::Error| match e {
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::Io(_)
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_) => SourceError::Unreachable {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                },
+                other => SourceError::Query {
+                    name: name.clone(),
+                    reason: other.to_string(),
+                },
             };
             let types: Vec<FieldType> = plan.columns.iter().map(|p| p.field.field_type).collect();
             let batch_rows = plan.batch_rows.clamp(1, 1 << 20);
