@@ -445,3 +445,61 @@ async fn grants_masks_and_denials_on_the_query_path() {
 
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_quota_is_counted_and_enforced() {
+    let cluster = ClusterBuilder::new()
+        .add_node("vehicle-admin")
+        .add_node("civil-affairs")
+        .start()
+        .await
+        .unwrap();
+    let civil = cluster.analyst("civil-affairs").await.unwrap();
+    let owner = cluster.analyst("vehicle-admin").await.unwrap();
+    let r = civil
+        .request_access(pb::AccessRequest {
+            dataset: "vehicle-admin/vehicles".into(),
+            fields: vec!["plate_no".into()],
+            purpose: "核查".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    owner
+        .approve(pb::ApproveRequest {
+            request_id: r.id,
+            quota_rows_per_day: 30,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let count = |batches: Vec<RecordBatch>| batches.iter().map(|b| b.num_rows()).sum::<usize>();
+    assert_eq!(
+        count(
+            rows(
+                &civil,
+                QueryCommand {
+                    limit: Some(20),
+                    ..cmd("vehicle-admin/vehicles", &[], "")
+                }
+            )
+            .await
+            .unwrap()
+        ),
+        20
+    );
+    assert_eq!(
+        count(
+            rows(&civil, cmd("vehicle-admin/vehicles", &[], ""))
+                .await
+                .unwrap()
+        ),
+        10,
+        "only what is left of today's quota"
+    );
+    let e = rows(&civil, cmd("vehicle-admin/vehicles", &[], ""))
+        .await
+        .unwrap_err();
+    assert!(e.contains("daily quota"), "{e}");
+    cluster.shutdown().await;
+}

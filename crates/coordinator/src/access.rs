@@ -81,6 +81,7 @@ pub struct AccessBook {
     requests: Tree,
     grants: Tree,
     counters: Tree,
+    usage: Tree,
     sla_working_days: u32,
 }
 
@@ -167,6 +168,7 @@ impl AccessBook {
             requests: db.tree("access_requests")?,
             grants: db.tree("grants")?,
             counters: db.tree("counters")?,
+            usage: db.tree("quota_usage")?,
             sla_working_days,
         })
     }
@@ -558,6 +560,28 @@ impl AccessBook {
         };
         self.grants.insert(id, &updated)?;
         Ok(updated)
+    }
+
+    fn usage_key(grant_id: &str) -> String {
+        format!("{grant_id}:{}", date_text(today()))
+    }
+
+    /// Rows a grant has served today.
+    pub fn rows_served_today(&self, grant_id: &str) -> Result<u64, AccessError> {
+        Ok(self
+            .usage
+            .get::<u64>(&Self::usage_key(grant_id))?
+            .unwrap_or(0))
+    }
+
+    /// Adds rows served under a grant today; returns the new total.
+    pub fn add_rows_served(&self, grant_id: &str, rows: u64) -> Result<u64, AccessError> {
+        Ok(self
+            .usage
+            .update::<u64, _>(&Self::usage_key(grant_id), |old| {
+                Some(old.unwrap_or(0) + rows)
+            })?
+            .unwrap_or(rows))
     }
 
     pub fn request_message(&self, r: &RequestRecord) -> pb::AccessRequestRecord {

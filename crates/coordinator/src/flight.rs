@@ -180,6 +180,22 @@ impl CoordinatorFlight {
                 "--limit must be 1 to {MAX_LIMIT}"
             )));
         }
+        let mut limit = cmd.limit;
+        if grant.quota_rows_per_day > 0 {
+            let served = self
+                .state
+                .access
+                .rows_served_today(&grant.id)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            let remaining = grant.quota_rows_per_day.saturating_sub(served);
+            if remaining == 0 {
+                return Err(Status::resource_exhausted(format!(
+                    "denied by rule `daily quota`: grant {} has served its {} rows for today",
+                    grant.id, grant.quota_rows_per_day
+                )));
+            }
+            limit = Some(limit.map_or(remaining, |l| l.min(remaining)));
+        }
         let now = now_unix();
         Ok(QueryTicket {
             version: 1,
@@ -194,7 +210,7 @@ impl CoordinatorFlight {
             fields,
             filter,
             row_filter: grant.row_filter.clone(),
-            limit: cmd.limit,
+            limit,
             issued_unix: now,
             expires_unix: now + TICKET_LIFETIME_SECS,
         })
@@ -235,6 +251,15 @@ impl CoordinatorFlight {
             .insert(member.to_string(), (view.address, channel.clone()));
         Ok(channel)
     }
+}
+
+/// The row count of a Flight frame carrying a record batch (0 for schema
+/// and dictionary frames), read from its IPC message header.
+fn rows_in_frame(frame: &FlightData) -> u64 {
+    arrow_ipc::root_as_message(&frame.data_header)
+        .ok()
+        .and_then(|m| m.header_as_record_batch())
+        .map_or(0, |b| b.length().max(0) as u64)
 }
 
 fn unsupported<T>(what: &str) -> Result<T, Status> {
@@ -318,7 +343,31 @@ impl FlightService for CoordinatorFlight {
             }
             Err(status) => return Err(status),
         };
-        Ok(Response::new(frames.boxed()))
+        // Count the rows relayed under the grant, for its daily quota; cut
+        // the stream if concurrent queries would together exceed it.
+        let state = self.state.clone();
+        let quota = self
+            .state
+            .access
+            .grant(&ticket.grant_id)
+            .ok()
+            .flatten()
+            .map_or(0, |g| g.quota_rows_per_day);
+        let grant_id = ticket.grant_id.clone();
+        let counted = frames.map(move |frame| {
+            let frame = frame?;
+            let rows = rows_in_frame(&frame);
+            if rows > 0 {
+                let total = state.access.add_rows_served(&grant_id, rows).map_err(|e| Status::internal(e.to_string()))?;
+                if quota > 0 && total > quota {
+                    return Err(Status::resource_exhausted(format!(
+                        "denied by rule `daily quota`: grant {grant_id} reached its {quota} rows for today"
+                    )));
+                }
+            }
+            Ok(frame)
+        });
+        Ok(Response::new(counted.boxed()))
     }
 
     async fn handshake(
