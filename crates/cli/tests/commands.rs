@@ -805,7 +805,41 @@ async fn query_from_the_command_line_in_every_format() {
             "parquet",
         ],
     ));
-    assert!(parquet.contains("not built yet"), "{parquet}");
+    assert!(parquet.contains("--output"), "{parquet}");
+    let file = cluster.dir.join("taxpayers.parquet");
+    ok(&run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "query",
+            "tax/taxpayers",
+            "--purpose",
+            "x",
+            "--format",
+            "parquet",
+            "--output",
+            file.to_str().unwrap(),
+        ],
+    ));
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&file).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        reader.metadata().file_metadata().num_rows() as usize,
+        cluster.planted.companies
+    );
+    let names: Vec<String> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert!(
+        names.contains(&"org_code".to_string()) && names.contains(&"legal_rep_id".to_string()),
+        "{names:?}"
+    );
     let denied = fails(&run(
         "exchange",
         &[

@@ -137,7 +137,7 @@ enum QueryFormat {
     Csv,
     /// JSON lines: one object per row.
     Json,
-    /// Not built yet; refused with a clear message.
+    /// Parquet (Snappy); needs --output.
     Parquet,
 }
 
@@ -384,8 +384,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             format,
             output: out_path,
         } => {
-            if format == QueryFormat::Parquet {
-                anyhow::bail!("parquet export is not built yet; use --format csv or --format json");
+            if format == QueryFormat::Parquet && out_path.is_none() {
+                anyhow::bail!("--format parquet writes a file: add --output FILE.parquet");
             }
             let client = client(&cli.config).await?;
             let command = exchange_query::QueryCommand {
@@ -434,11 +434,31 @@ async fn query_output(
 ) -> anyhow::Result<()> {
     use futures::StreamExt;
     use std::io::Write;
-    let mut out: Box<dyn Write> = match path {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    let file = match path {
+        Some(p) => {
+            Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => None,
+    };
+    let mut parquet: Option<parquet::arrow::ArrowWriter<std::fs::File>> = None;
+    let mut out: Box<dyn Write> = match (&file, format) {
+        (Some(_), QueryFormat::Parquet) => Box::new(std::io::sink()),
+        (Some(f), _) => Box::new(std::io::BufWriter::new(f.try_clone()?)),
+        (None, _) => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    // Exports to a file show their progress on standard error.
+    let progress = if path.is_some() && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {human_pos} rows ({per_sec}) {elapsed}",
+            )
+            .expect("valid template"),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Some(bar)
+    } else {
+        None
     };
     let mut rows = 0usize;
     let mut kept = Vec::new();
@@ -465,8 +485,37 @@ async fn query_output(
                 output::write_csv(&batch, &mut out)?;
             }
             QueryFormat::Json => output::write_json_lines(&batch, &mut out)?,
-            QueryFormat::Parquet => unreachable!("refused above"),
+            QueryFormat::Parquet => {
+                if parquet.is_none() {
+                    let f = file
+                        .as_ref()
+                        .context("parquet needs --output")?
+                        .try_clone()?;
+                    let props = parquet::file::properties::WriterProperties::builder()
+                        .set_compression(parquet::basic::Compression::SNAPPY)
+                        .build();
+                    parquet = Some(parquet::arrow::ArrowWriter::try_new(
+                        f,
+                        batch.schema(),
+                        Some(props),
+                    )?);
+                }
+                if let Some(w) = parquet.as_mut() {
+                    w.write(&batch)?;
+                }
+            }
         }
+        if let Some(bar) = &progress {
+            bar.set_position(rows as u64);
+        }
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    if let Some(w) = parquet {
+        w.close()?;
+    } else if format == QueryFormat::Parquet {
+        anyhow::bail!("the query returned no batches; no parquet file written");
     }
     if format == QueryFormat::Table {
         if rows > 1_000 {
