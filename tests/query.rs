@@ -503,3 +503,78 @@ async fn a_daily_quota_is_counted_and_enforced() {
     assert!(e.contains("daily quota"), "{e}");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_node_has_the_last_word() {
+    let cluster = ClusterBuilder::new()
+        .add_node("vehicle-admin")
+        .add_node("tax")
+        .add_node("civil-affairs")
+        .veto("vehicle-admin", &["tax"], &[])
+        .start()
+        .await
+        .unwrap();
+    let owner = cluster.analyst("vehicle-admin").await.unwrap();
+    for consumer in ["tax", "civil-affairs"] {
+        let client = cluster.analyst(consumer).await.unwrap();
+        let r = client
+            .request_access(pb::AccessRequest {
+                dataset: "vehicle-admin/vehicles".into(),
+                fields: vec!["plate_no".into()],
+                purpose: "核查".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        owner
+            .approve(pb::ApproveRequest {
+                request_id: r.id,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    // The coordinator granted tax, but the owner's node refuses it.
+    let tax = cluster.analyst("tax").await.unwrap();
+    let e = rows(
+        &tax,
+        QueryCommand {
+            limit: Some(1),
+            ..cmd("vehicle-admin/vehicles", &[], "")
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains("local veto"), "{e}");
+    let civil = cluster.analyst("civil-affairs").await.unwrap();
+    assert_eq!(
+        rows(
+            &civil,
+            QueryCommand {
+                limit: Some(1),
+                ..cmd("vehicle-admin/vehicles", &[], "")
+            }
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum::<usize>(),
+        1
+    );
+    // A query command cannot claim another department: identity is the certificate's.
+    let mut flight = arrow_flight::flight_service_client::FlightServiceClient::new(tax.channel());
+    let forged =
+        br#"{"dataset": "vehicle-admin/vehicles", "purpose": "x", "consumer": "civil-affairs"}"#
+            .to_vec();
+    let e = flight
+        .get_flight_info(arrow_flight::FlightDescriptor::new_cmd(forged))
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().contains("unknown field `consumer`"),
+        "{}",
+        e.message()
+    );
+    cluster.shutdown().await;
+}

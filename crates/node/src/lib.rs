@@ -7,13 +7,13 @@
 //! - publishes the catalog to the coordinator at start and whenever the
 //!   manifest file changes (an invalid change is refused and logged, and the
 //!   previous catalog stays published);
-//! - heartbeats, and receives the federation CRL with each heartbeat. The
-//!   CRL is verified against the CA, persisted, and enforced on every
-//!   request to this node;
-//! - serves a mutual-TLS listener with the `Node` service and the standard
-//!   gRPC health service.
-//!
-//! The query path (grants, masking, Arrow Flight) is not built yet.
+//! - heartbeats, and receives with each heartbeat the federation CRL
+//!   (verified against the CA, persisted, enforced on every request), the
+//!   coordinator's ticket-signing key and the federation mask secret;
+//! - serves a mutual-TLS listener with the `Node` service, the standard
+//!   gRPC health service and Arrow Flight ([`flight`]): `DoGet` redeems a
+//!   coordinator-signed ticket, applies this node's own policy on top, and
+//!   streams masked batches from the source.
 
 mod config;
 pub mod flight;

@@ -33,6 +33,8 @@ pub struct ClusterBuilder {
     enroll_listen: String,
     heartbeat_secs: u32,
     analysts: bool,
+    /// member -> (consumers vetoed, datasets vetoed) at that member's node.
+    vetoes: BTreeMap<String, (Vec<String>, Vec<String>)>,
 }
 
 impl Default for ClusterBuilder {
@@ -47,6 +49,7 @@ impl Default for ClusterBuilder {
             enroll_listen: "127.0.0.1:0".into(),
             heartbeat_secs: 1,
             analysts: true,
+            vetoes: BTreeMap::new(),
         }
     }
 }
@@ -106,6 +109,18 @@ impl ClusterBuilder {
 
     pub fn heartbeat_secs(mut self, secs: u32) -> ClusterBuilder {
         self.heartbeat_secs = secs;
+        self
+    }
+
+    /// Sets a node's local veto list (consumers it refuses, datasets it withholds).
+    pub fn veto(mut self, member: &str, consumers: &[&str], datasets: &[&str]) -> ClusterBuilder {
+        self.vetoes.insert(
+            member.to_string(),
+            (
+                consumers.iter().map(|c| c.to_string()).collect(),
+                datasets.iter().map(|d| d.to_string()).collect(),
+            ),
+        );
         self
     }
 
@@ -192,8 +207,8 @@ impl ClusterBuilder {
                 data_dir: dir.join("nodes").join(id),
                 heartbeat_interval_secs: self.heartbeat_secs,
                 manifest_poll_secs: 1,
-                veto_consumers: Vec::new(),
-                veto_datasets: Vec::new(),
+                veto_consumers: self.vetoes.get(id).map(|v| v.0.clone()).unwrap_or_default(),
+                veto_datasets: self.vetoes.get(id).map(|v| v.1.clone()).unwrap_or_default(),
             })
             .await
             .with_context(|| format!("starting the {id} node"))?;

@@ -1,0 +1,409 @@
+//! Query-path benchmark (prints figures; not a timed test).
+//!
+//! 1. Single-key lookups through the full path (client, coordinator, node,
+//!    SQLite, and back over Arrow Flight) with 32 concurrent clients, and
+//!    the same lookups made directly against the SQLite file, in the same
+//!    run: lookups/s, p50, p99 and the ratio.
+//! 2. Bulk export of a 5,000,000-row dataset with two masked columns
+//!    through the coordinator, with the coordinator and the node running as
+//!    separate processes (the real binaries): rows/s, MB/s, the ratio
+//!    against a direct SELECT of the same rows, and each process's peak
+//!    resident memory.
+//!
+//! Run: `cargo bench -p exchange-cli --bench query` (`BULK_ROWS=...` to change the size).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use exchange_client::Client;
+use exchange_proto::v1 as pb;
+use exchange_query::QueryCommand;
+use exchange_testkit::ClusterBuilder;
+use exchange_transport::TlsIdentity;
+use futures::StreamExt;
+use sqlx::Row;
+
+const CLIENTS: usize = 32;
+const LOOKUPS_PER_CLIENT: usize = 100;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize)
+        .saturating_sub(1)
+        .min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+async fn lookups() -> anyhow::Result<()> {
+    let cluster = ClusterBuilder::new()
+        .add_node("vehicle-admin")
+        .add_node("civil-affairs")
+        .persons(100_000)
+        .start()
+        .await?;
+    let civil = cluster.analyst("civil-affairs").await?;
+    let owner = cluster.analyst("vehicle-admin").await?;
+    let r = civil
+        .request_access(pb::AccessRequest {
+            dataset: "vehicle-admin/vehicles".into(),
+            fields: vec!["plate_no".into(), "owner_id".into(), "brand".into()],
+            purpose: "bench".into(),
+            ..Default::default()
+        })
+        .await?;
+    owner
+        .approve(pb::ApproveRequest {
+            request_id: r.id,
+            ..Default::default()
+        })
+        .await?;
+    let db = cluster.dir.join("data/vehicle-admin.db");
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await?;
+    let owners: Vec<String> =
+        sqlx::query("SELECT owner_id FROM vehicles ORDER BY plate_no LIMIT 3200")
+            .fetch_all(&pool)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    let owners = Arc::new(owners);
+
+    // Full path: each client has its own connection to the coordinator.
+    let tls = TlsIdentity::load(&cluster.member_dir("civil-affairs"), "client")?;
+    let addr = cluster.coordinator.addr.to_string();
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(Client::connect(&addr, &tls).await?);
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (c, client) in clients.into_iter().enumerate() {
+        let owners = owners.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(LOOKUPS_PER_CLIENT);
+            for i in 0..LOOKUPS_PER_CLIENT {
+                let id = &owners[(c * LOOKUPS_PER_CLIENT + i) % owners.len()];
+                let t = Instant::now();
+                let cmd = QueryCommand {
+                    dataset: "vehicle-admin/vehicles".into(),
+                    fields: vec![],
+                    filter: format!("owner_id = '{id}'"),
+                    purpose: "bench".into(),
+                    user: String::new(),
+                    limit: None,
+                };
+                let mut stream = client.query(cmd).await.expect("query");
+                let mut rows = 0;
+                while let Some(b) = stream.next().await {
+                    rows += b.expect("batch").num_rows();
+                }
+                assert!(rows >= 1);
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut full = Vec::new();
+    for t in tasks {
+        full.extend(t.await?);
+    }
+    let full_elapsed = started.elapsed();
+    full.sort();
+
+    // Direct: the same lookups against the same SQLite file.
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let owners = owners.clone();
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(LOOKUPS_PER_CLIENT);
+            for i in 0..LOOKUPS_PER_CLIENT {
+                let id = &owners[(c * LOOKUPS_PER_CLIENT + i) % owners.len()];
+                let t = Instant::now();
+                let rows = sqlx::query(
+                    "SELECT plate_no, owner_id, brand FROM vehicles WHERE owner_id = ?",
+                )
+                .bind(id)
+                .fetch_all(&pool)
+                .await
+                .expect("select");
+                assert!(!rows.is_empty());
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut direct = Vec::new();
+    for t in tasks {
+        direct.extend(t.await?);
+    }
+    let direct_elapsed = started.elapsed();
+    direct.sort();
+
+    let n = (CLIENTS * LOOKUPS_PER_CLIENT) as f64;
+    let full_rate = n / full_elapsed.as_secs_f64();
+    let direct_rate = n / direct_elapsed.as_secs_f64();
+    println!(
+        "single-key lookups, {CLIENTS} concurrent clients, {} lookups each way, 100,000 persons",
+        n as usize
+    );
+    println!("  full path   {:>8.0} lookups/s   p50 {:>6.2} ms   p99 {:>6.2} ms   (client, coordinator, node, SQLite, Flight, masks)", full_rate, ms(percentile(&full, 0.5)), ms(percentile(&full, 0.99)));
+    println!("  direct      {:>8.0} lookups/s   p50 {:>6.2} ms   p99 {:>6.2} ms   (sqlx on the same SQLite file)", direct_rate, ms(percentile(&direct, 0.5)), ms(percentile(&direct, 0.99)));
+    println!(
+        "  ratio       full path runs at {:.2}x the direct rate",
+        full_rate / direct_rate
+    );
+    println!("  targets     at least 5,000 lookups/s end to end, p99 under 10 ms");
+    cluster.shutdown().await;
+    Ok(())
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const BULK_MANIFEST: &str = r#"
+department = "bulk"
+[databases.main]
+kind = "sqlite"
+path = "bulk.db"
+[[datasets]]
+id = "records"
+title = "批量记录"
+update_cycle = "daily"
+sharing = "unconditional"
+[datasets.source]
+database = "main"
+table = "records"
+key_columns = ["id"]
+[[datasets.fields]]
+name = "id"
+type = "integer"
+sensitivity = "public"
+[[datasets.fields]]
+name = "person_id"
+type = "string"
+sensitivity = "sensitive"
+mask = "id_number"
+key_type = "person_id"
+[[datasets.fields]]
+name = "name"
+type = "string"
+sensitivity = "sensitive"
+mask = "surname"
+[[datasets.fields]]
+name = "amount"
+type = "float"
+sensitivity = "internal"
+[[datasets.fields]]
+name = "registered_on"
+type = "date"
+sensitivity = "internal"
+"#;
+
+async fn bulk(rows: u64) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    // The department's database, generated inside SQLite.
+    let db = d.join("bulk.db");
+    {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("sqlite://{}?mode=rwc", db.display()))
+            .await?;
+        sqlx::query("CREATE TABLE records (id INTEGER PRIMARY KEY, person_id TEXT, name TEXT, amount REAL, registered_on DATE)").execute(&pool).await?;
+        sqlx::query(&format!(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows})
+             INSERT INTO records SELECT x, printf('440604%012d', x), '张' || (x % 1000), x * 1.5, date('2000-01-01', '+' || (x % 9000) || ' days') FROM c"
+        ))
+        .execute(&pool)
+        .await?;
+        pool.close().await;
+    }
+    std::fs::write(d.join("bulk.toml"), BULK_MANIFEST)?;
+
+    // A development PKI, then the coordinator and the node as separate processes.
+    let coordinator_bin = env!("CARGO_BIN_EXE_coordinator");
+    let node_bin = env!("CARGO_BIN_EXE_exchange-node");
+    let state = d.join("coordinator");
+    let certs = d.join("certs");
+    let status = Command::new(coordinator_bin)
+        .args([
+            "--data-dir",
+            state.to_str().unwrap(),
+            "dev-pki",
+            "--out",
+            certs.to_str().unwrap(),
+            "--member",
+            "bulk=Bulk",
+            "--member",
+            "consumer=Consumer",
+        ])
+        .stdout(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "dev-pki failed");
+    let (main, enroll, node_port) = (free_port(), free_port(), free_port());
+    let coordinator = Killed(
+        Command::new(coordinator_bin)
+            .args([
+                "--data-dir",
+                state.to_str().unwrap(),
+                "--pki-dir",
+                certs.join("bureau").to_str().unwrap(),
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{main}"),
+                "--enroll-listen",
+                &format!("127.0.0.1:{enroll}"),
+            ])
+            .env("EXCHANGE_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let node = Killed(
+        Command::new(node_bin)
+            .args([
+                "--cert-dir",
+                certs.join("bulk").to_str().unwrap(),
+                "serve",
+                "--manifest",
+                d.join("bulk.toml").to_str().unwrap(),
+                "--coordinator",
+                &format!("127.0.0.1:{main}"),
+                "--listen",
+                &format!("127.0.0.1:{node_port}"),
+                "--data-dir",
+                d.join("node").to_str().unwrap(),
+            ])
+            .env("EXCHANGE_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let tls = TlsIdentity::load(&certs.join("consumer"), "client")?;
+    let client = Client::connect(&format!("127.0.0.1:{main}"), &tls).await?;
+    // Wait until the node has published and received the keys.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if client.dataset("bulk/records").await.is_ok() {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the node never published");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    client
+        .request_access(pb::AccessRequest {
+            dataset: "bulk/records".into(),
+            purpose: "bench".into(),
+            ..Default::default()
+        })
+        .await?;
+    tokio::time::sleep(Duration::from_secs(6)).await; // one heartbeat: the node holds the ticket and mask keys
+
+    let cmd = QueryCommand {
+        dataset: "bulk/records".into(),
+        fields: vec![],
+        filter: String::new(),
+        purpose: "bulk export bench".into(),
+        user: String::new(),
+        limit: None,
+    };
+    let started = Instant::now();
+    let mut stream = client.query(cmd).await?;
+    let (mut got, mut bytes) = (0u64, 0u64);
+    while let Some(b) = stream.next().await {
+        let b = b?;
+        got += b.num_rows() as u64;
+        bytes += b.get_array_memory_size() as u64;
+    }
+    let full = started.elapsed();
+    anyhow::ensure!(got == rows, "exported {got} of {rows} rows");
+    let coordinator_peak = peak_rss_mb(coordinator.0.id());
+    let node_peak = peak_rss_mb(node.0.id());
+
+    // Direct: the same rows from the same file, decoded the same way (no masks, no network).
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await?;
+    let started = Instant::now();
+    let mut direct_rows = 0u64;
+    let mut cursor =
+        sqlx::query("SELECT id, person_id, name, amount, registered_on FROM records").fetch(&pool);
+    while let Some(row) = cursor.next().await {
+        let row = row?;
+        let _: (i64, &str, &str, f64, &str) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        direct_rows += 1;
+    }
+    let direct = started.elapsed();
+    anyhow::ensure!(direct_rows == rows);
+
+    let rate = rows as f64 / full.as_secs_f64();
+    let direct_rate = rows as f64 / direct.as_secs_f64();
+    println!("bulk export, {rows} rows, two masked columns (id_number, surname), coordinator and node as separate processes");
+    println!(
+        "  full path   {:>10.0} rows/s   {:>6.1} MB/s of Arrow data   {:.1} s",
+        rate,
+        bytes as f64 / 1e6 / full.as_secs_f64(),
+        full.as_secs_f64()
+    );
+    println!("  direct      {:>10.0} rows/s   (sqlx SELECT of the same rows from the same file)   {:.1} s", direct_rate, direct.as_secs_f64());
+    println!(
+        "  ratio       full path runs at {:.2}x the direct rate",
+        rate / direct_rate
+    );
+    println!("  peak RSS    coordinator {coordinator_peak:.0} MB, node {node_peak:.0} MB");
+    println!("  targets     at least 500,000 rows/s; coordinator under 200 MB whatever the size");
+    drop(node);
+    drop(coordinator);
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let rows: u64 = std::env::var("BULK_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        lookups().await?;
+        println!();
+        bulk(rows).await
+    })?;
+    Ok(())
+}
