@@ -10,7 +10,8 @@
 //!    against a direct SELECT of the same rows, and each process's peak
 //!    resident memory.
 //!
-//! Run: `cargo bench -p exchange-cli --bench query` (`BULK_ROWS=...` to change the size).
+//! Run: `cargo bench -p exchange-cli --bench query` (`BULK_ROWS=...` to change the
+//! size, `BENCH=lookups` or `BENCH=bulk` to run one part).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -400,10 +401,16 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let which = std::env::var("BENCH").unwrap_or_default();
     runtime.block_on(async {
-        lookups().await?;
-        println!();
-        bulk(rows).await
+        if which != "bulk" {
+            lookups().await?;
+            println!();
+        }
+        if which != "lookups" {
+            bulk(rows).await?;
+        }
+        Ok::<_, anyhow::Error>(())
     })?;
     Ok(())
 }

@@ -351,19 +351,10 @@ impl Client {
         let mut flight =
             arrow_flight::flight_service_client::FlightServiceClient::new(self.channel.clone())
                 .max_decoding_message_size(64 << 20);
-        let info = flight
-            .get_flight_info(arrow_flight::FlightDescriptor::new_cmd(body))
-            .await?
-            .into_inner();
-        let ticket = info
-            .endpoint
-            .first()
-            .and_then(|e| e.ticket.clone())
-            .ok_or_else(|| {
-                ClientError::Config("the coordinator answered without a ticket".into())
-            })?;
+        // One round trip: the coordinator authorizes the command given as
+        // the DoGet ticket exactly as it would in GetFlightInfo.
         let frames = flight
-            .do_get(ticket)
+            .do_get(arrow_flight::Ticket::new(body))
             .await?
             .into_inner()
             .map_err(arrow_flight::error::FlightError::from);

@@ -7,6 +7,8 @@
 //! - `DoGet` accepts only a ticket issued to the caller's own department,
 //!   forwards it to the owning node over mutual TLS and relays the node's
 //!   Flight frames untouched. A denial names the rule that denied it.
+//!   `DoGet` also accepts the JSON query command itself as its ticket; it is
+//!   authorized exactly as by `GetFlightInfo`, saving one round trip.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -310,13 +312,34 @@ impl FlightService for CoordinatorFlight {
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let peer = require_role(&request, &[Role::Client])?;
-        let ticket_bytes = request.into_inner().ticket;
-        let envelope = std::str::from_utf8(&ticket_bytes)
-            .map_err(|_| Status::invalid_argument("the ticket is not text"))?;
-        let payload = exchange_pki::open_envelope(envelope, &self.state.ticket_signer.public_key())
-            .map_err(|e| Status::permission_denied(e.to_string()))?;
-        let ticket: QueryTicket = serde_json::from_slice(&payload)
-            .map_err(|_| Status::invalid_argument("the ticket is malformed"))?;
+        let mut ticket_bytes = request.into_inner().ticket;
+        let ticket: QueryTicket = if ticket_bytes.first() == Some(&b'{') {
+            // A query command sent straight to DoGet (one round trip instead
+            // of GetFlightInfo + DoGet): authorized exactly the same way.
+            let cmd: QueryCommand = serde_json::from_slice(&ticket_bytes).map_err(|e| {
+                Status::invalid_argument(format!(
+                    "a DoGet ticket starting with {{ must be a JSON query command: {e}"
+                ))
+            })?;
+            let ticket = match self.authorize(&peer.identity, &cmd) {
+                Ok(t) => t,
+                Err(status) => {
+                    tracing::warn!(consumer = %peer.identity, dataset = %cmd.dataset, reason = status.message(), "query denied");
+                    return Err(status);
+                }
+            };
+            tracing::info!(query = %ticket.query_id, consumer = %peer.identity, user = %ticket.user, dataset = %ticket.dataset, grant = %ticket.grant_id, purpose = %ticket.purpose, "query authorized");
+            ticket_bytes = ticket.seal(&self.state.ticket_signer).into();
+            ticket
+        } else {
+            let envelope = std::str::from_utf8(&ticket_bytes)
+                .map_err(|_| Status::invalid_argument("the ticket is not text"))?;
+            let payload =
+                exchange_pki::open_envelope(envelope, &self.state.ticket_signer.public_key())
+                    .map_err(|e| Status::permission_denied(e.to_string()))?;
+            serde_json::from_slice(&payload)
+                .map_err(|_| Status::invalid_argument("the ticket is malformed"))?
+        };
         if ticket.consumer != peer.identity.member_id {
             return Err(Status::permission_denied(format!(
                 "this ticket was issued to {}, not to {}",
@@ -357,7 +380,7 @@ impl FlightService for CoordinatorFlight {
         let counted = frames.map(move |frame| {
             let frame = frame?;
             let rows = rows_in_frame(&frame);
-            if rows > 0 {
+            if quota > 0 && rows > 0 {
                 let total = state.access.add_rows_served(&grant_id, rows).map_err(|e| Status::internal(e.to_string()))?;
                 if quota > 0 && total > quota {
                     return Err(Status::resource_exhausted(format!(
