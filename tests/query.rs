@@ -10,7 +10,7 @@ use exchange_client::Client;
 use exchange_policy::ticket::{Ticket, TicketField};
 use exchange_proto::v1 as pb;
 use exchange_query::QueryCommand;
-use exchange_testkit::{Cluster, ClusterBuilder};
+use exchange_testkit::ClusterBuilder;
 use futures::StreamExt;
 
 async fn rows(client: &Client, cmd: QueryCommand) -> Result<Vec<RecordBatch>, String> {
@@ -48,38 +48,6 @@ fn cmd(dataset: &str, fields: &[&str], filter: &str) -> QueryCommand {
     }
 }
 
-async fn grant(
-    cluster: &Cluster,
-    consumer: &Client,
-    owner: &Client,
-    dataset: &str,
-    fields: &[&str],
-    unmask: &[&str],
-    row_filter: &str,
-) {
-    let r = consumer
-        .request_access(pb::AccessRequest {
-            dataset: dataset.into(),
-            fields: fields.iter().map(|f| f.to_string()).collect(),
-            purpose: "核查".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    if r.status == "pending" {
-        owner
-            .approve(pb::ApproveRequest {
-                request_id: r.id,
-                unmask: unmask.iter().map(|f| f.to_string()).collect(),
-                row_filter: row_filter.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-    }
-    let _ = cluster;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grants_masks_and_denials_on_the_query_path() {
     let mut cluster = ClusterBuilder::new()
@@ -95,7 +63,6 @@ async fn grants_masks_and_denials_on_the_query_path() {
         .await
         .unwrap()
         .with_user("王小明");
-    let vehicles = cluster.analyst("vehicle-admin").await.unwrap();
     let tax = cluster.analyst("tax").await.unwrap();
     let official = cluster.planted.official_person_id.clone();
 
@@ -105,16 +72,15 @@ async fn grants_masks_and_denials_on_the_query_path() {
         .unwrap_err();
     assert!(e.contains("grant required"), "{e}");
 
-    grant(
-        &cluster,
-        &civil,
-        &vehicles,
-        "vehicle-admin/vehicles",
-        &["plate_no", "owner_id", "owner_name"],
-        &[],
-        "",
-    )
-    .await;
+    cluster
+        .grant(
+            "civil-affairs",
+            "vehicle-admin/vehicles",
+            &["plate_no", "owner_id", "owner_name"],
+            Default::default(),
+        )
+        .await
+        .unwrap();
 
     // One person's vehicles: masked at the source with the owner's default masks.
     let found = rows(
@@ -305,16 +271,19 @@ async fn grants_masks_and_denials_on_the_query_path() {
     );
 
     // An unmasked grant with a row filter: raw ids, only matching rows.
-    grant(
-        &cluster,
-        &tax,
-        &vehicles,
-        "vehicle-admin/vehicles",
-        &["plate_no", "owner_id"],
-        &["owner_id"],
-        "plate_no LIKE '粤E%'",
-    )
-    .await;
+    cluster
+        .grant(
+            "tax",
+            "vehicle-admin/vehicles",
+            &["plate_no", "owner_id"],
+            pb::ApproveRequest {
+                unmask: vec!["owner_id".into()],
+                row_filter: "plate_no LIKE '粤E%'".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let raw = rows(&tax, cmd("vehicle-admin/vehicles", &[], ""))
         .await
         .unwrap();

@@ -218,6 +218,24 @@ impl CoordinatorFlight {
         })
     }
 
+    /// [`Self::authorize`], with the decision logged either way.
+    fn authorize_logged(
+        &self,
+        consumer: &Identity,
+        cmd: &QueryCommand,
+    ) -> Result<QueryTicket, Status> {
+        match self.authorize(consumer, cmd) {
+            Ok(ticket) => {
+                tracing::info!(query = %ticket.query_id, %consumer, user = %ticket.user, dataset = %ticket.dataset, grant = %ticket.grant_id, purpose = %ticket.purpose, "query authorized");
+                Ok(ticket)
+            }
+            Err(status) => {
+                tracing::warn!(%consumer, dataset = %cmd.dataset, reason = status.message(), "query denied");
+                Err(status)
+            }
+        }
+    }
+
     async fn node_channel(&self, member: &str) -> Result<Channel, Status> {
         let view = self.state.federation.node_view(member);
         if !view.online || view.address.is_empty() {
@@ -291,14 +309,7 @@ impl FlightService for CoordinatorFlight {
                 "the descriptor command must be a JSON query such as {{\"dataset\": \"tax/taxpayers\", \"purpose\": \"...\"}}: {e}"
             ))
         })?;
-        let ticket = match self.authorize(&peer.identity, &cmd) {
-            Ok(t) => t,
-            Err(status) => {
-                tracing::warn!(consumer = %peer.identity, dataset = %cmd.dataset, reason = status.message(), "query denied");
-                return Err(status);
-            }
-        };
-        tracing::info!(query = %ticket.query_id, consumer = %peer.identity, user = %ticket.user, dataset = %ticket.dataset, grant = %ticket.grant_id, purpose = %ticket.purpose, "query authorized");
+        let ticket = self.authorize_logged(&peer.identity, &cmd)?;
         let sealed = ticket.seal(&self.state.ticket_signer);
         let info = FlightInfo::new()
             .with_descriptor(descriptor)
@@ -321,14 +332,7 @@ impl FlightService for CoordinatorFlight {
                     "a DoGet ticket starting with {{ must be a JSON query command: {e}"
                 ))
             })?;
-            let ticket = match self.authorize(&peer.identity, &cmd) {
-                Ok(t) => t,
-                Err(status) => {
-                    tracing::warn!(consumer = %peer.identity, dataset = %cmd.dataset, reason = status.message(), "query denied");
-                    return Err(status);
-                }
-            };
-            tracing::info!(query = %ticket.query_id, consumer = %peer.identity, user = %ticket.user, dataset = %ticket.dataset, grant = %ticket.grant_id, purpose = %ticket.purpose, "query authorized");
+            let ticket = self.authorize_logged(&peer.identity, &cmd)?;
             ticket_bytes = ticket.seal(&self.state.ticket_signer).into();
             ticket
         } else {

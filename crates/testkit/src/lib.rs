@@ -19,6 +19,7 @@ use exchange_coordinator::{CoordinatorConfig, RunningCoordinator};
 use exchange_demo_data::{Options, Planted, DEPARTMENTS};
 use exchange_node::{NodeConfig, RunningNode};
 use exchange_pki::Role;
+use exchange_proto::v1 as pb;
 use exchange_transport::TlsIdentity;
 
 /// Configures a federation to start.
@@ -288,6 +289,42 @@ impl Cluster {
     pub async fn analyst(&self, member: &str) -> anyhow::Result<Client> {
         let tls = TlsIdentity::load(&self.member_dir(member), "client")?;
         Ok(Client::connect(&self.coordinator.addr.to_string(), &tls).await?)
+    }
+
+    /// Gives `consumer` a grant on `dataset` the way departments do: the
+    /// consumer's analyst requests these fields (empty: all shared ones),
+    /// and if the request waits, the owner's analyst approves it with
+    /// `approve` (its `request_id` is filled in). Returns the grant id.
+    pub async fn grant(
+        &self,
+        consumer: &str,
+        dataset: &str,
+        fields: &[&str],
+        approve: pb::ApproveRequest,
+    ) -> anyhow::Result<String> {
+        let request = self
+            .analyst(consumer)
+            .await?
+            .request_access(pb::AccessRequest {
+                dataset: dataset.into(),
+                fields: fields.iter().map(|f| f.to_string()).collect(),
+                purpose: "test grant".into(),
+                ..Default::default()
+            })
+            .await?;
+        if request.status != "pending" {
+            return Ok(request.grant_id);
+        }
+        let owner = dataset.split('/').next().unwrap_or_default();
+        let decided = self
+            .analyst(owner)
+            .await?
+            .approve(pb::ApproveRequest {
+                request_id: request.id,
+                ..approve
+            })
+            .await?;
+        Ok(decided.grant_id)
     }
 
     /// Waits until the coordinator holds a catalog from every node.
