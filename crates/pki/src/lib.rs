@@ -21,11 +21,13 @@ mod authority;
 pub mod files;
 mod identity;
 mod inspect;
+pub mod signing;
 pub mod ticket_key;
 
 pub use authority::{CertificateAuthority, IssuedCertificate, LocalKey, RevokedEntry};
 pub use identity::{validate_member_id, Identity, Role, RESERVED_MEMBER_ID};
 pub use inspect::{fingerprint, normalize_fingerprint, CertificateInfo, RevocationList};
+pub use signing::{certificate_identity, verify_member_signature, MemberSigner};
 pub use ticket_key::{open_envelope, EnvelopeError, TicketSigner};
 
 /// Everything that can go wrong with certificates, keys and identities.

@@ -1,0 +1,324 @@
+//! Offline verification of a log, live or archived.
+//!
+//! Walks every frame in order and recomputes the hash chain, checks that
+//! sequence numbers run without gaps across segments, and checks every
+//! checkpoint's signature against the certificate it carries (and, given
+//! the federation CA, that the certificate was issued by it). The
+//! `CHECKPOINT` file of a live log names the newest signed head: a log that
+//! ends before it was truncated. The first bad entry is named; nothing after
+//! it is trusted.
+
+use std::path::{Path, PathBuf};
+
+use crate::format::{
+    frame_hash, parse_hash, read_frame, Checkpoint, FrameError, Hash, SegmentHeader,
+    KIND_CHECKPOINT,
+};
+use crate::segments::{collect_segment_files, resolve, CHECKPOINT_FILE};
+
+/// The first thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub offset: usize,
+    /// The sequence number of the first entry that cannot be trusted.
+    pub seq: u64,
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "entry {} ({} at byte {}): {}",
+            self.seq, self.file, self.offset, self.what
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub writer: String,
+    pub files: usize,
+    pub entries: u64,
+    pub checkpoints: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// The highest sequence number covered by a valid signed checkpoint.
+    pub last_signed_seq: u64,
+    /// Entries after the last checkpoint: chained but not yet signed.
+    pub unsigned_tail: u64,
+    pub warnings: Vec<String>,
+    pub problem: Option<Problem>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+/// Verifies the log at `path` (a data directory, an audit directory, an
+/// archive directory or one segment file). `ca_der`, when given, must have
+/// issued every checkpoint's certificate. Errors only when `path` holds no
+/// segment at all; everything found wrong in a log is in the report.
+pub fn verify(path: &Path, ca_der: Option<&[u8]>) -> Result<VerifyReport, String> {
+    let roots = resolve(path);
+    let files = collect_segment_files(&roots)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if files.is_empty() {
+        return Err(format!(
+            "no audit segments found in {}: give a node's or the coordinator's data directory, its audit directory, or an archived .audit file",
+            path.display()
+        ));
+    }
+    let mut report = VerifyReport {
+        writer: files[0].0.writer.clone(),
+        files: files.len(),
+        first_seq: files[0].0.first_seq,
+        ..Default::default()
+    };
+    if files[0].0.segment > 1 {
+        report.warnings.push(format!(
+            "the log starts at segment {} (seq {}): earlier segments are not here; verify them from the archive",
+            files[0].0.segment, files[0].0.first_seq
+        ));
+    }
+    let mut head: Hash = [0u8; 32];
+    let mut next_seq = files[0].0.first_seq;
+    let mut signed_heads: Vec<(u64, Hash)> = Vec::new();
+    let mut previous: Option<u64> = None;
+    let last_index = files.len() - 1;
+    'files: for (i, (header, file)) in files.iter().enumerate() {
+        let name = file.display().to_string();
+        let problem = |offset: usize, seq: u64, what: String| Problem {
+            file: name.clone(),
+            offset,
+            seq,
+            what,
+        };
+        if header.writer != report.writer {
+            report.problem = Some(problem(
+                0,
+                header.first_seq,
+                format!(
+                "segment {} was written by {}, the rest by {}: logs of different members are mixed",
+                header.segment, header.writer, report.writer
+            ),
+            ));
+            break;
+        }
+        let prev = match header.prev_hash() {
+            Ok(h) => h,
+            Err(e) => {
+                report.problem = Some(problem(
+                    0,
+                    header.first_seq,
+                    format!("bad segment header: {e}"),
+                ));
+                break;
+            }
+        };
+        if let Some(p) = previous {
+            if header.segment != p + 1 || header.first_seq != next_seq || prev != head {
+                report.problem = Some(problem(0, next_seq, format!(
+                    "segment {} does not continue segment {p}: a segment was removed, replaced or edited",
+                    header.segment
+                )));
+                break;
+            }
+        } else {
+            head = prev;
+        }
+        previous = Some(header.segment);
+        let bytes = match std::fs::read(file) {
+            Ok(b) => b,
+            Err(e) => {
+                report.problem = Some(problem(0, next_seq, format!("cannot read: {e}")));
+                break;
+            }
+        };
+        let mut offset = match SegmentHeader::decode(&bytes) {
+            Ok((_, n)) => n,
+            Err(e) => {
+                report.problem = Some(problem(0, next_seq, e));
+                break;
+            }
+        };
+        while offset < bytes.len() {
+            let frame = match read_frame(&bytes, offset) {
+                Ok(f) => f,
+                Err(FrameError::Incomplete) if i == last_index => {
+                    report.warnings.push(format!(
+                        "{name} ends in an incomplete entry at byte {offset} (a crash mid-write); everything before it verifies"
+                    ));
+                    break 'files;
+                }
+                Err(FrameError::Incomplete) => {
+                    report.problem = Some(problem(
+                        offset,
+                        next_seq,
+                        "a sealed segment is cut short (truncated)".into(),
+                    ));
+                    break 'files;
+                }
+                Err(FrameError::Malformed(what)) => {
+                    report.problem = Some(problem(
+                        offset,
+                        next_seq,
+                        format!("malformed entry ({what}): the file was edited"),
+                    ));
+                    break 'files;
+                }
+            };
+            if frame.seq != next_seq {
+                let what = if frame.seq > next_seq {
+                    format!(
+                        "expected entry {next_seq} but found {}: entries were deleted",
+                        frame.seq
+                    )
+                } else {
+                    format!(
+                        "expected entry {next_seq} but found {}: entries were reordered or inserted",
+                        frame.seq
+                    )
+                };
+                report.problem = Some(problem(offset, next_seq, what));
+                break 'files;
+            }
+            let expected = frame_hash(&head, frame.kind, frame.seq, frame.payload);
+            if frame.hash != expected {
+                report.problem = Some(problem(offset, next_seq, "the entry does not match the hash chain: it was modified (or an entry before it was)".into()));
+                break 'files;
+            }
+            if frame.kind == KIND_CHECKPOINT {
+                if let Err(what) =
+                    check_checkpoint(frame.payload, frame.seq, &head, &report.writer, ca_der)
+                {
+                    report.problem = Some(problem(offset, frame.seq, what));
+                    break 'files;
+                }
+                report.checkpoints += 1;
+                report.last_signed_seq = frame.seq - 1;
+                report.unsigned_tail = 0;
+                signed_heads.push((frame.seq - 1, head));
+            } else {
+                report.entries += 1;
+                report.unsigned_tail += 1;
+            }
+            head = expected;
+            report.last_seq = frame.seq;
+            next_seq += 1;
+            offset += frame.len;
+        }
+    }
+    if report.problem.is_none() {
+        check_latest_checkpoint(&roots, &report.clone(), &signed_heads, ca_der, &mut report);
+    }
+    if report.problem.is_none() && report.unsigned_tail > 0 {
+        report.warnings.push(format!(
+            "the last {} entries are chained but not yet covered by a signed checkpoint (the writer signs every few seconds and when it stops)",
+            report.unsigned_tail
+        ));
+    }
+    Ok(report)
+}
+
+fn check_checkpoint(
+    payload: &[u8],
+    seq: u64,
+    head: &Hash,
+    writer: &str,
+    ca_der: Option<&[u8]>,
+) -> Result<(), String> {
+    let cp: Checkpoint =
+        serde_json::from_slice(payload).map_err(|e| format!("malformed checkpoint: {e}"))?;
+    if cp.covers_seq + 1 != seq || parse_hash(&cp.head)? != *head {
+        return Err("the checkpoint does not cover the entries before it".into());
+    }
+    if cp.writer != writer {
+        return Err(format!(
+            "the checkpoint names writer {}, the log {writer}",
+            cp.writer
+        ));
+    }
+    cp.verify_signature()
+        .map_err(|e| format!("bad checkpoint signature: {e}"))?;
+    if let Some(ca) = ca_der {
+        let cert = cp.certificate_der()?;
+        exchange_pki::CertificateInfo::verify_issued_by(&cert, ca).map_err(|_| {
+            "the checkpoint was signed with a certificate this federation's CA did not issue"
+                .to_string()
+        })?;
+    }
+    Ok(())
+}
+
+/// A live log's `CHECKPOINT` file must name a head that is in the log.
+fn check_latest_checkpoint(
+    roots: &[PathBuf],
+    snapshot: &VerifyReport,
+    signed_heads: &[(u64, Hash)],
+    ca_der: Option<&[u8]>,
+    report: &mut VerifyReport,
+) {
+    let Some(path) = roots
+        .iter()
+        .map(|r| r.join(CHECKPOINT_FILE))
+        .find(|p| p.is_file())
+    else {
+        return;
+    };
+    let name = path.display().to_string();
+    let cp: Checkpoint = match std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(cp) => cp,
+        Err(e) => {
+            report.warnings.push(format!(
+                "{name} is unreadable ({e}); truncation of the tail cannot be checked"
+            ));
+            return;
+        }
+    };
+    let valid = cp.writer == snapshot.writer
+        && cp.verify_signature().is_ok()
+        && ca_der.is_none_or(|ca| {
+            cp.certificate_der()
+                .is_ok_and(|c| exchange_pki::CertificateInfo::verify_issued_by(&c, ca).is_ok())
+        });
+    if !valid {
+        report.problem = Some(Problem {
+            file: name,
+            offset: 0,
+            seq: cp.covers_seq,
+            what: "the latest-checkpoint record is not validly signed by the log's writer".into(),
+        });
+        return;
+    }
+    if cp.covers_seq > snapshot.last_seq {
+        report.problem = Some(Problem {
+            file: name,
+            offset: 0,
+            seq: snapshot.last_seq + 1,
+            what: format!(
+                "the log was truncated: a signed checkpoint covers entries up to {}, but the log ends at {}",
+                cp.covers_seq, snapshot.last_seq
+            ),
+        });
+        return;
+    }
+    let head = parse_hash(&cp.head).unwrap_or([0u8; 32]);
+    if let Some((_, h)) = signed_heads.iter().find(|(s, _)| *s == cp.covers_seq) {
+        if *h != head {
+            report.problem = Some(Problem {
+                file: name,
+                offset: 0,
+                seq: cp.covers_seq,
+                what: "the log differs from the one the latest checkpoint signed: it was rewritten"
+                    .into(),
+            });
+        }
+    }
+}

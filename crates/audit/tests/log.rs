@@ -1,0 +1,312 @@
+//! The audit log against crashes and hex editors.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use exchange_audit::format::{read_frame, SegmentHeader};
+use exchange_audit::{verify, AuditLog, AuditOptions, Event, Metrics, QueryKeys, Record};
+use exchange_pki::{CertificateAuthority, Identity, MemberSigner, Role};
+
+struct Pki {
+    ca: CertificateAuthority,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        Pki {
+            ca: CertificateAuthority::generate("audit test ca").unwrap(),
+        }
+    }
+    fn signer(&self, member: &str) -> MemberSigner {
+        let (issued, key) = self
+            .ca
+            .issue_with_new_key(
+                &Identity::new(member, Role::Node).unwrap(),
+                &["localhost".to_string()],
+                time::Duration::hours(1),
+            )
+            .unwrap();
+        MemberSigner::new(&key.private_key_der(), &issued.der).unwrap()
+    }
+}
+
+fn record(i: u64) -> Record {
+    Record {
+        time_ms: 1_700_000_000_000 + i as i64,
+        event: Event::QueryKeys(QueryKeys {
+            query_id: format!("Q-{i:06}"),
+            key_type: "person_id".into(),
+            keys: vec![format!("11010119900307{i:04}")],
+        }),
+    }
+}
+
+fn options(dir: &Path) -> AuditOptions {
+    let mut o = AuditOptions::new(dir);
+    o.checkpoint_every = 10;
+    o
+}
+
+fn write(dir: &Path, signer: MemberSigner, from: u64, n: u64) {
+    let log = AuditLog::open(options(dir), signer, Arc::new(Metrics::default())).unwrap();
+    for i in from..from + n {
+        log.append_blocking(&record(i)).unwrap();
+    }
+    log.close();
+}
+
+/// Byte ranges of every frame in the first segment: (offset, len, kind).
+fn frames(dir: &Path) -> (std::path::PathBuf, Vec<(usize, usize, u8)>) {
+    let path = dir.join("seg-00000001.log");
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, mut offset) = SegmentHeader::decode(&bytes).unwrap();
+    let mut out = Vec::new();
+    while let Ok(f) = read_frame(&bytes, offset) {
+        out.push((offset, f.len, f.kind));
+        offset += f.len;
+    }
+    (path, out)
+}
+
+#[test]
+fn a_clean_log_verifies_and_reopens_where_it_stopped() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), pki.signer("tax"), 0, 25);
+    write(dir.path(), pki.signer("tax"), 25, 5);
+    let report = verify(dir.path(), Some(pki.ca.cert_der())).unwrap();
+    assert!(report.ok(), "{:?}", report.problem);
+    assert_eq!(report.entries, 30);
+    assert!(report.checkpoints >= 3, "{report:?}");
+    assert_eq!(report.unsigned_tail, 0, "close signs the tail");
+    assert_eq!(report.writer, "exchange://tax/node");
+    let mut seen = Vec::new();
+    exchange_audit::read::scan(dir.path(), |_, r| {
+        seen.push(r);
+        true
+    })
+    .unwrap();
+    assert_eq!(seen, (0..30).map(record).collect::<Vec<_>>());
+    // Another federation's CA did not issue the signing certificate.
+    let other = Pki::new();
+    let report = verify(dir.path(), Some(other.ca.cert_der())).unwrap();
+    assert!(report.problem.unwrap().what.contains("did not issue"));
+}
+
+fn tampered(edit: impl FnOnce(&mut Vec<u8>, &[(usize, usize, u8)])) -> exchange_audit::Problem {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), pki.signer("tax"), 0, 30);
+    assert!(verify(dir.path(), None).unwrap().ok());
+    let (path, frames) = frames(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    edit(&mut bytes, &frames);
+    std::fs::write(&path, &bytes).unwrap();
+    let report = verify(dir.path(), None).unwrap();
+    report.problem.expect("verify must find the edit")
+}
+
+#[test]
+fn a_modified_byte_is_found_and_named() {
+    // Entry 5 is frame index 4; flip one digit inside its JSON.
+    let p = tampered(|bytes, frames| {
+        let (offset, len, _) = frames[4];
+        let at = offset + 13 + (len - 45) / 2;
+        bytes[at] ^= 0x01;
+    });
+    assert_eq!(p.seq, 5, "{p}");
+    assert!(p.what.contains("modified"), "{p}");
+}
+
+#[test]
+fn a_deleted_entry_is_found() {
+    let p = tampered(|bytes, frames| {
+        let (offset, len, _) = frames[6];
+        bytes.drain(offset..offset + len);
+    });
+    assert_eq!(p.seq, 7, "{p}");
+    assert!(p.what.contains("deleted"), "{p}");
+}
+
+#[test]
+fn reordered_entries_are_found() {
+    let p = tampered(|bytes, frames| {
+        let (a, alen, _) = frames[2];
+        let (b, blen, _) = frames[3];
+        let first = bytes[a..a + alen].to_vec();
+        let second = bytes[b..b + blen].to_vec();
+        let mut swapped = second;
+        swapped.extend_from_slice(&first);
+        bytes.splice(a..b + blen, swapped);
+    });
+    assert_eq!(p.seq, 3, "{p}");
+    assert!(p.what.contains("expected entry 3 but found 4"), "{p}");
+}
+
+#[test]
+fn an_inserted_entry_is_found() {
+    let p = tampered(|bytes, frames| {
+        // A copy of entry 2 inserted after it.
+        let (offset, len, _) = frames[1];
+        let copy = bytes[offset..offset + len].to_vec();
+        bytes.splice(offset + len..offset + len, copy);
+    });
+    assert_eq!(p.seq, 3, "{p}");
+    assert!(p.what.contains("reordered or inserted"), "{p}");
+}
+
+#[test]
+fn a_truncated_tail_beyond_the_last_checkpoint_is_found() {
+    // Cutting whole entries off the end leaves a valid-looking chain; the
+    // signed CHECKPOINT record shows entries are missing.
+    let p = tampered(|bytes, frames| {
+        let (offset, _, _) = frames[20];
+        bytes.truncate(offset);
+    });
+    assert!(p.what.contains("truncated"), "{p}");
+}
+
+#[test]
+fn a_forged_checkpoint_is_found() {
+    let p = tampered(|bytes, frames| {
+        let (offset, len, kind) = *frames.iter().find(|f| f.2 == 2).unwrap();
+        assert_eq!(kind, 2);
+        // Claim the checkpoint covers one entry more than it does.
+        let payload = &mut bytes[offset + 13..offset + len - 32];
+        let text = String::from_utf8(payload.to_vec()).unwrap();
+        let edited = text.replacen("\"covers_seq\":10", "\"covers_seq\":11", 1);
+        assert_ne!(text, edited);
+        payload.copy_from_slice(edited.as_bytes());
+    });
+    assert_eq!(p.seq, 11, "{p}");
+}
+
+#[test]
+fn a_crash_mid_write_verifies_up_to_the_last_durable_entry_and_reopens_cleanly() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), pki.signer("tax"), 0, 12);
+    let (path, frames) = frames(dir.path());
+    // Half of a frame, as a crash in the middle of write(2) leaves it.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (offset, len, _) = frames[3];
+    let half = bytes[offset..offset + len / 2].to_vec();
+    bytes.extend_from_slice(&half);
+    std::fs::write(&path, &bytes).unwrap();
+    let report = verify(dir.path(), None).unwrap();
+    assert!(report.ok(), "{:?}", report.problem);
+    assert!(
+        report.warnings.iter().any(|w| w.contains("incomplete")),
+        "{:?}",
+        report.warnings
+    );
+    // The writer cuts the torn frame off and continues the chain.
+    write(dir.path(), pki.signer("tax"), 12, 3);
+    let report = verify(dir.path(), None).unwrap();
+    assert!(report.ok(), "{:?}", report.problem);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(report.entries, 15);
+}
+
+#[test]
+fn a_damaged_log_is_not_silently_extended() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), pki.signer("tax"), 0, 12);
+    let (path, frames) = frames(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[frames[2].0 + 20] ^= 0x20;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = AuditLog::open(
+        options(dir.path()),
+        pki.signer("tax"),
+        Arc::new(Metrics::default()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("damaged at entry 3"), "{err}");
+    assert!(err.contains("exchange audit verify"), "{err}");
+}
+
+#[test]
+fn sealed_segments_are_archived_and_archives_verify() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(dir.path());
+    o.segment_max_bytes = 2_000;
+    o.retain = Duration::ZERO;
+    let log = AuditLog::open(o, pki.signer("tax"), Arc::new(Metrics::default())).unwrap();
+    for i in 0..60 {
+        log.append_blocking(&record(i)).unwrap();
+    }
+    log.close();
+    let archive = dir.path().join("archive");
+    let archived: Vec<_> = std::fs::read_dir(&archive)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(archived.len() >= 3, "{archived:?}");
+    let live = exchange_audit::segments::list_segments(dir.path()).unwrap();
+    assert_eq!(live.len(), 1, "only the open segment stays live");
+    // The whole log (archive + live) verifies and reads back in order.
+    let report = verify(dir.path(), Some(pki.ca.cert_der())).unwrap();
+    assert!(report.ok(), "{:?}", report.problem);
+    assert_eq!(report.entries, 60);
+    let mut n = 0;
+    exchange_audit::read::scan(dir.path(), |_, r| {
+        assert_eq!(r, record(n));
+        n += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!(n, 60);
+    // One archive file verifies alone (it ends with a signed checkpoint).
+    let one = archived.iter().min().unwrap();
+    let report = verify(one, Some(pki.ca.cert_der())).unwrap();
+    assert!(report.ok(), "{:?}", report.problem);
+    assert_eq!(report.unsigned_tail, 0);
+    // Removing an archived segment from the middle breaks continuity.
+    let mut sorted = archived.clone();
+    sorted.sort();
+    std::fs::remove_file(&sorted[1]).unwrap();
+    let report = verify(dir.path(), None).unwrap();
+    assert!(report.problem.unwrap().what.contains("does not continue"));
+}
+
+#[test]
+fn concurrent_appends_share_fsyncs_and_all_land() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(
+        AuditLog::open(
+            AuditOptions::new(dir.path()),
+            pki.signer("tax"),
+            Arc::new(Metrics::default()),
+        )
+        .unwrap(),
+    );
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    log.append_blocking(&record(t * 1000 + i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(log.last_seq(), 1600);
+    let metrics = log.metrics().render();
+    assert!(
+        metrics.contains("exchange_audit_entries_total 1600"),
+        "{metrics}"
+    );
+    log.close();
+    let report = verify(dir.path(), None).unwrap();
+    assert!(report.ok());
+    assert_eq!(report.entries, 1600);
+}
