@@ -361,6 +361,7 @@ async fn grants_masks_and_denials_on_the_query_path() {
         limit: None,
         issued_unix: now,
         expires_unix: now + 60,
+        embargo_until: String::new(),
     };
     let e = node.plan(&secret.seal(signer), now).unwrap_err();
     assert!(e.message().contains("secret"), "{}", e.message());

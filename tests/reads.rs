@@ -211,6 +211,12 @@ async fn read(
     batch_rows: usize,
 ) -> Result<Vec<RecordBatch>, String> {
     let ds = manifest.datasets[0].clone();
+    let subject_keys: Vec<_> = ds
+        .fields
+        .iter()
+        .filter(|f| f.key_type.as_deref() == Some("person_id"))
+        .cloned()
+        .collect();
     let columns: Vec<Projection> = fields
         .iter()
         .map(|(name, mask)| Projection {
@@ -243,6 +249,7 @@ async fn read(
                 filter,
                 limit,
                 batch_rows,
+                subject_keys: subject_keys.clone(),
             },
             key(),
         )
@@ -250,8 +257,20 @@ async fn read(
     let mut batches = Vec::new();
     while let Some(b) = rx.recv().await {
         let b = b.map_err(|e| e.to_string())?;
-        assert_eq!(b.schema(), schema);
-        batches.push(b);
+        assert_eq!(b.batch.schema(), schema);
+        // Subject keys come back raw (for the node's audit), whatever the
+        // mask on the output column, and never inside the batch.
+        assert_eq!(b.subject_keys.len(), 1);
+        assert!(b.subject_keys[0].len() <= b.batch.num_rows());
+        assert!(
+            b.subject_keys[0].iter().all(|k| k.len() == 18 && !k.contains('*')),
+            "{:?}",
+            b.subject_keys
+        );
+        assert!(b.batch.schema().fields().iter().all(|f| !subject_keys
+            .iter()
+            .any(|k| k.name == *f.name() && !fields.iter().any(|(n, _)| n == f.name()))));
+        batches.push(b.batch);
     }
     Ok(batches)
 }
@@ -452,6 +471,7 @@ async fn the_same_reads_on_sqlite_postgres_and_mariadb() {
                     filter: None,
                     limit: None,
                     batch_rows: 1,
+                    subject_keys: Vec::new(),
                 },
                 key(),
             )

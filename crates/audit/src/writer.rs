@@ -654,3 +654,57 @@ fn create_segment(
         .map_err(|e| io_error(dir, e))?;
     Ok((file, header.len() as u64))
 }
+
+/// The `[audit]` table of the coordinator's and the nodes' configuration.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Live segments. Default `<data_dir>/audit`.
+    pub dir: Option<PathBuf>,
+    /// Where sealed segments past `retain_days` go. Default `<dir>/archive`.
+    pub archive_dir: Option<PathBuf>,
+    /// Days a sealed segment stays live before it is archived. Default 180.
+    pub retain_days: u32,
+    /// Size at which a segment is sealed and a new one started. Default 64 MiB.
+    pub segment_max_mb: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            dir: None,
+            archive_dir: None,
+            retain_days: 180,
+            segment_max_mb: 64,
+        }
+    }
+}
+
+impl AuditConfig {
+    /// Makes relative paths relative to `base` (the config file's folder).
+    pub fn rebase(&mut self, base: &Path) {
+        for p in [self.dir.as_mut(), self.archive_dir.as_mut()].into_iter().flatten() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=4096).contains(&self.segment_max_mb) {
+            return Err("audit.segment_max_mb must be 1 to 4096 (fix: segment_max_mb = 64)".into());
+        }
+        Ok(())
+    }
+
+    pub fn options(&self, data_dir: &Path) -> AuditOptions {
+        let dir = self.dir.clone().unwrap_or_else(|| data_dir.join("audit"));
+        let mut o = AuditOptions::new(dir);
+        if let Some(a) = &self.archive_dir {
+            o.archive_dir = a.clone();
+        }
+        o.retain = Duration::from_secs(self.retain_days as u64 * 86_400);
+        o.segment_max_bytes = self.segment_max_mb as u64 * (1 << 20);
+        o
+    }
+}

@@ -6,4 +6,5 @@
 //! library crates.
 
 pub mod logging;
+pub mod audit;
 pub mod output;

@@ -269,6 +269,40 @@ impl Client {
         pb::access_client::AccessClient::new(self.channel.clone())
     }
 
+    fn audit(&self) -> pb::audit_client::AuditClient<Channel> {
+        pb::audit_client::AuditClient::new(self.channel.clone()).max_decoding_message_size(256 << 20)
+    }
+
+    /// Query decisions and outcomes visible to this department (all, for the bureau).
+    pub async fn audit_log(&self, request: pb::AuditLogRequest) -> Result<pb::AuditLogResponse> {
+        Ok(self.audit().log(request).await?.into_inner())
+    }
+
+    /// Which departments accessed one subject's records (bureau only).
+    pub async fn subject_report(
+        &self,
+        request: pb::SubjectReportRequest,
+    ) -> Result<pb::SubjectReportResponse> {
+        Ok(self.audit().subject(request).await?.into_inner())
+    }
+
+    /// A statistics table: `departments`, `datasets` or `daily`.
+    pub async fn report(&self, request: pb::ReportRequest) -> Result<pb::ReportResponse> {
+        Ok(self.audit().report(request).await?.into_inner())
+    }
+
+    /// Compares the coordinator's and one node's audit records (bureau only).
+    pub async fn reconcile(&self, node: &str, since_unix: i64) -> Result<pb::ReconcileResponse> {
+        Ok(self
+            .audit()
+            .reconcile(pb::ReconcileRequest {
+                node: node.into(),
+                since_unix,
+            })
+            .await?
+            .into_inner())
+    }
+
     pub async fn request_access(
         &self,
         mut request: pb::AccessRequest,

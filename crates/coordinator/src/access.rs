@@ -75,6 +75,20 @@ pub struct GrantRecord {
     pub revoked_unix: i64,
     pub revoked_by: String,
     pub revocation_reason: String,
+    /// Accesses under this grant are hidden from subject reports until this date.
+    #[serde(default)]
+    pub embargo_until: String,
+}
+
+impl RequestRecord {
+    /// The requesting department and user, for the audit.
+    pub fn consumer_actor(&self) -> String {
+        if self.user.is_empty() {
+            format!("exchange://{}/client", self.consumer)
+        } else {
+            format!("exchange://{}/client ({})", self.consumer, self.user)
+        }
+    }
 }
 
 pub struct AccessBook {
@@ -341,6 +355,7 @@ impl AccessBook {
             revoked_unix: 0,
             revoked_by: String::new(),
             revocation_reason: String::new(),
+            embargo_until: String::new(),
         };
         self.grants.insert(&grant.id, &grant)?;
         Ok(grant)
@@ -428,13 +443,23 @@ impl AccessBook {
                 .map_err(|e| AccessError::Invalid(format!("row filter: {e}")))?
                 .to_string()
         };
+        let embargo_until = if req.embargo_until.trim().is_empty() {
+            String::new()
+        } else {
+            let d = parse_date(&req.embargo_until)
+                .map_err(|e| AccessError::Invalid(format!("--embargo-until: {e}")))?;
+            if d < today() {
+                return Err(AccessError::Invalid("--embargo-until is in the past".into()));
+            }
+            date_text(d)
+        };
         let user = clean_text("user", &req.user, 100, false)?;
         let decided_by = if user.is_empty() {
             owner.uri()
         } else {
             format!("{} ({user})", owner.uri())
         };
-        let grant = self.create_grant(
+        let mut grant = self.create_grant(
             &r,
             dataset,
             &fields,
@@ -444,6 +469,10 @@ impl AccessBook {
             &until,
             &decided_by,
         )?;
+        if !embargo_until.is_empty() {
+            grant.embargo_until = embargo_until;
+            self.grants.insert(&grant.id, &grant)?;
+        }
         r.status = "granted".into();
         r.decided_unix = now_unix();
         r.decided_by = decided_by;
@@ -629,6 +658,7 @@ pub fn grant_message(g: &GrantRecord) -> pb::Grant {
         approved_by: g.approved_by.clone(),
         created_unix: g.created_unix,
         revoked_unix: g.revoked_unix,
+        embargo_until: g.embargo_until.clone(),
     }
 }
 

@@ -30,6 +30,10 @@ pub struct CoordinatorConfig {
     pub certificate_validity_days: u32,
     /// Access requests waiting longer than this many working days are shown overdue. Default 5.
     pub decision_sla_working_days: u32,
+    /// The audit log (`[audit]` table; defaults under `<data_dir>/audit`).
+    pub audit: exchange_audit::AuditConfig,
+    /// Prometheus metrics over plain HTTP (`GET /metrics`), e.g. `127.0.0.1:9400`. Default: off.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for CoordinatorConfig {
@@ -45,6 +49,8 @@ impl Default for CoordinatorConfig {
             token_ttl_secs: 86_400,
             certificate_validity_days: 365,
             decision_sla_working_days: 5,
+            audit: exchange_audit::AuditConfig::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -60,6 +66,7 @@ impl CoordinatorConfig {
         if config.data_dir.is_relative() {
             config.data_dir = base.join(&config.data_dir);
         }
+        config.audit.rebase(base);
         if let Some(p) = config.pki_dir.as_mut() {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -99,6 +106,7 @@ impl CoordinatorConfig {
         if !(1..=3650).contains(&self.certificate_validity_days) {
             return Err("certificate_validity_days must be 1 to 3650".into());
         }
+        self.audit.validate()?;
         Ok(())
     }
 }

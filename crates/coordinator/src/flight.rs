@@ -20,6 +20,7 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
+use exchange_audit::{Event, QueryCompletion, QueryDecision, Record};
 use exchange_pki::{Identity, Role};
 use exchange_policy::ticket::{Ticket as QueryTicket, TicketField};
 use exchange_policy::FieldType;
@@ -215,16 +216,62 @@ impl CoordinatorFlight {
             limit,
             issued_unix: now,
             expires_unix: now + TICKET_LIFETIME_SECS,
+            embargo_until: grant.embargo_until.clone(),
         })
     }
 
-    /// [`Self::authorize`], with the decision logged either way.
-    fn authorize_logged(
+    /// [`Self::authorize`], with the decision made durable in the audit log
+    /// either way before the caller goes on: no ticket leaves, and no node
+    /// is asked, before its record is on disk.
+    async fn authorize_logged(
         &self,
         consumer: &Identity,
         cmd: &QueryCommand,
     ) -> Result<QueryTicket, Status> {
-        match self.authorize(consumer, cmd) {
+        let decided = self.authorize(consumer, cmd);
+        let decision = match &decided {
+            Ok(t) => QueryDecision {
+                query_id: t.query_id.clone(),
+                ticket_id: t.id.clone(),
+                consumer: t.consumer.clone(),
+                user: t.user.clone(),
+                purpose: t.purpose.clone(),
+                dataset: t.dataset.clone(),
+                owner: t.owner.clone(),
+                fields: t.fields.iter().map(|f| f.name.clone()).collect(),
+                filter_digest: filter_digest(&t.filter),
+                allowed: true,
+                rule: "grant".into(),
+                reason: String::new(),
+                grant_id: t.grant_id.clone(),
+                embargo_until: t.embargo_until.clone(),
+            },
+            Err(status) => QueryDecision {
+                query_id: format!("Q-{}", &random_id()[..12]),
+                consumer: consumer.member_id.clone(),
+                user: clip(&cmd.user, 100),
+                purpose: clip(&cmd.purpose, 500),
+                dataset: clip(&cmd.dataset, 200),
+                owner: self
+                    .state
+                    .federation
+                    .dataset(&cmd.dataset)
+                    .map(|d| d.department)
+                    .unwrap_or_default(),
+                fields: cmd.fields.iter().take(500).map(|f| clip(f, 100)).collect(),
+                filter_digest: filter_digest(&cmd.filter),
+                allowed: false,
+                rule: denial_rule(status),
+                reason: status.message().to_string(),
+                ..Default::default()
+            },
+        };
+        let record = Record::now(Event::QueryDecision(decision));
+        if let Err(e) = self.state.audit.append(&record).await {
+            tracing::error!(error = %e, "query refused: its audit record could not be written");
+            return Err(Status::unavailable(format!("query refused: {e}")));
+        }
+        match decided {
             Ok(ticket) => {
                 tracing::info!(query = %ticket.query_id, %consumer, user = %ticket.user, dataset = %ticket.dataset, grant = %ticket.grant_id, purpose = %ticket.purpose, "query authorized");
                 Ok(ticket)
@@ -273,6 +320,64 @@ impl CoordinatorFlight {
     }
 }
 
+fn clip(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// SHA-256 of a filter's text (empty for none): the log shows which filter
+/// ran without copying its values (which may be IDs) into one more place.
+pub fn filter_digest(filter: &str) -> String {
+    if filter.trim().is_empty() {
+        return String::new();
+    }
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, filter.as_bytes()))
+}
+
+/// The rule a denial names (`denied by rule `x``), or the kind of error.
+fn denial_rule(status: &Status) -> String {
+    let message = status.message();
+    if let Some(rest) = message.split("rule `").nth(1) {
+        if let Some(rule) = rest.split('`').next() {
+            return rule.to_string();
+        }
+    }
+    match status.code() {
+        tonic::Code::NotFound => "unknown dataset or field".into(),
+        tonic::Code::InvalidArgument => "invalid query".into(),
+        tonic::Code::PermissionDenied => "permission".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Writes a query's completion record when its relayed stream ends, fails
+/// or is dropped by the consumer.
+struct CompletionGuard {
+    state: Arc<State>,
+    record: QueryCompletion,
+    started: std::time::Instant,
+    done: bool,
+}
+
+impl CompletionGuard {
+    fn finish(&mut self, status: String) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.record.status = status;
+        self.record.duration_ms = self.started.elapsed().as_millis() as u64;
+        self.state
+            .audit
+            .append_detached(&Record::now(Event::QueryCompletion(self.record.clone())));
+    }
+}
+
+impl Drop for CompletionGuard {
+    fn drop(&mut self) {
+        self.finish("cancelled".into());
+    }
+}
+
 /// The row count of a Flight frame carrying a record batch (0 for schema
 /// and dictionary frames), read from its IPC message header.
 fn rows_in_frame(frame: &FlightData) -> u64 {
@@ -309,7 +414,7 @@ impl FlightService for CoordinatorFlight {
                 "the descriptor command must be a JSON query such as {{\"dataset\": \"tax/taxpayers\", \"purpose\": \"...\"}}: {e}"
             ))
         })?;
-        let ticket = self.authorize_logged(&peer.identity, &cmd)?;
+        let ticket = self.authorize_logged(&peer.identity, &cmd).await?;
         let sealed = ticket.seal(&self.state.ticket_signer);
         let info = FlightInfo::new()
             .with_descriptor(descriptor)
@@ -322,6 +427,7 @@ impl FlightService for CoordinatorFlight {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
+        let started = std::time::Instant::now();
         let peer = require_role(&request, &[Role::Client])?;
         let mut ticket_bytes = request.into_inner().ticket;
         let ticket: QueryTicket = if ticket_bytes.first() == Some(&b'{') {
@@ -332,7 +438,7 @@ impl FlightService for CoordinatorFlight {
                     "a DoGet ticket starting with {{ must be a JSON query command: {e}"
                 ))
             })?;
-            let ticket = self.authorize_logged(&peer.identity, &cmd)?;
+            let ticket = self.authorize_logged(&peer.identity, &cmd).await?;
             ticket_bytes = ticket.seal(&self.state.ticket_signer).into();
             ticket
         } else {
@@ -350,7 +456,25 @@ impl FlightService for CoordinatorFlight {
                 ticket.consumer, peer.identity.member_id
             )));
         }
-        let channel = self.node_channel(&ticket.owner).await?;
+        let channel = self.node_channel(&ticket.owner).await;
+        let failed = |status: &Status| {
+            self.state.audit.append_detached(&Record::now(Event::QueryCompletion(QueryCompletion {
+                query_id: ticket.query_id.clone(),
+                ticket_id: ticket.id.clone(),
+                dataset: ticket.dataset.clone(),
+                consumer: ticket.consumer.clone(),
+                duration_ms: started.elapsed().as_millis() as u64,
+                status: format!("error: {}", status.message()),
+                ..Default::default()
+            })));
+        };
+        let channel = match channel {
+            Ok(c) => c,
+            Err(status) => {
+                failed(&status);
+                return Err(status);
+            }
+        };
         let frames = match FlightServiceClient::new(channel)
             .max_decoding_message_size(64 << 20)
             .do_get(Ticket::new(ticket_bytes))
@@ -362,13 +486,18 @@ impl FlightService for CoordinatorFlight {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&ticket.owner);
-                return Err(Status::unavailable(format!(
+                let status = Status::unavailable(format!(
                     "the owner node {} cannot be reached: {}",
                     ticket.owner,
                     status.message()
-                )));
+                ));
+                failed(&status);
+                return Err(status);
             }
-            Err(status) => return Err(status),
+            Err(status) => {
+                failed(&status);
+                return Err(status);
+            }
         };
         // Count the rows relayed under the grant, for its daily quota; cut
         // the stream if concurrent queries would together exceed it.
@@ -381,19 +510,55 @@ impl FlightService for CoordinatorFlight {
             .flatten()
             .map_or(0, |g| g.quota_rows_per_day);
         let grant_id = ticket.grant_id.clone();
-        let counted = frames.map(move |frame| {
-            let frame = frame?;
-            let rows = rows_in_frame(&frame);
-            if quota > 0 && rows > 0 {
-                let total = state.access.add_rows_served(&grant_id, rows).map_err(|e| Status::internal(e.to_string()))?;
-                if quota > 0 && total > quota {
-                    return Err(Status::resource_exhausted(format!(
-                        "denied by rule `daily quota`: grant {grant_id} reached its {quota} rows for today"
-                    )));
-                }
-            }
-            Ok(frame)
-        });
+        let mut guard = CompletionGuard {
+            state: self.state.clone(),
+            record: QueryCompletion {
+                query_id: ticket.query_id.clone(),
+                ticket_id: ticket.id.clone(),
+                dataset: ticket.dataset.clone(),
+                consumer: ticket.consumer.clone(),
+                ..Default::default()
+            },
+            started,
+            done: false,
+        };
+        let counted = frames
+            .map(Some)
+            .chain(futures::stream::once(async { None }))
+            .filter_map(move |frame| {
+                let out = match frame {
+                    None => {
+                        guard.finish("ok".into());
+                        None
+                    }
+                    Some(Err(status)) => {
+                        guard.finish(format!("error: {}", status.message()));
+                        Some(Err(status))
+                    }
+                    Some(Ok(frame)) => {
+                        let rows = rows_in_frame(&frame);
+                        guard.record.rows += rows;
+                        guard.record.bytes += (frame.data_body.len() + frame.data_header.len()) as u64;
+                        let mut result = Ok(frame);
+                        if quota > 0 && rows > 0 {
+                            match state.access.add_rows_served(&grant_id, rows) {
+                                Err(e) => result = Err(Status::internal(e.to_string())),
+                                Ok(total) if total > quota => {
+                                    result = Err(Status::resource_exhausted(format!(
+                                        "denied by rule `daily quota`: grant {grant_id} reached its {quota} rows for today"
+                                    )))
+                                }
+                                Ok(_) => {}
+                            }
+                        }
+                        if let Err(status) = &result {
+                            guard.finish(format!("error: {}", status.message()));
+                        }
+                        Some(result)
+                    }
+                };
+                futures::future::ready(out)
+            });
         Ok(Response::new(counted.boxed()))
     }
 

@@ -17,6 +17,7 @@
 //! directory directly and must not run while the coordinator does.
 
 pub mod access;
+pub mod audit_service;
 mod config;
 pub mod federation;
 pub mod flight;
@@ -194,6 +195,8 @@ pub fn write_dev_pki(
 pub struct RunningCoordinator {
     pub addr: SocketAddr,
     pub enroll_addr: SocketAddr,
+    /// The Prometheus endpoint, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub ca_fingerprint: String,
     pub state: Arc<State>,
     stop: watch::Sender<bool>,
@@ -213,9 +216,16 @@ impl RunningCoordinator {
     /// Stops both listeners and waits for in-flight calls to finish.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        for t in self.tasks {
+        let mut tasks = self.tasks;
+        for t in tasks.drain(2..) {
+            t.abort();
+        }
+        for t in tasks {
             let _ = t.await;
         }
+        // Sign the tail of the audit log.
+        let audit = self.state.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.close()).await;
     }
 
     /// Runs until Ctrl-C or SIGTERM, then shuts down.
@@ -285,6 +295,12 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
     let access = access::AccessBook::open(&db, config.decision_sla_working_days)?;
     let ticket_signer = load_ticket_signer(&pki)?;
     let mask_hash_key = load_mask_hash_key(&pki)?;
+    let metrics = Arc::new(exchange_audit::Metrics::default());
+    let audit_options = config.audit.options(&config.data_dir);
+    let audit = Arc::new(
+        exchange_audit::AuditLog::open(audit_options, tls.member_signer()?, metrics.clone())
+            .context("opening the audit log")?,
+    );
     let state = Arc::new(State {
         registry,
         access,
@@ -295,6 +311,7 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         revocations: revocations.clone(),
         advertise_addr,
         heartbeat_interval_secs: config.heartbeat_interval_secs,
+        audit,
     });
 
     let (stop, stop_rx) = watch::channel(false);
@@ -338,6 +355,10 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
             service::AccessService(state.clone()),
         ))
         .add_service(
+            pb::audit_server::AuditServer::new(audit_service::AuditService(state.clone()))
+                .max_encoding_message_size(256 << 20),
+        )
+        .add_service(
             pb::catalog_server::CatalogServer::new(service::CatalogService(state.clone()))
                 .max_decoding_message_size(64 * 1024 * 1024),
         );
@@ -369,13 +390,24 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         }
     });
 
-    tracing::info!(%addr, %enroll_addr, ca_fingerprint = %ca.fingerprint(), "coordinator serving");
+    let mut tasks = vec![main_task, enroll_task];
+    let mut metrics_addr = None;
+    if let Some(listen) = &config.metrics_listen {
+        let render = metrics.clone();
+        let (maddr, task) =
+            exchange_transport::metrics::serve_metrics(listen, Arc::new(move || render.render()))
+                .await?;
+        metrics_addr = Some(maddr);
+        tasks.push(task);
+    }
+    tracing::info!(%addr, %enroll_addr, metrics = ?metrics_addr, ca_fingerprint = %ca.fingerprint(), "coordinator serving");
     Ok(RunningCoordinator {
         addr,
         enroll_addr,
+        metrics_addr,
         ca_fingerprint: ca.fingerprint(),
         state,
         stop,
-        tasks: vec![main_task, enroll_task],
+        tasks,
     })
 }

@@ -28,6 +28,8 @@ pub struct State {
     pub revocations: Revocations,
     pub advertise_addr: String,
     pub heartbeat_interval_secs: u32,
+    /// The coordinator's audit log: every decision is durable here first.
+    pub audit: Arc<exchange_audit::AuditLog>,
 }
 
 impl std::fmt::Debug for State {
@@ -439,6 +441,43 @@ impl AccessService {
     }
 }
 
+impl AccessService {
+    async fn audit_access(&self, event: exchange_audit::AccessEvent) -> Result<(), Status> {
+        let record = exchange_audit::Record::now(exchange_audit::Event::Access(event));
+        self.0.audit.append(&record).await.map(|_| ()).map_err(|e| {
+            tracing::error!(error = %e, "access decision recorded in the state store but not in the audit log");
+            Status::unavailable(format!("the decision was stored but its audit record failed: {e}"))
+        })
+    }
+
+    async fn audit_request(
+        &self,
+        action: &str,
+        r: &crate::access::RequestRecord,
+        actor: &str,
+    ) -> Result<(), Status> {
+        self.audit_access(exchange_audit::AccessEvent {
+            action: action.into(),
+            request_id: r.id.clone(),
+            grant_id: r.grant_id.clone(),
+            dataset: r.dataset.clone(),
+            owner: r.owner.clone(),
+            consumer: r.consumer.clone(),
+            actor: actor.into(),
+            purpose: r.purpose.clone(),
+            fields: r.fields.clone(),
+            status: r.status.clone(),
+            reason: r.reason.clone(),
+            turnaround_secs: if r.decided_unix > 0 {
+                r.decided_unix - r.created_unix
+            } else {
+                0
+            },
+        })
+        .await
+    }
+}
+
 #[tonic::async_trait]
 impl pb::access_server::Access for AccessService {
     async fn request_access(
@@ -457,6 +496,8 @@ impl pb::access_server::Access for AccessService {
         })
         .await?;
         tracing::info!(request = %record.id, dataset = %record.dataset, consumer = %record.consumer, status = %record.status, "access requested");
+        self.audit_request("request", &record, &record.consumer_actor())
+            .await?;
         Ok(Response::new(self.0.access.request_message(&record)))
     }
 
@@ -497,6 +538,8 @@ impl pb::access_server::Access for AccessService {
         })
         .await?;
         tracing::info!(request = %record.id, grant = %record.grant_id, by = %record.decided_by, "access approved");
+        self.audit_request("approve", &record, &record.decided_by)
+            .await?;
         Ok(Response::new(self.0.access.request_message(&record)))
     }
 
@@ -515,6 +558,8 @@ impl pb::access_server::Access for AccessService {
         })
         .await?;
         tracing::info!(request = %record.id, by = %record.decided_by, "access refused");
+        self.audit_request("refuse", &record, &record.decided_by)
+            .await?;
         Ok(Response::new(self.0.access.request_message(&record)))
     }
 
@@ -548,6 +593,21 @@ impl pb::access_server::Access for AccessService {
         })
         .await?;
         tracing::warn!(grant = %grant.id, by = %grant.revoked_by, "grant revoked");
+        let event = exchange_audit::AccessEvent {
+            action: "revoke".into(),
+            request_id: grant.request_id.clone(),
+            grant_id: grant.id.clone(),
+            dataset: grant.dataset.clone(),
+            owner: grant.owner.clone(),
+            consumer: grant.consumer.clone(),
+            actor: grant.revoked_by.clone(),
+            purpose: grant.purpose.clone(),
+            fields: grant.fields.iter().map(|(n, _)| n.clone()).collect(),
+            status: grant.status.clone(),
+            reason: grant.revocation_reason.clone(),
+            turnaround_secs: 0,
+        };
+        self.audit_access(event).await?;
         Ok(Response::new(grant_message(&grant)))
     }
 }

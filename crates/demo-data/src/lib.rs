@@ -41,7 +41,7 @@
 //!   registry) instead of owning.
 
 mod generate;
-pub mod ids;
+pub use exchange_policy::ids;
 mod rng;
 
 pub use generate::{generate, Options, Planted, DEPARTMENTS};

@@ -19,7 +19,7 @@ pub struct NodeConfig {
     pub advertise_addr: Option<String>,
     /// Holds `ca.crt`, `node.crt` and `node.key`. Default `pki`.
     pub cert_dir: PathBuf,
-    /// Node state (last CRL; later the audit log). Default `node-data`.
+    /// Node state (last CRL) and, by default, the audit log. Default `node-data`.
     pub data_dir: PathBuf,
     /// Heartbeat period until the coordinator says otherwise. Default 5 s.
     pub heartbeat_interval_secs: u32,
@@ -29,6 +29,10 @@ pub struct NodeConfig {
     pub veto_consumers: Vec<String>,
     /// Datasets this node does not release for now, whatever the grants (local veto).
     pub veto_datasets: Vec<String>,
+    /// The audit log (`[audit]` table; defaults under `<data_dir>/audit`).
+    pub audit: exchange_audit::AuditConfig,
+    /// Prometheus metrics over plain HTTP (`GET /metrics`), e.g. `127.0.0.1:9410`. Default: off.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -44,6 +48,8 @@ impl Default for NodeConfig {
             manifest_poll_secs: 2,
             veto_consumers: Vec::new(),
             veto_datasets: Vec::new(),
+            audit: exchange_audit::AuditConfig::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -64,6 +70,11 @@ impl NodeConfig {
                 *p = base.join(&*p);
             }
         }
+        config.audit.rebase(base);
+        config
+            .audit
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         if config.heartbeat_interval_secs == 0 || config.manifest_poll_secs == 0 {
             anyhow::bail!(
                 "{}: heartbeat_interval_secs and manifest_poll_secs must be at least 1",

@@ -19,6 +19,7 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
+use exchange_audit::{Event, FieldMask, QueryCompletion, QueryKeys, QueryRefused, QueryServed, Record};
 use exchange_pki::Role;
 use exchange_policy::ticket::{ReplayGuard, Ticket as QueryTicket};
 use exchange_policy::{Mask, Sensitivity};
@@ -44,6 +45,10 @@ impl std::fmt::Debug for NodeFlight {
 }
 
 impl NodeFlight {
+    fn finish(&self, ticket: &QueryTicket, rows: u64, bytes: u64, started: std::time::Instant, status: String) {
+        finish_record(&self.state, ticket, rows, bytes, started, status);
+    }
+
     pub fn new(state: Arc<NodeState>) -> NodeFlight {
         NodeFlight {
             state,
@@ -95,6 +100,7 @@ impl NodeFlight {
                 Status::not_found(format!("{} is not in this node's catalog", ticket.dataset))
             })?
             .clone();
+        let dataset_fields = dataset.fields.clone();
         let mut columns = Vec::with_capacity(ticket.fields.len());
         for tf in &ticket.fields {
             let field = dataset
@@ -155,9 +161,82 @@ impl NodeFlight {
             filter,
             limit: ticket.limit,
             batch_rows: DEFAULT_BATCH_ROWS,
+            subject_keys: plan_subject_keys(&dataset_fields),
         };
         Ok((ticket, plan))
     }
+}
+
+/// The manifest fields whose values identify data subjects.
+fn plan_subject_keys(fields: &[exchange_catalog::manifest::FieldSpec]) -> Vec<exchange_catalog::manifest::FieldSpec> {
+    fields
+        .iter()
+        .filter(|f| {
+            matches!(f.key_type.as_deref(), Some("person_id") | Some("org_code"))
+        })
+        .cloned()
+        .collect()
+}
+
+fn clip(text: &str) -> String {
+    text.chars().take(200).collect()
+}
+
+fn filter_digest(filter: &str, row_filter: &str) -> String {
+    if filter.is_empty() && row_filter.is_empty() {
+        return String::new();
+    }
+    let text = format!("{filter}\n{row_filter}");
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
+}
+
+/// Writes the node's completion record when the stream ends or is dropped.
+struct ServedGuard {
+    flight: Arc<NodeState>,
+    ticket: QueryTicket,
+    tally: Arc<Mutex<(u64, usize)>>,
+    bytes: u64,
+    started: std::time::Instant,
+    done: bool,
+}
+
+impl ServedGuard {
+    fn finish(&mut self, status: String) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let rows = self.tally.lock().unwrap_or_else(|p| p.into_inner()).0;
+        finish_record(&self.flight, &self.ticket, rows, self.bytes, self.started, status);
+    }
+}
+
+impl Drop for ServedGuard {
+    fn drop(&mut self) {
+        self.finish("cancelled".into());
+    }
+}
+
+fn finish_record(
+    state: &NodeState,
+    ticket: &QueryTicket,
+    rows: u64,
+    bytes: u64,
+    started: std::time::Instant,
+    status: String,
+) {
+    state
+        .audit
+        .append_detached(&Record::now(Event::QueryFinished(QueryCompletion {
+            query_id: ticket.query_id.clone(),
+            ticket_id: ticket.id.clone(),
+            dataset: ticket.dataset.clone(),
+            consumer: ticket.consumer.clone(),
+            rows,
+            bytes,
+            duration_ms: started.elapsed().as_millis() as u64,
+            status,
+        })));
 }
 
 fn now_unix() -> i64 {
@@ -195,6 +274,24 @@ impl FlightService for NodeFlight {
             Ok(p) => p,
             Err(status) => {
                 tracing::warn!(relay = %peer.identity, reason = status.message(), "query refused");
+                // What the (possibly forged) ticket claims, for the record.
+                let claimed: Option<QueryTicket> = envelope
+                    .split_once('.')
+                    .and_then(|(p, _)| {
+                        use base64::Engine;
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok()
+                    })
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+                let refused = QueryRefused {
+                    query_id: claimed.as_ref().map(|t| clip(&t.query_id)).unwrap_or_default(),
+                    ticket_id: claimed.as_ref().map(|t| clip(&t.id)).unwrap_or_default(),
+                    consumer: claimed.as_ref().map(|t| clip(&t.consumer)).unwrap_or_default(),
+                    dataset: claimed.as_ref().map(|t| clip(&t.dataset)).unwrap_or_default(),
+                    reason: status.message().to_string(),
+                };
+                if let Err(e) = self.state.audit.append(&Record::now(Event::QueryRefused(refused))).await {
+                    tracing::error!(error = %e, "a refusal could not be audited");
+                }
                 return Err(status);
             }
         };
@@ -211,16 +308,119 @@ impl FlightService for NodeFlight {
             .get(&plan.dataset.database)
             .ok_or_else(|| Status::internal("the dataset's database is not open"))?
             .clone();
-        let (schema, rx) = source
-            .read(plan, hash_key)
-            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        // Write-ahead: the record of what is served is durable before the
+        // source is even read.
+        let served = QueryServed {
+            query_id: ticket.query_id.clone(),
+            ticket_id: ticket.id.clone(),
+            consumer: ticket.consumer.clone(),
+            user: ticket.user.clone(),
+            purpose: ticket.purpose.clone(),
+            dataset: ticket.dataset.clone(),
+            grant_id: ticket.grant_id.clone(),
+            fields: plan
+                .columns
+                .iter()
+                .map(|p| FieldMask {
+                    name: p.field.name.clone(),
+                    mask: p.mask.to_string(),
+                })
+                .collect(),
+            filter_digest: filter_digest(&ticket.filter, &ticket.row_filter),
+            embargo_until: ticket.embargo_until.clone(),
+        };
+        self.state
+            .audit
+            .append(&Record::now(Event::QueryServed(served)))
+            .await
+            .map_err(|e| Status::unavailable(format!("query refused: {e}")))?;
+        exchange_audit::fault_point("node-before-read");
+        let key_types: Vec<String> = plan
+            .subject_keys
+            .iter()
+            .map(|f| f.key_type.clone().unwrap_or_default())
+            .collect();
+        let started = std::time::Instant::now();
+        let (schema, rx) = match source.read(plan, hash_key) {
+            Ok(r) => r,
+            Err(e) => {
+                let status = Status::failed_precondition(e.to_string());
+                self.finish(&ticket, 0, 0, started, format!("error: {e}"));
+                return Err(status);
+            }
+        };
         tracing::info!(query = %ticket.query_id, ticket = %ticket.id, consumer = %ticket.consumer, user = %ticket.user, purpose = %ticket.purpose, dataset = %ticket.dataset, "serving query");
-        let batches = tokio_stream::wrappers::ReceiverStream::new(rx)
-            .map(|r| r.map_err(|e| FlightError::ExternalError(Box::new(e))));
+        // Each batch's subject keys are durable before the batch leaves.
+        let audit = self.state.audit.clone();
+        let query_id = ticket.query_id.clone();
+        let tally = Arc::new(Mutex::new((0u64, 0usize)));
+        let counted = tally.clone();
+        let batches = tokio_stream::wrappers::ReceiverStream::new(rx).then(move |r| {
+            let audit = audit.clone();
+            let query_id = query_id.clone();
+            let key_types = key_types.clone();
+            let counted = counted.clone();
+            async move {
+                let b = r.map_err(|e| FlightError::ExternalError(Box::new(e)))?;
+                let batch_no = {
+                    let mut t = counted.lock().unwrap_or_else(|p| p.into_inner());
+                    t.0 += b.batch.num_rows() as u64;
+                    t.1 += 1;
+                    t.1
+                };
+                if batch_no == 2 {
+                    exchange_audit::fault_point("node-mid-stream");
+                }
+                for (key_type, keys) in key_types.into_iter().zip(b.subject_keys) {
+                    if keys.is_empty() {
+                        continue;
+                    }
+                    let record = Record::now(Event::QueryKeys(QueryKeys {
+                        query_id: query_id.clone(),
+                        key_type,
+                        keys,
+                    }));
+                    audit.append(&record).await.map_err(|e| {
+                        FlightError::ExternalError(Box::new(std::io::Error::other(format!(
+                            "stream stopped: {e}"
+                        ))))
+                    })?;
+                }
+                Ok(b.batch)
+            }
+        });
         let frames = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(batches)
             .map(|r| r.map_err(Status::from));
+        let mut guard = ServedGuard {
+            flight: self.state.clone(),
+            ticket: ticket.clone(),
+            tally,
+            bytes: 0,
+            started,
+            done: false,
+        };
+        let frames = frames
+            .map(Some)
+            .chain(futures::stream::once(async { None }))
+            .filter_map(move |frame| {
+                let out = match frame {
+                    None => {
+                        guard.finish("ok".into());
+                        None
+                    }
+                    Some(Err(status)) => {
+                        guard.finish(format!("error: {}", status.message()));
+                        Some(Err(status))
+                    }
+                    Some(Ok(frame)) => {
+                        guard.bytes += (frame.data_body.len() + frame.data_header.len()) as u64;
+                        Some(Ok(frame))
+                    }
+                };
+                futures::future::ready(out)
+            });
         Ok(Response::new(frames.boxed()))
     }
 

@@ -57,6 +57,8 @@ pub struct NodeState {
     pki_tree: Tree,
     pub config: NodeConfig,
     pub advertise_addr: String,
+    /// The node's own audit log: what it served, to whom, and whose records.
+    pub audit: Arc<exchange_audit::AuditLog>,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -153,6 +155,8 @@ pub async fn load_and_check(path: &std::path::Path, member_id: &str) -> anyhow::
 /// A node serving in this process.
 pub struct RunningNode {
     pub addr: SocketAddr,
+    /// The Prometheus endpoint, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: Arc<NodeState>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -169,9 +173,16 @@ impl std::fmt::Debug for RunningNode {
 impl RunningNode {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        for t in self.tasks {
+        let mut tasks = self.tasks;
+        for t in tasks.drain(2..) {
+            t.abort();
+        }
+        for t in tasks {
             let _ = t.await;
         }
+        // Sign the tail of the audit log.
+        let audit = self.state.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.close()).await;
     }
 }
 
@@ -208,6 +219,15 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         }
     }
 
+    let metrics = Arc::new(exchange_audit::Metrics::default());
+    let audit = Arc::new(
+        exchange_audit::AuditLog::open(
+            config.audit.options(&config.data_dir),
+            tls.member_signer()?,
+            metrics.clone(),
+        )
+        .context("opening the audit log")?,
+    );
     let listener = server::bind(&config.listen).await?;
     let addr = listener.local_addr()?;
     let advertise_addr = config
@@ -233,6 +253,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         pki_tree,
         config,
         advertise_addr,
+        audit,
     });
 
     let (stop, stop_rx) = watch::channel(false);
@@ -253,6 +274,16 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             ))
             .max_decoding_message_size(1 << 20),
         );
+    let mut metrics_addr = None;
+    let mut tasks = Vec::new();
+    if let Some(listen) = &state.config.metrics_listen {
+        let render = metrics.clone();
+        let (maddr, task) =
+            exchange_transport::metrics::serve_metrics(listen, Arc::new(move || render.render()))
+                .await?;
+        metrics_addr = Some(maddr);
+        tasks.push(task);
+    }
     let incoming = server::incoming(listener, server::mutual_tls_config(&tls)?);
     let mut rx = stop_rx.clone();
     let serve = tokio::spawn(async move {
@@ -264,11 +295,14 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         }
     });
     let publish = tokio::spawn(publisher::run(state.clone(), stop_rx));
-    tracing::info!(member = %member_id, %addr, "node serving");
+    tracing::info!(member = %member_id, %addr, metrics = ?metrics_addr, "node serving");
+    tasks.insert(0, publish);
+    tasks.insert(0, serve);
     Ok(RunningNode {
         addr,
+        metrics_addr,
         state,
         stop,
-        tasks: vec![serve, publish],
+        tasks,
     })
 }

@@ -52,6 +52,9 @@ pub struct Ticket {
     pub limit: Option<u64>,
     pub issued_unix: i64,
     pub expires_unix: i64,
+    /// The grant's subject-report embargo (YYYY-MM-DD), empty for none.
+    #[serde(default)]
+    pub embargo_until: String,
 }
 
 /// Why a node refuses a ticket.
@@ -166,6 +169,7 @@ mod tests {
             limit: Some(100),
             issued_unix: now,
             expires_unix: now + 60,
+            embargo_until: String::new(),
         }
     }
 

@@ -40,6 +40,17 @@ pub struct ReadPlan {
     pub filter: Option<Filter>,
     pub limit: Option<u64>,
     pub batch_rows: usize,
+    /// Subject-key fields (person IDs, company codes) read alongside the
+    /// output, never sent: the node records whose rows it returned.
+    pub subject_keys: Vec<FieldSpec>,
+}
+
+/// One batch ready to leave, and the raw subject keys of its rows (one
+/// list per [`ReadPlan::subject_keys`] field, nulls left out).
+#[derive(Debug, Clone)]
+pub struct SourceBatch {
+    pub batch: RecordBatch,
+    pub subject_keys: Vec<Vec<String>>,
 }
 
 /// The Arrow type a field has after its mask.
@@ -146,11 +157,16 @@ pub fn build_select(
     if plan.columns.is_empty() {
         return Err(SourceError::Plan("a read needs at least one field".into()));
     }
-    for (i, p) in plan.columns.iter().enumerate() {
+    let fields = plan
+        .columns
+        .iter()
+        .map(|p| &p.field)
+        .chain(plan.subject_keys.iter());
+    for (i, f) in fields.enumerate() {
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str(&d.select_expr(&p.field.column, p.field.field_type));
+        sql.push_str(&d.select_expr(&f.column, f.field_type));
     }
     sql.push_str(" FROM ");
     sql.push_str(&d.table(&plan.dataset.table));
@@ -459,7 +475,7 @@ fn text_values(array: &ArrayRef, field_type: FieldType) -> Vec<Option<String>> {
 }
 
 /// A stream of masked record batches.
-pub type BatchStream = mpsc::Receiver<Result<RecordBatch, SourceError>>;
+pub type BatchStream = mpsc::Receiver<Result<SourceBatch, SourceError>>;
 
 impl Source {
     /// Runs the plan and streams masked batches. The database cursor is read
@@ -491,21 +507,41 @@ impl Source {
                     reason: other.to_string(),
                 },
             };
-            let types: Vec<FieldType> = plan.columns.iter().map(|p| p.field.field_type).collect();
+            let types: Vec<FieldType> = plan
+                .columns
+                .iter()
+                .map(|p| p.field.field_type)
+                .chain(plan.subject_keys.iter().map(|f| f.field_type))
+                .collect();
+            let outputs = plan.columns.len();
             let batch_rows = plan.batch_rows.clamp(1, 1 << 20);
             let mut builders: Vec<ColumnBuilder> = types
                 .iter()
                 .map(|t| ColumnBuilder::new(*t, batch_rows))
                 .collect();
             let mut rows_in_batch = 0usize;
-            let emit = |builders: &mut Vec<ColumnBuilder>| -> Result<RecordBatch, SourceError> {
-                let arrays: Vec<ArrayRef> = builders
+            let emit = |builders: &mut Vec<ColumnBuilder>| -> Result<SourceBatch, SourceError> {
+                let arrays: Vec<ArrayRef> = builders[..outputs]
                     .iter_mut()
                     .zip(&plan.columns)
                     .map(|(b, p)| mask_array(&b.finish(), p.field.field_type, p.mask, &key))
                     .collect();
-                RecordBatch::try_new(out_schema.clone(), arrays)
-                    .map_err(|e| SourceError::Plan(e.to_string()))
+                let subject_keys = builders[outputs..]
+                    .iter_mut()
+                    .zip(&plan.subject_keys)
+                    .map(|(b, f)| {
+                        text_values(&b.finish(), f.field_type)
+                            .into_iter()
+                            .flatten()
+                            .collect()
+                    })
+                    .collect();
+                let batch = RecordBatch::try_new(out_schema.clone(), arrays)
+                    .map_err(|e| SourceError::Plan(e.to_string()))?;
+                Ok(SourceBatch {
+                    batch,
+                    subject_keys,
+                })
             };
             macro_rules! run {
                 ($pool:expr, $bind:ident) => {{

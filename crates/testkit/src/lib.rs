@@ -151,6 +151,7 @@ impl ClusterBuilder {
             enroll_listen: self.enroll_listen.clone(),
             heartbeat_interval_secs: self.heartbeat_secs,
             offline_after_secs: self.heartbeat_secs * 3,
+            metrics_listen: Some("127.0.0.1:0".into()),
             ..CoordinatorConfig::default()
         };
         let init = exchange_coordinator::init(
@@ -210,6 +211,8 @@ impl ClusterBuilder {
                 manifest_poll_secs: 1,
                 veto_consumers: self.vetoes.get(id).map(|v| v.0.clone()).unwrap_or_default(),
                 veto_datasets: self.vetoes.get(id).map(|v| v.1.clone()).unwrap_or_default(),
+                audit: Default::default(),
+                metrics_listen: Some("127.0.0.1:0".into()),
             })
             .await
             .with_context(|| format!("starting the {id} node"))?;

@@ -17,6 +17,7 @@
 //!   the certificate.
 
 pub mod client;
+pub mod metrics;
 pub mod server;
 
 use std::path::Path;
@@ -112,6 +113,11 @@ impl TlsIdentity {
 
     pub fn identity(&self) -> &Identity {
         &self.info.identity
+    }
+
+    /// A signer with this certificate's key, for audit checkpoints.
+    pub fn member_signer(&self) -> Result<exchange_pki::MemberSigner> {
+        Ok(exchange_pki::MemberSigner::new(&self.key_der, &self.cert_der)?)
     }
 
     pub(crate) fn chain(&self) -> Vec<CertificateDer<'static>> {

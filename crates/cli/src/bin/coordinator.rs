@@ -66,6 +66,14 @@ enum Command {
         #[command(subcommand)]
         command: MemberCommand,
     },
+    /// The audit trail as the bureau sees it (talks to the running coordinator with the admin certificate).
+    Audit {
+        /// The running coordinator's mutual-TLS address (default: `listen` from the config).
+        #[arg(long, global = true, env = "EXCHANGE_COORDINATOR_ADDR")]
+        coordinator: Option<String>,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Write a complete development PKI for demos and tests, without a running coordinator.
     DevPki {
         /// Where member certificates go.
@@ -74,6 +82,20 @@ enum Command {
         /// Members as id=display name (repeat). Default: the nine demo departments.
         #[arg(long = "member")]
         members: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Compare the coordinator's records with one node's: queries served without authorization, authorized but never served, row-count mismatches. Exits 1 if any.
+    Reconcile {
+        #[arg(long)]
+        node: String,
+        /// From this time: a date, an RFC 3339 time, or a span back (24h, 7d). Default 24h.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -122,6 +144,18 @@ fn config(cli: &Cli) -> anyhow::Result<CoordinatorConfig> {
         config.pki_dir = Some(p.clone());
     }
     Ok(config)
+}
+
+/// A client with the bureau's admin certificate, to the running coordinator.
+async fn admin_client(config: &CoordinatorConfig, coordinator: Option<String>) -> anyhow::Result<Client> {
+    let addr = coordinator.unwrap_or_else(|| config.listen.clone());
+    let tls = TlsIdentity::load(&config.pki_dir(), "admin").with_context(|| {
+        format!(
+            "loading the admin certificate from {} (set --pki-dir or --data-dir)",
+            config.pki_dir().display()
+        )
+    })?;
+    Ok(Client::connect(&addr, &tls).await?)
 }
 
 #[tokio::main]
@@ -174,15 +208,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             coordinator,
             command,
         } => {
-            let addr = coordinator.unwrap_or_else(|| config.listen.clone());
-            let tls = TlsIdentity::load(&config.pki_dir(), "admin").with_context(|| {
-                format!(
-                    "loading the admin certificate from {} (set --pki-dir or --data-dir)",
-                    config.pki_dir().display()
-                )
-            })?;
-            let client = Client::connect(&addr, &tls).await?;
+            let client = admin_client(&config, coordinator).await?;
             member(&client, command).await?;
+        }
+        Command::Audit {
+            coordinator,
+            command: AuditCommand::Reconcile { node, since, json },
+        } => {
+            let since = exchange_cli::audit::parse_time(&since)?;
+            let client = admin_client(&config, coordinator).await?;
+            let response = client.reconcile(&node, since).await?;
+            println!("{}", exchange_cli::audit::reconcile(&node, &response, json));
+            if !response.discrepancies.is_empty() {
+                std::process::exit(1);
+            }
         }
         Command::DevPki { out, members } => {
             let parsed: Vec<(String, String)> = if members.is_empty() {

@@ -84,6 +84,24 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// The audit trail: verify a log offline, list queries, data-subject reports.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Usage statistics from the coordinator's audit log.
+    Report {
+        /// departments (issued, served, rows, denials, latency, approval turnaround), datasets (popularity) or daily.
+        #[arg(value_parser = ["departments", "datasets", "daily"])]
+        kind: String,
+        /// From this time: a date, an RFC 3339 time, or a span back (24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_parser = ["table", "csv", "json"], default_value = "table")]
+        format: String,
+    },
     /// The federation's member departments.
     Members {
         #[command(subcommand)]
@@ -180,6 +198,9 @@ enum AccessCommand {
         /// An earlier expiry than requested, YYYY-MM-DD.
         #[arg(long, default_value = "")]
         until: String,
+        /// Hide accesses under this grant from data-subject reports until this date (auditors still see them).
+        #[arg(long, default_value = "")]
+        embargo_until: String,
     },
     /// Refuse a request; a reason is mandatory.
     Refuse {
@@ -194,6 +215,50 @@ enum AccessCommand {
         grant: String,
         #[arg(long, default_value = "")]
         reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Verify a log offline: a node's or the coordinator's data directory, an audit directory or an archived segment. Exits 1 if it was altered.
+    Verify {
+        path: PathBuf,
+        /// The federation CA certificate: also check that every checkpoint was signed by a certificate it issued.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
+    /// Queries and their outcome: your department's own, and those on your data (the bureau sees all).
+    Log {
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Only queries by this department.
+        #[arg(long)]
+        consumer: Option<String>,
+        /// Only queries on this department's datasets.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only purposes containing this text.
+        #[arg(long)]
+        purpose: Option<String>,
+        /// From this time: a date, an RFC 3339 time, or a span back (24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Which departments accessed one person's or company's records, when and why (bureau certificate).
+    Subject {
+        /// A resident identity number (checked against its check character).
+        #[arg(long, conflicts_with = "org_code", required_unless_present = "org_code")]
+        person_id: Option<String>,
+        /// A unified social credit code (checked against its check characters).
+        #[arg(long)]
+        org_code: Option<String>,
+        /// Auditors: include accesses under embargo, marked as such.
+        #[arg(long)]
+        include_embargoed: bool,
     },
 }
 
@@ -337,6 +402,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     row_filter,
                     quota_rows_per_day,
                     until,
+                    embargo_until,
                 } => {
                     let r = client
                         .approve(pb::ApproveRequest {
@@ -347,6 +413,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             quota_rows_per_day,
                             until,
                             user: String::new(),
+                            embargo_until,
                         })
                         .await?;
                     output::access_request(&r, json)
@@ -368,6 +435,84 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             println!("{text}");
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { path, ca },
+        } => {
+            let ca_der = match &ca {
+                Some(p) => Some(
+                    exchange_pki::files::read_pem_der(p, "CERTIFICATE")
+                        .with_context(|| format!("reading the CA certificate {}", p.display()))?,
+                ),
+                None => None,
+            };
+            let report = exchange_audit::verify(&path, ca_der.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+            println!("{}", exchange_cli::audit::verify(&report, cli.json));
+            if !report.ok() {
+                std::process::exit(1);
+            }
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Log {
+                    dataset,
+                    consumer,
+                    owner,
+                    purpose,
+                    since,
+                    until,
+                    limit,
+                },
+        } => {
+            let request = pb::AuditLogRequest {
+                dataset: dataset.unwrap_or_default(),
+                consumer: consumer.unwrap_or_default(),
+                owner: owner.unwrap_or_default(),
+                purpose: purpose.unwrap_or_default(),
+                since_unix: since.as_deref().map(exchange_cli::audit::parse_time).transpose()?.unwrap_or(0),
+                until_unix: until.as_deref().map(exchange_cli::audit::parse_time).transpose()?.unwrap_or(0),
+                limit,
+            };
+            let client = client(&cli.config).await?;
+            println!("{}", exchange_cli::audit::log(&client.audit_log(request).await?, cli.json));
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Subject {
+                    person_id,
+                    org_code,
+                    include_embargoed,
+                },
+        } => {
+            let (key_type, key) = match (person_id, org_code) {
+                (Some(p), _) => ("person_id", p),
+                (None, Some(o)) => ("org_code", o),
+                (None, None) => anyhow::bail!("give --person-id or --org-code"),
+            };
+            let client = client(&cli.config).await?;
+            let response = client
+                .subject_report(pb::SubjectReportRequest {
+                    key_type: key_type.into(),
+                    key,
+                    include_embargoed,
+                })
+                .await?;
+            println!("{}", exchange_cli::audit::subject(&response, cli.json));
+        }
+        Command::Report {
+            kind,
+            since,
+            until,
+            format,
+        } => {
+            let request = pb::ReportRequest {
+                kind,
+                since_unix: since.as_deref().map(exchange_cli::audit::parse_time).transpose()?.unwrap_or(0),
+                until_unix: until.as_deref().map(exchange_cli::audit::parse_time).transpose()?.unwrap_or(0),
+            };
+            let client = client(&cli.config).await?;
+            let format = if cli.json { "json".to_string() } else { format };
+            println!("{}", exchange_cli::audit::report(&client.report(request).await?, &format));
         }
         Command::Members {
             command: MembersCommand::List,

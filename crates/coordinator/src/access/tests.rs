@@ -139,6 +139,7 @@ fn the_owner_decides_and_may_only_narrow() {
             quota_rows_per_day: 10_000,
             until: until.into(),
             user: "李科长".into(),
+            embargo_until: String::new(),
         };
     // Only the owner.
     let err = b

@@ -1,0 +1,563 @@
+//! The Audit service: views of the coordinator's log, data-subject
+//! reports fanned out to the owner nodes, statistics, and reconciliation
+//! against one node's log.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use exchange_audit::{Event, Record};
+use exchange_pki::{Identity, Role};
+use exchange_proto::v1 as pb;
+use exchange_transport::client::{connect, ClientOptions, ExpectedServer};
+use exchange_transport::require_role;
+use tonic::{Request, Response, Status};
+
+use crate::registry::MemberStatus;
+use crate::service::State;
+
+#[derive(Debug, Clone)]
+pub struct AuditService(pub Arc<State>);
+
+/// The most rows one `Log` call returns.
+pub const MAX_LOG_ROWS: u32 = 100_000;
+/// How long a subject report waits for the nodes.
+pub const SUBJECT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Every record of the coordinator's log, in order.
+fn records(state: &State) -> Result<Vec<Record>, Status> {
+    let mut out = Vec::new();
+    exchange_audit::read::scan(state.audit.dir(), |_, r| {
+        out.push(r);
+        true
+    })
+    .map_err(|e| Status::internal(format!("reading the audit log: {e}")))?;
+    Ok(out)
+}
+
+/// Query decisions joined with their completions, in time order.
+pub fn query_rows(records: &[Record]) -> Vec<(pb::AuditQueryRow, String)> {
+    let mut rows: Vec<(pb::AuditQueryRow, String)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for r in records {
+        match &r.event {
+            Event::QueryDecision(d) => {
+                index.insert(d.query_id.clone(), rows.len());
+                rows.push((
+                    pb::AuditQueryRow {
+                        time_ms: r.time_ms,
+                        query_id: d.query_id.clone(),
+                        consumer: d.consumer.clone(),
+                        user: d.user.clone(),
+                        purpose: d.purpose.clone(),
+                        dataset: d.dataset.clone(),
+                        fields: d.fields.clone(),
+                        allowed: d.allowed,
+                        rule: d.rule.clone(),
+                        reason: d.reason.clone(),
+                        grant_id: d.grant_id.clone(),
+                        filter_digest: d.filter_digest.clone(),
+                        ..Default::default()
+                    },
+                    d.owner.clone(),
+                ));
+            }
+            Event::QueryCompletion(c) => {
+                if let Some(i) = index.get(&c.query_id) {
+                    let row = &mut rows[*i].0;
+                    row.rows += c.rows;
+                    row.duration_ms = c.duration_ms;
+                    row.status = c.status.clone();
+                }
+            }
+            _ => {}
+        }
+    }
+    rows
+}
+
+fn in_window(time_ms: i64, since_unix: i64, until_unix: i64) -> bool {
+    (since_unix == 0 || time_ms >= since_unix * 1000)
+        && (until_unix == 0 || time_ms < until_unix * 1000)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn day_of(time_ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(time_ms / 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let d = t.date();
+    format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
+}
+
+/// Builds a statistics table from the coordinator's records.
+pub fn report(records: &[Record], kind: &str, since: i64, until: i64) -> Result<pb::ReportResponse, Status> {
+    let rows: Vec<_> = query_rows(records)
+        .into_iter()
+        .filter(|(r, _)| in_window(r.time_ms, since, until))
+        .collect();
+    let table = |columns: &[&str], body: Vec<Vec<String>>| pb::ReportResponse {
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        rows: body.into_iter().map(|cells| pb::ReportRow { cells }).collect(),
+    };
+    match kind {
+        "departments" => {
+            #[derive(Default)]
+            struct D {
+                issued: u64,
+                denied: u64,
+                rows_received: u64,
+                served: u64,
+                rows_served: u64,
+                refused_on_its_data: u64,
+                latencies: Vec<u64>,
+                turnaround: Vec<i64>,
+            }
+            let mut by: BTreeMap<String, D> = BTreeMap::new();
+            for (r, owner) in &rows {
+                let c = by.entry(r.consumer.clone()).or_default();
+                c.issued += 1;
+                if r.allowed {
+                    c.rows_received += r.rows;
+                } else {
+                    c.denied += 1;
+                }
+                if owner.is_empty() {
+                    continue;
+                }
+                let o = by.entry(owner.clone()).or_default();
+                if !r.allowed {
+                    o.refused_on_its_data += 1;
+                } else if r.status == "ok" {
+                    o.served += 1;
+                    o.rows_served += r.rows;
+                    o.latencies.push(r.duration_ms);
+                }
+            }
+            for rec in records.iter().filter(|r| in_window(r.time_ms, since, until)) {
+                if let Event::Access(a) = &rec.event {
+                    if (a.action == "approve" || a.action == "refuse") && a.turnaround_secs > 0 {
+                        by.entry(a.owner.clone()).or_default().turnaround.push(a.turnaround_secs);
+                    }
+                }
+            }
+            let body = by
+                .into_iter()
+                .map(|(name, mut d)| {
+                    d.latencies.sort_unstable();
+                    d.turnaround.sort_unstable();
+                    let turnaround = if d.turnaround.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{:.1}", d.turnaround[(d.turnaround.len() - 1) / 2] as f64 / 3600.0)
+                    };
+                    vec![
+                        name,
+                        d.issued.to_string(),
+                        d.denied.to_string(),
+                        d.rows_received.to_string(),
+                        d.served.to_string(),
+                        d.rows_served.to_string(),
+                        d.refused_on_its_data.to_string(),
+                        percentile(&d.latencies, 0.5).to_string(),
+                        percentile(&d.latencies, 0.99).to_string(),
+                        turnaround,
+                    ]
+                })
+                .collect();
+            Ok(table(
+                &[
+                    "department",
+                    "queries_issued",
+                    "denied",
+                    "rows_received",
+                    "queries_served",
+                    "rows_served",
+                    "denied_on_its_data",
+                    "served_p50_ms",
+                    "served_p99_ms",
+                    "approval_turnaround_median_h",
+                ],
+                body,
+            ))
+        }
+        "datasets" => {
+            let mut by: BTreeMap<String, (String, u64, u64, u64, HashSet<String>)> = BTreeMap::new();
+            for (r, owner) in &rows {
+                let e = by
+                    .entry(r.dataset.clone())
+                    .or_insert_with(|| (owner.clone(), 0, 0, 0, HashSet::new()));
+                e.1 += 1;
+                if r.allowed {
+                    e.3 += r.rows;
+                    e.4.insert(r.consumer.clone());
+                } else {
+                    e.2 += 1;
+                }
+            }
+            let mut body: Vec<Vec<String>> = by
+                .into_iter()
+                .map(|(ds, (owner, q, denied, rows, consumers))| {
+                    vec![ds, owner, q.to_string(), denied.to_string(), consumers.len().to_string(), rows.to_string()]
+                })
+                .collect();
+            // Most popular first.
+            body.sort_by(|a, b| {
+                b[2].parse::<u64>()
+                    .unwrap_or(0)
+                    .cmp(&a[2].parse::<u64>().unwrap_or(0))
+                    .then(a[0].cmp(&b[0]))
+            });
+            Ok(table(
+                &["dataset", "owner", "queries", "denied", "consumers", "rows"],
+                body,
+            ))
+        }
+        "daily" => {
+            let mut by: BTreeMap<String, (u64, u64, u64, Vec<u64>)> = BTreeMap::new();
+            for (r, _) in &rows {
+                let e = by.entry(day_of(r.time_ms)).or_default();
+                e.0 += 1;
+                if r.allowed {
+                    e.2 += r.rows;
+                    if r.status == "ok" {
+                        e.3.push(r.duration_ms);
+                    }
+                } else {
+                    e.1 += 1;
+                }
+            }
+            let body = by
+                .into_iter()
+                .map(|(day, (q, denied, rows, mut lat))| {
+                    lat.sort_unstable();
+                    vec![
+                        day,
+                        q.to_string(),
+                        denied.to_string(),
+                        rows.to_string(),
+                        percentile(&lat, 0.5).to_string(),
+                        percentile(&lat, 0.99).to_string(),
+                    ]
+                })
+                .collect();
+            Ok(table(&["day", "queries", "denied", "rows", "p50_ms", "p99_ms"], body))
+        }
+        other => Err(Status::invalid_argument(format!(
+            "unknown report {:?}: use departments, datasets or daily",
+            other.chars().take(40).collect::<String>()
+        ))),
+    }
+}
+
+/// Compares the coordinator's records with one node's.
+pub fn reconcile(
+    coordinator: &[Record],
+    node: &[Record],
+    node_id: &str,
+    since_ms: i64,
+    settle_before_ms: i64,
+) -> pb::ReconcileResponse {
+    let mut authorized: HashMap<String, (i64, String)> = HashMap::new();
+    let mut relayed_rows: HashMap<String, (u64, String)> = HashMap::new();
+    for r in coordinator.iter().filter(|r| r.time_ms >= since_ms) {
+        match &r.event {
+            Event::QueryDecision(d) if d.allowed && d.owner == node_id => {
+                authorized.insert(d.query_id.clone(), (r.time_ms, d.ticket_id.clone()));
+            }
+            Event::QueryCompletion(c) => {
+                relayed_rows.insert(c.query_id.clone(), (c.rows, c.status.clone()));
+            }
+            _ => {}
+        }
+    }
+    let mut served: HashMap<String, (i64, String)> = HashMap::new();
+    let mut node_rows: HashMap<String, u64> = HashMap::new();
+    let mut refused: HashSet<String> = HashSet::new();
+    for r in node {
+        match &r.event {
+            Event::QueryServed(s) => {
+                served.insert(s.query_id.clone(), (r.time_ms, s.ticket_id.clone()));
+            }
+            Event::QueryFinished(f) => {
+                node_rows.insert(f.query_id.clone(), f.rows);
+            }
+            Event::QueryRefused(f) => {
+                refused.insert(f.query_id.clone());
+            }
+            _ => {}
+        }
+    }
+    let mut discrepancies = Vec::new();
+    for (q, (time_ms, ticket)) in &served {
+        match authorized.get(q) {
+            None => discrepancies.push(pb::Discrepancy {
+                kind: "served_without_authorization".into(),
+                query_id: q.clone(),
+                detail: format!("{node_id} served ticket {ticket} but the coordinator authorized no such query"),
+                time_ms: *time_ms,
+            }),
+            Some((_, t)) if t != ticket => discrepancies.push(pb::Discrepancy {
+                kind: "served_without_authorization".into(),
+                query_id: q.clone(),
+                detail: format!("{node_id} served ticket {ticket}; the coordinator issued {t}"),
+                time_ms: *time_ms,
+            }),
+            Some(_) => {}
+        }
+    }
+    for (q, (time_ms, _)) in &authorized {
+        if served.contains_key(q) || *time_ms > settle_before_ms {
+            continue;
+        }
+        let detail = if refused.contains(q) {
+            format!("{node_id} refused the ticket")
+        } else {
+            match relayed_rows.get(q) {
+                Some((_, status)) => format!("no record at {node_id}; the coordinator recorded status {status:?}"),
+                None => "the ticket was never redeemed".to_string(),
+            }
+        };
+        discrepancies.push(pb::Discrepancy {
+            kind: "authorized_not_served".into(),
+            query_id: q.clone(),
+            detail,
+            time_ms: *time_ms,
+        });
+    }
+    for (q, rows) in &node_rows {
+        if let Some((relayed, _)) = relayed_rows.get(q) {
+            if relayed != rows {
+                discrepancies.push(pb::Discrepancy {
+                    kind: "row_count_mismatch".into(),
+                    query_id: q.clone(),
+                    detail: format!("{node_id} recorded {rows} rows, the coordinator relayed {relayed}"),
+                    time_ms: served.get(q).map_or(0, |s| s.0),
+                });
+            }
+        }
+    }
+    discrepancies.sort_by(|a, b| a.time_ms.cmp(&b.time_ms).then(a.query_id.cmp(&b.query_id)));
+    pb::ReconcileResponse {
+        authorized: authorized.len() as u64,
+        served: served.len() as u64,
+        discrepancies,
+    }
+}
+
+impl AuditService {
+    async fn node_client(
+        &self,
+        member: &str,
+    ) -> Result<pb::node_client::NodeClient<tonic::transport::Channel>, Status> {
+        let view = self.0.federation.node_view(member);
+        if !view.online || view.address.is_empty() {
+            return Err(Status::unavailable(format!("{member}'s node is offline")));
+        }
+        let expected = ExpectedServer::Identity(
+            Identity::new(member, Role::Node).map_err(|e| Status::internal(e.to_string()))?,
+        );
+        let options = ClientOptions {
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: SUBJECT_DEADLINE,
+        };
+        let channel = connect(&view.address, &self.0.tls, expected, options)
+            .await
+            .map_err(|e| Status::unavailable(format!("{member}'s node cannot be reached: {e}")))?;
+        Ok(pb::node_client::NodeClient::new(channel).max_decoding_message_size(256 << 20))
+    }
+}
+
+fn blocking_records(state: Arc<State>) -> impl std::future::Future<Output = Result<Vec<Record>, Status>> {
+    async move {
+        tokio::task::spawn_blocking(move || records(&state))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+    }
+}
+
+#[tonic::async_trait]
+impl pb::audit_server::Audit for AuditService {
+    async fn log(
+        &self,
+        request: Request<pb::AuditLogRequest>,
+    ) -> Result<Response<pb::AuditLogResponse>, Status> {
+        let peer = require_role(&request, &[Role::Client, Role::Admin])?;
+        let req = request.into_inner();
+        let bureau = peer.identity.role == Role::Admin;
+        let me = peer.identity.member_id.clone();
+        let limit = match req.limit {
+            0 => 1000,
+            n if n > MAX_LOG_ROWS => {
+                return Err(Status::invalid_argument(format!("--limit must be at most {MAX_LOG_ROWS}")))
+            }
+            n => n,
+        } as usize;
+        let all = blocking_records(self.0.clone()).await?;
+        let mut rows: Vec<pb::AuditQueryRow> = query_rows(&all)
+            .into_iter()
+            .filter(|(r, owner)| {
+                (bureau || r.consumer == me || owner == &me)
+                    && (req.dataset.is_empty() || r.dataset == req.dataset)
+                    && (req.consumer.is_empty() || r.consumer == req.consumer)
+                    && (req.owner.is_empty() || owner == &req.owner)
+                    && (req.purpose.is_empty() || r.purpose.contains(&req.purpose))
+                    && in_window(r.time_ms, req.since_unix, req.until_unix)
+            })
+            .map(|(r, _)| r)
+            .collect();
+        let truncated = rows.len() > limit;
+        if truncated {
+            rows.drain(..rows.len() - limit);
+        }
+        Ok(Response::new(pb::AuditLogResponse { rows, truncated }))
+    }
+
+    async fn subject(
+        &self,
+        request: Request<pb::SubjectReportRequest>,
+    ) -> Result<Response<pb::SubjectReportResponse>, Status> {
+        let peer = require_role(&request, &[Role::Admin])?;
+        let req = request.into_inner();
+        let key = req.key.trim().to_ascii_uppercase();
+        match req.key_type.as_str() {
+            "person_id" => {
+                if !exchange_policy::ids::is_valid_resident_id(&key) {
+                    return Err(Status::invalid_argument(format!(
+                        "{:?} is not a valid resident identity number: 18 characters with a matching GB 11643 check character",
+                        key.chars().take(40).collect::<String>()
+                    )));
+                }
+            }
+            "org_code" => {
+                if !exchange_policy::ids::is_valid_uscc(&key) {
+                    return Err(Status::invalid_argument(format!(
+                        "{:?} is not a valid unified social credit code: 18 characters with matching GB 32100 check characters",
+                        key.chars().take(40).collect::<String>()
+                    )));
+                }
+            }
+            _ => return Err(Status::invalid_argument("give --person-id or --org-code")),
+        }
+        let subject = exchange_policy::ids::mask_subject(&key);
+        self.0
+            .audit
+            .append(&Record::now(Event::SubjectRequest(exchange_audit::SubjectRequest {
+                requester: peer.identity.uri(),
+                key_type: req.key_type.clone(),
+                subject,
+                include_embargoed: req.include_embargoed,
+            })))
+            .await
+            .map_err(|e| Status::unavailable(format!("refused: {e}")))?;
+        let members: Vec<String> = self
+            .0
+            .registry
+            .members()
+            .map_err(crate::service::registry_status)?
+            .into_iter()
+            .filter(|m| m.status == MemberStatus::Active)
+            .map(|m| m.id)
+            .filter(|m| !self.0.federation.node_view(m).address.is_empty())
+            .collect();
+        let asks = members.into_iter().map(|member| {
+            let req = pb::NodeSubjectRequest {
+                key_type: req.key_type.clone(),
+                key: key.clone(),
+                include_embargoed: req.include_embargoed,
+                requester: peer.identity.uri(),
+            };
+            async move {
+                let answer = tokio::time::timeout(SUBJECT_DEADLINE, async {
+                    let mut client = self.node_client(&member).await?;
+                    client.subject_accesses(req).await.map(|r| r.into_inner())
+                })
+                .await;
+                (member, answer)
+            }
+        });
+        let mut accesses = Vec::new();
+        let mut departments = Vec::new();
+        for (member, answer) in futures::future::join_all(asks).await {
+            let (status, detail) = match answer {
+                Ok(Ok(r)) => {
+                    let n = r.accesses.len();
+                    accesses.extend(r.accesses.into_iter().map(|mut a| {
+                        a.owner = member.clone();
+                        a
+                    }));
+                    ("ok", format!("{n} accesses"))
+                }
+                Ok(Err(s)) if s.code() == tonic::Code::Unavailable => ("offline", s.message().to_string()),
+                Ok(Err(s)) => ("error", s.message().to_string()),
+                Err(_) => ("timeout", format!("no answer within {} s", SUBJECT_DEADLINE.as_secs())),
+            };
+            departments.push(pb::DepartmentStatus {
+                department: member,
+                status: status.into(),
+                detail,
+            });
+        }
+        accesses.sort_by_key(|a| a.time_ms);
+        Ok(Response::new(pb::SubjectReportResponse { accesses, departments }))
+    }
+
+    async fn report(
+        &self,
+        request: Request<pb::ReportRequest>,
+    ) -> Result<Response<pb::ReportResponse>, Status> {
+        let peer = require_role(&request, &[Role::Client, Role::Admin])?;
+        let req = request.into_inner();
+        let all = blocking_records(self.0.clone()).await?;
+        // A department sees statistics of its own queries and its own data.
+        let visible: Vec<Record> = if peer.identity.role == Role::Admin {
+            all
+        } else {
+            let me = peer.identity.member_id.clone();
+            let owned: HashSet<String> = query_rows(&all)
+                .into_iter()
+                .filter(|(r, owner)| r.consumer == me || owner == &me)
+                .map(|(r, _)| r.query_id)
+                .collect();
+            all.into_iter()
+                .filter(|r| match &r.event {
+                    Event::QueryDecision(d) => owned.contains(&d.query_id),
+                    Event::QueryCompletion(c) => owned.contains(&c.query_id),
+                    Event::Access(a) => a.owner == me || a.consumer == me,
+                    _ => false,
+                })
+                .collect()
+        };
+        Ok(Response::new(report(&visible, &req.kind, req.since_unix, req.until_unix)?))
+    }
+
+    async fn reconcile(
+        &self,
+        request: Request<pb::ReconcileRequest>,
+    ) -> Result<Response<pb::ReconcileResponse>, Status> {
+        require_role(&request, &[Role::Admin])?;
+        let req = request.into_inner();
+        exchange_pki::validate_member_id(&req.node)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let since_ms = req.since_unix * 1000;
+        let mut client = self.node_client(&req.node).await?;
+        let node_records: Vec<Record> = client
+            .audit_records(pb::NodeAuditRequest { since_ms })
+            .await?
+            .into_inner()
+            .records_json
+            .iter()
+            .filter_map(|j| serde_json::from_str(j).ok())
+            .collect();
+        let mine = blocking_records(self.0.clone()).await?;
+        // Tickets still within their lifetime may yet be redeemed.
+        let settle = exchange_audit::record::now_ms() - crate::flight::TICKET_LIFETIME_SECS * 1000;
+        Ok(Response::new(reconcile(&mine, &node_records, &req.node, since_ms, settle)))
+    }
+}
