@@ -263,7 +263,9 @@ async fn read(
         assert_eq!(b.subject_keys.len(), 1);
         assert!(b.subject_keys[0].len() <= b.batch.num_rows());
         assert!(
-            b.subject_keys[0].iter().all(|k| k.len() == 18 && !k.contains('*')),
+            b.subject_keys[0]
+                .iter()
+                .all(|k| k.len() == 18 && !k.contains('*')),
             "{:?}",
             b.subject_keys
         );

@@ -683,7 +683,10 @@ impl Default for AuditConfig {
 impl AuditConfig {
     /// Makes relative paths relative to `base` (the config file's folder).
     pub fn rebase(&mut self, base: &Path) {
-        for p in [self.dir.as_mut(), self.archive_dir.as_mut()].into_iter().flatten() {
+        for p in [self.dir.as_mut(), self.archive_dir.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

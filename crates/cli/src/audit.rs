@@ -23,10 +23,14 @@ pub fn parse_time(text: &str) -> anyhow::Result<i64> {
         };
         return Ok(now - n.clamp(0, 100_000) * unit);
     }
-    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    {
         return Ok(t.unix_timestamp());
     }
-    if let Ok(d) = time::Date::parse(text, &time::macros::format_description!("[year]-[month]-[day]")) {
+    if let Ok(d) = time::Date::parse(
+        text,
+        &time::macros::format_description!("[year]-[month]-[day]"),
+    ) {
         return Ok(d.midnight().assume_utc().unix_timestamp());
     }
     anyhow::bail!(
@@ -57,7 +61,8 @@ pub fn log(response: &pb::AuditLogResponse, as_json: bool) -> String {
             .join("\n");
     }
     let mut t = table(&[
-        "time", "query", "consumer", "user", "purpose", "dataset", "decision", "rows", "ms", "status",
+        "time", "query", "consumer", "user", "purpose", "dataset", "decision", "rows", "ms",
+        "status",
     ]);
     for r in &response.rows {
         let decision = if r.allowed {
@@ -100,7 +105,15 @@ pub fn subject(response: &pb::SubjectReportResponse, as_json: bool) -> String {
         })
         .to_string();
     }
-    let mut t = table(&["time", "records held by", "dataset", "accessed by", "user", "purpose", "query"]);
+    let mut t = table(&[
+        "time",
+        "records held by",
+        "dataset",
+        "accessed by",
+        "user",
+        "purpose",
+        "query",
+    ]);
     for a in &response.accesses {
         let purpose = if a.embargo_until.is_empty() {
             a.purpose.clone()
@@ -119,7 +132,10 @@ pub fn subject(response: &pb::SubjectReportResponse, as_json: bool) -> String {
     }
     let mut out = format!("{t}\n{} accesses\n", response.accesses.len());
     for d in &response.departments {
-        out.push_str(&format!("  {:<20} {:<8} {}\n", d.department, d.status, d.detail));
+        out.push_str(&format!(
+            "  {:<20} {:<8} {}\n",
+            d.department, d.status, d.detail
+        ));
     }
     out
 }
@@ -158,7 +174,13 @@ pub fn report(response: &pb::ReportResponse, format: &str) -> String {
             let mut out = response.columns.join(",");
             for r in &response.rows {
                 out.push('\n');
-                out.push_str(&r.cells.iter().map(|c| quote(c)).collect::<Vec<_>>().join(","));
+                out.push_str(
+                    &r.cells
+                        .iter()
+                        .map(|c| quote(c))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
             }
             out
         }
@@ -193,7 +215,12 @@ pub fn reconcile(node: &str, response: &pb::ReconcileResponse, as_json: bool) ->
     }
     let mut t = table(&["time", "kind", "query", "detail"]);
     for d in &response.discrepancies {
-        t.add_row(vec![time_ms(d.time_ms), d.kind.clone(), d.query_id.clone(), d.detail.clone()]);
+        t.add_row(vec![
+            time_ms(d.time_ms),
+            d.kind.clone(),
+            d.query_id.clone(),
+            d.detail.clone(),
+        ]);
     }
     out.push_str(&t.to_string());
     out.push_str(&format!("\n{} discrepancies", response.discrepancies.len()));
@@ -235,7 +262,10 @@ mod tests {
     #[test]
     fn times_parse_in_three_forms_and_nonsense_is_refused() {
         assert_eq!(parse_time("2026-11-01").unwrap(), 1_793_491_200);
-        assert_eq!(parse_time("2026-11-01T08:00:00Z").unwrap(), 1_793_491_200 + 8 * 3600);
+        assert_eq!(
+            parse_time("2026-11-01T08:00:00Z").unwrap(),
+            1_793_491_200 + 8 * 3600
+        );
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         assert!((parse_time("24h").unwrap() - (now - 86_400)).abs() < 5);
         let err = parse_time("yesterday").unwrap_err().to_string();

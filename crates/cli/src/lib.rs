@@ -5,6 +5,6 @@
 //! people, JSON for scripts, and logging set-up. All behaviour lives in the
 //! library crates.
 
-pub mod logging;
 pub mod audit;
+pub mod logging;
 pub mod output;

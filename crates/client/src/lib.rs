@@ -270,7 +270,8 @@ impl Client {
     }
 
     fn audit(&self) -> pb::audit_client::AuditClient<Channel> {
-        pb::audit_client::AuditClient::new(self.channel.clone()).max_decoding_message_size(256 << 20)
+        pb::audit_client::AuditClient::new(self.channel.clone())
+            .max_decoding_message_size(256 << 20)
     }
 
     /// Query decisions and outcomes visible to this department (all, for the bureau).

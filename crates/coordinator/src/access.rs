@@ -449,7 +449,9 @@ impl AccessBook {
             let d = parse_date(&req.embargo_until)
                 .map_err(|e| AccessError::Invalid(format!("--embargo-until: {e}")))?;
             if d < today() {
-                return Err(AccessError::Invalid("--embargo-until is in the past".into()));
+                return Err(AccessError::Invalid(
+                    "--embargo-until is in the past".into(),
+                ));
             }
             date_text(d)
         };

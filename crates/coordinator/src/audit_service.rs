@@ -97,14 +97,22 @@ fn day_of(time_ms: i64) -> String {
 }
 
 /// Builds a statistics table from the coordinator's records.
-pub fn report(records: &[Record], kind: &str, since: i64, until: i64) -> Result<pb::ReportResponse, Status> {
+pub fn report(
+    records: &[Record],
+    kind: &str,
+    since: i64,
+    until: i64,
+) -> Result<pb::ReportResponse, Status> {
     let rows: Vec<_> = query_rows(records)
         .into_iter()
         .filter(|(r, _)| in_window(r.time_ms, since, until))
         .collect();
     let table = |columns: &[&str], body: Vec<Vec<String>>| pb::ReportResponse {
         columns: columns.iter().map(|c| c.to_string()).collect(),
-        rows: body.into_iter().map(|cells| pb::ReportRow { cells }).collect(),
+        rows: body
+            .into_iter()
+            .map(|cells| pb::ReportRow { cells })
+            .collect(),
     };
     match kind {
         "departments" => {
@@ -140,10 +148,16 @@ pub fn report(records: &[Record], kind: &str, since: i64, until: i64) -> Result<
                     o.latencies.push(r.duration_ms);
                 }
             }
-            for rec in records.iter().filter(|r| in_window(r.time_ms, since, until)) {
+            for rec in records
+                .iter()
+                .filter(|r| in_window(r.time_ms, since, until))
+            {
                 if let Event::Access(a) = &rec.event {
-                    if (a.action == "approve" || a.action == "refuse") && a.turnaround_secs > 0 {
-                        by.entry(a.owner.clone()).or_default().turnaround.push(a.turnaround_secs);
+                    if a.action == "approve" || a.action == "refuse" {
+                        by.entry(a.owner.clone())
+                            .or_default()
+                            .turnaround
+                            .push(a.turnaround_secs);
                     }
                 }
             }
@@ -155,7 +169,10 @@ pub fn report(records: &[Record], kind: &str, since: i64, until: i64) -> Result<
                     let turnaround = if d.turnaround.is_empty() {
                         String::new()
                     } else {
-                        format!("{:.1}", d.turnaround[(d.turnaround.len() - 1) / 2] as f64 / 3600.0)
+                        format!(
+                            "{:.1}",
+                            d.turnaround[(d.turnaround.len() - 1) / 2] as f64 / 3600.0
+                        )
                     };
                     vec![
                         name,
@@ -188,7 +205,8 @@ pub fn report(records: &[Record], kind: &str, since: i64, until: i64) -> Result<
             ))
         }
         "datasets" => {
-            let mut by: BTreeMap<String, (String, u64, u64, u64, HashSet<String>)> = BTreeMap::new();
+            let mut by: BTreeMap<String, (String, u64, u64, u64, HashSet<String>)> =
+                BTreeMap::new();
             for (r, owner) in &rows {
                 let e = by
                     .entry(r.dataset.clone())
@@ -204,7 +222,14 @@ pub fn report(records: &[Record], kind: &str, since: i64, until: i64) -> Result<
             let mut body: Vec<Vec<String>> = by
                 .into_iter()
                 .map(|(ds, (owner, q, denied, rows, consumers))| {
-                    vec![ds, owner, q.to_string(), denied.to_string(), consumers.len().to_string(), rows.to_string()]
+                    vec![
+                        ds,
+                        owner,
+                        q.to_string(),
+                        denied.to_string(),
+                        consumers.len().to_string(),
+                        rows.to_string(),
+                    ]
                 })
                 .collect();
             // Most popular first.
@@ -247,7 +272,10 @@ pub fn report(records: &[Record], kind: &str, since: i64, until: i64) -> Result<
                     ]
                 })
                 .collect();
-            Ok(table(&["day", "queries", "denied", "rows", "p50_ms", "p99_ms"], body))
+            Ok(table(
+                &["day", "queries", "denied", "rows", "p50_ms", "p99_ms"],
+                body,
+            ))
         }
         other => Err(Status::invalid_argument(format!(
             "unknown report {:?}: use departments, datasets or daily",
@@ -300,7 +328,9 @@ pub fn reconcile(
             None => discrepancies.push(pb::Discrepancy {
                 kind: "served_without_authorization".into(),
                 query_id: q.clone(),
-                detail: format!("{node_id} served ticket {ticket} but the coordinator authorized no such query"),
+                detail: format!(
+                    "{node_id} served ticket {ticket} but the coordinator authorized no such query"
+                ),
                 time_ms: *time_ms,
             }),
             Some((_, t)) if t != ticket => discrepancies.push(pb::Discrepancy {
@@ -320,7 +350,9 @@ pub fn reconcile(
             format!("{node_id} refused the ticket")
         } else {
             match relayed_rows.get(q) {
-                Some((_, status)) => format!("no record at {node_id}; the coordinator recorded status {status:?}"),
+                Some((_, status)) => {
+                    format!("no record at {node_id}; the coordinator recorded status {status:?}")
+                }
                 None => "the ticket was never redeemed".to_string(),
             }
         };
@@ -337,7 +369,9 @@ pub fn reconcile(
                 discrepancies.push(pb::Discrepancy {
                     kind: "row_count_mismatch".into(),
                     query_id: q.clone(),
-                    detail: format!("{node_id} recorded {rows} rows, the coordinator relayed {relayed}"),
+                    detail: format!(
+                        "{node_id} recorded {rows} rows, the coordinator relayed {relayed}"
+                    ),
                     time_ms: served.get(q).map_or(0, |s| s.0),
                 });
             }
@@ -374,12 +408,10 @@ impl AuditService {
     }
 }
 
-fn blocking_records(state: Arc<State>) -> impl std::future::Future<Output = Result<Vec<Record>, Status>> {
-    async move {
-        tokio::task::spawn_blocking(move || records(&state))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-    }
+async fn blocking_records(state: Arc<State>) -> Result<Vec<Record>, Status> {
+    tokio::task::spawn_blocking(move || records(&state))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
 }
 
 #[tonic::async_trait]
@@ -395,7 +427,9 @@ impl pb::audit_server::Audit for AuditService {
         let limit = match req.limit {
             0 => 1000,
             n if n > MAX_LOG_ROWS => {
-                return Err(Status::invalid_argument(format!("--limit must be at most {MAX_LOG_ROWS}")))
+                return Err(Status::invalid_argument(format!(
+                    "--limit must be at most {MAX_LOG_ROWS}"
+                )))
             }
             n => n,
         } as usize;
@@ -448,12 +482,14 @@ impl pb::audit_server::Audit for AuditService {
         let subject = exchange_policy::ids::mask_subject(&key);
         self.0
             .audit
-            .append(&Record::now(Event::SubjectRequest(exchange_audit::SubjectRequest {
-                requester: peer.identity.uri(),
-                key_type: req.key_type.clone(),
-                subject,
-                include_embargoed: req.include_embargoed,
-            })))
+            .append(&Record::now(Event::SubjectRequest(
+                exchange_audit::SubjectRequest {
+                    requester: peer.identity.uri(),
+                    key_type: req.key_type.clone(),
+                    subject,
+                    include_embargoed: req.include_embargoed,
+                },
+            )))
             .await
             .map_err(|e| Status::unavailable(format!("refused: {e}")))?;
         let members: Vec<String> = self
@@ -494,9 +530,14 @@ impl pb::audit_server::Audit for AuditService {
                     }));
                     ("ok", format!("{n} accesses"))
                 }
-                Ok(Err(s)) if s.code() == tonic::Code::Unavailable => ("offline", s.message().to_string()),
+                Ok(Err(s)) if s.code() == tonic::Code::Unavailable => {
+                    ("offline", s.message().to_string())
+                }
                 Ok(Err(s)) => ("error", s.message().to_string()),
-                Err(_) => ("timeout", format!("no answer within {} s", SUBJECT_DEADLINE.as_secs())),
+                Err(_) => (
+                    "timeout",
+                    format!("no answer within {} s", SUBJECT_DEADLINE.as_secs()),
+                ),
             };
             departments.push(pb::DepartmentStatus {
                 department: member,
@@ -505,7 +546,10 @@ impl pb::audit_server::Audit for AuditService {
             });
         }
         accesses.sort_by_key(|a| a.time_ms);
-        Ok(Response::new(pb::SubjectReportResponse { accesses, departments }))
+        Ok(Response::new(pb::SubjectReportResponse {
+            accesses,
+            departments,
+        }))
     }
 
     async fn report(
@@ -534,7 +578,12 @@ impl pb::audit_server::Audit for AuditService {
                 })
                 .collect()
         };
-        Ok(Response::new(report(&visible, &req.kind, req.since_unix, req.until_unix)?))
+        Ok(Response::new(report(
+            &visible,
+            &req.kind,
+            req.since_unix,
+            req.until_unix,
+        )?))
     }
 
     async fn reconcile(
@@ -558,6 +607,128 @@ impl pb::audit_server::Audit for AuditService {
         let mine = blocking_records(self.0.clone()).await?;
         // Tickets still within their lifetime may yet be redeemed.
         let settle = exchange_audit::record::now_ms() - crate::flight::TICKET_LIFETIME_SECS * 1000;
-        Ok(Response::new(reconcile(&mine, &node_records, &req.node, since_ms, settle)))
+        Ok(Response::new(reconcile(
+            &mine,
+            &node_records,
+            &req.node,
+            since_ms,
+            settle,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exchange_audit::{QueryCompletion, QueryDecision, QueryRefused, QueryServed};
+
+    fn at(time_ms: i64, event: Event) -> Record {
+        Record { time_ms, event }
+    }
+
+    fn allowed(q: &str, t: &str, time_ms: i64) -> Record {
+        at(
+            time_ms,
+            Event::QueryDecision(QueryDecision {
+                query_id: q.into(),
+                ticket_id: t.into(),
+                owner: "tax".into(),
+                allowed: true,
+                ..Default::default()
+            }),
+        )
+    }
+
+    fn served(q: &str, t: &str) -> Record {
+        at(
+            1_000,
+            Event::QueryServed(QueryServed {
+                query_id: q.into(),
+                ticket_id: t.into(),
+                ..Default::default()
+            }),
+        )
+    }
+
+    fn rows(q: &str, n: u64, node: bool) -> Record {
+        let c = QueryCompletion {
+            query_id: q.into(),
+            rows: n,
+            status: "ok".into(),
+            ..Default::default()
+        };
+        at(
+            1_000,
+            if node {
+                Event::QueryFinished(c)
+            } else {
+                Event::QueryCompletion(c)
+            },
+        )
+    }
+
+    #[test]
+    fn reconciliation_finds_each_kind_of_discrepancy() {
+        let coordinator = vec![
+            allowed("Q-ok", "t1", 100),
+            rows("Q-ok", 5, false),
+            allowed("Q-unredeemed", "t2", 100),
+            allowed("Q-refused", "t3", 100),
+            allowed("Q-recent", "t4", 9_000),
+            allowed("Q-short", "t5", 100),
+            rows("Q-short", 3, false),
+            allowed("Q-swapped", "t6", 100),
+        ];
+        let node = vec![
+            served("Q-ok", "t1"),
+            rows("Q-ok", 5, true),
+            at(
+                1_000,
+                Event::QueryRefused(QueryRefused {
+                    query_id: "Q-refused".into(),
+                    ..Default::default()
+                }),
+            ),
+            served("Q-short", "t5"),
+            rows("Q-short", 4, true),
+            served("Q-bypass", "tx"),
+            served("Q-swapped", "t-other"),
+        ];
+        let r = reconcile(&coordinator, &node, "tax", 0, 5_000);
+        let mut found: Vec<(String, String)> = r
+            .discrepancies
+            .iter()
+            .map(|d| (d.kind.clone(), d.query_id.clone()))
+            .collect();
+        found.sort();
+        let expected: Vec<(String, String)> = [
+            ("authorized_not_served", "Q-refused"),
+            ("authorized_not_served", "Q-unredeemed"),
+            ("row_count_mismatch", "Q-short"),
+            ("served_without_authorization", "Q-bypass"),
+            ("served_without_authorization", "Q-swapped"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(found, expected);
+        // A ticket still inside its lifetime (Q-recent) is not reported yet.
+        assert_eq!(r.authorized, 6);
+        assert_eq!(r.served, 4);
+        let refused = r
+            .discrepancies
+            .iter()
+            .find(|d| d.query_id == "Q-refused")
+            .unwrap();
+        assert!(refused.detail.contains("refused"));
+    }
+
+    #[test]
+    fn percentiles_and_reports() {
+        assert_eq!(percentile(&[], 0.5), 0);
+        assert_eq!(percentile(&[1, 2, 3, 4], 0.5), 2);
+        assert_eq!(percentile(&(1..=100).collect::<Vec<_>>(), 0.99), 99);
+        let e = report(&[], "weekly", 0, 0).unwrap_err();
+        assert!(e.message().contains("departments, datasets or daily"));
     }
 }

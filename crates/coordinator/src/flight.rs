@@ -330,7 +330,10 @@ pub fn filter_digest(filter: &str) -> String {
     if filter.trim().is_empty() {
         return String::new();
     }
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, filter.as_bytes()))
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        filter.as_bytes(),
+    ))
 }
 
 /// The rule a denial names (`denied by rule `x``), or the kind of error.
@@ -458,15 +461,17 @@ impl FlightService for CoordinatorFlight {
         }
         let channel = self.node_channel(&ticket.owner).await;
         let failed = |status: &Status| {
-            self.state.audit.append_detached(&Record::now(Event::QueryCompletion(QueryCompletion {
-                query_id: ticket.query_id.clone(),
-                ticket_id: ticket.id.clone(),
-                dataset: ticket.dataset.clone(),
-                consumer: ticket.consumer.clone(),
-                duration_ms: started.elapsed().as_millis() as u64,
-                status: format!("error: {}", status.message()),
-                ..Default::default()
-            })));
+            self.state
+                .audit
+                .append_detached(&Record::now(Event::QueryCompletion(QueryCompletion {
+                    query_id: ticket.query_id.clone(),
+                    ticket_id: ticket.id.clone(),
+                    dataset: ticket.dataset.clone(),
+                    consumer: ticket.consumer.clone(),
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    status: format!("error: {}", status.message()),
+                    ..Default::default()
+                })));
         };
         let channel = match channel {
             Ok(c) => c,

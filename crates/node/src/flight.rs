@@ -19,7 +19,9 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
-use exchange_audit::{Event, FieldMask, QueryCompletion, QueryKeys, QueryRefused, QueryServed, Record};
+use exchange_audit::{
+    Event, FieldMask, QueryCompletion, QueryKeys, QueryRefused, QueryServed, Record,
+};
 use exchange_pki::Role;
 use exchange_policy::ticket::{ReplayGuard, Ticket as QueryTicket};
 use exchange_policy::{Mask, Sensitivity};
@@ -45,7 +47,14 @@ impl std::fmt::Debug for NodeFlight {
 }
 
 impl NodeFlight {
-    fn finish(&self, ticket: &QueryTicket, rows: u64, bytes: u64, started: std::time::Instant, status: String) {
+    fn finish(
+        &self,
+        ticket: &QueryTicket,
+        rows: u64,
+        bytes: u64,
+        started: std::time::Instant,
+        status: String,
+    ) {
         finish_record(&self.state, ticket, rows, bytes, started, status);
     }
 
@@ -168,12 +177,12 @@ impl NodeFlight {
 }
 
 /// The manifest fields whose values identify data subjects.
-fn plan_subject_keys(fields: &[exchange_catalog::manifest::FieldSpec]) -> Vec<exchange_catalog::manifest::FieldSpec> {
+fn plan_subject_keys(
+    fields: &[exchange_catalog::manifest::FieldSpec],
+) -> Vec<exchange_catalog::manifest::FieldSpec> {
     fields
         .iter()
-        .filter(|f| {
-            matches!(f.key_type.as_deref(), Some("person_id") | Some("org_code"))
-        })
+        .filter(|f| matches!(f.key_type.as_deref(), Some("person_id") | Some("org_code")))
         .cloned()
         .collect()
 }
@@ -207,7 +216,14 @@ impl ServedGuard {
         }
         self.done = true;
         let rows = self.tally.lock().unwrap_or_else(|p| p.into_inner()).0;
-        finish_record(&self.flight, &self.ticket, rows, self.bytes, self.started, status);
+        finish_record(
+            &self.flight,
+            &self.ticket,
+            rows,
+            self.bytes,
+            self.started,
+            status,
+        );
     }
 }
 
@@ -279,17 +295,33 @@ impl FlightService for NodeFlight {
                     .split_once('.')
                     .and_then(|(p, _)| {
                         use base64::Engine;
-                        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok()
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .decode(p)
+                            .ok()
                     })
                     .and_then(|b| serde_json::from_slice(&b).ok());
                 let refused = QueryRefused {
-                    query_id: claimed.as_ref().map(|t| clip(&t.query_id)).unwrap_or_default(),
+                    query_id: claimed
+                        .as_ref()
+                        .map(|t| clip(&t.query_id))
+                        .unwrap_or_default(),
                     ticket_id: claimed.as_ref().map(|t| clip(&t.id)).unwrap_or_default(),
-                    consumer: claimed.as_ref().map(|t| clip(&t.consumer)).unwrap_or_default(),
-                    dataset: claimed.as_ref().map(|t| clip(&t.dataset)).unwrap_or_default(),
+                    consumer: claimed
+                        .as_ref()
+                        .map(|t| clip(&t.consumer))
+                        .unwrap_or_default(),
+                    dataset: claimed
+                        .as_ref()
+                        .map(|t| clip(&t.dataset))
+                        .unwrap_or_default(),
                     reason: status.message().to_string(),
                 };
-                if let Err(e) = self.state.audit.append(&Record::now(Event::QueryRefused(refused))).await {
+                if let Err(e) = self
+                    .state
+                    .audit
+                    .append(&Record::now(Event::QueryRefused(refused)))
+                    .await
+                {
                     tracing::error!(error = %e, "a refusal could not be audited");
                 }
                 return Err(status);

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use exchange_proto::v1 as pb;
 use exchange_pki::Role;
+use exchange_proto::v1 as pb;
 use exchange_transport::{caller, require_role};
 use tonic::{Request, Response, Status};
 
@@ -165,7 +165,11 @@ pub fn subject_accesses(
                 user: s.user,
                 purpose: s.purpose,
                 query_id: s.query_id,
-                embargo_until: if embargoed { s.embargo_until } else { String::new() },
+                embargo_until: if embargoed {
+                    s.embargo_until
+                } else {
+                    String::new()
+                },
             });
         }
     })?;

@@ -93,6 +93,19 @@ pub fn uscc(region: &str, org_body8: u32) -> String {
     format!("{first17}{check}")
 }
 
+/// `440604********1234`: enough to recognise a subject in a log without
+/// copying the full identifier into one more place.
+pub fn mask_subject(key: &str) -> String {
+    let n = key.chars().count();
+    if n <= 10 {
+        return "*".repeat(n);
+    }
+    key.chars()
+        .enumerate()
+        .map(|(i, c)| if i < 6 || i + 4 >= n { c } else { '*' })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,17 +135,11 @@ mod tests {
             assert!(code.bytes().all(|b| USCC_CHARS.contains(&b)));
         }
     }
-}
 
-/// `440604********1234`: enough to recognise a subject in a log without
-/// copying the full identifier into one more place.
-pub fn mask_subject(key: &str) -> String {
-    let n = key.chars().count();
-    if n <= 10 {
-        return "*".repeat(n);
+    #[test]
+    fn subjects_are_masked_for_logs() {
+        assert_eq!(mask_subject("11010519491231002X"), "110105********002X");
+        assert_eq!(mask_subject("91440300MA5FXXXX1X"), "914403********XX1X");
+        assert_eq!(mask_subject("short"), "*****");
     }
-    key.chars()
-        .enumerate()
-        .map(|(i, c)| if i < 6 || i + 4 >= n { c } else { '*' })
-        .collect()
 }

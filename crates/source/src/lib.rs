@@ -24,9 +24,8 @@ use sqlx::Row;
 mod read;
 
 pub use read::{
-    SourceBatch,
     build_select, mask_array, output_schema, output_type, BatchStream, Projection, ReadPlan,
-    DEFAULT_BATCH_ROWS,
+    SourceBatch, DEFAULT_BATCH_ROWS,
 };
 
 #[derive(Debug, thiserror::Error)]

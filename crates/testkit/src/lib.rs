@@ -36,6 +36,8 @@ pub struct ClusterBuilder {
     analysts: bool,
     /// member -> (consumers vetoed, datasets vetoed) at that member's node.
     vetoes: BTreeMap<String, (Vec<String>, Vec<String>)>,
+    /// member -> audit directory of that member's node (default: under its data dir).
+    audit_dirs: BTreeMap<String, PathBuf>,
 }
 
 impl Default for ClusterBuilder {
@@ -51,6 +53,7 @@ impl Default for ClusterBuilder {
             heartbeat_secs: 1,
             analysts: true,
             vetoes: BTreeMap::new(),
+            audit_dirs: BTreeMap::new(),
         }
     }
 }
@@ -122,6 +125,12 @@ impl ClusterBuilder {
                 datasets.iter().map(|d| d.to_string()).collect(),
             ),
         );
+        self
+    }
+
+    /// Puts `member`'s node audit log in `dir` (e.g. a small file system, to test a full disk).
+    pub fn node_audit_dir(mut self, member: &str, dir: impl Into<PathBuf>) -> ClusterBuilder {
+        self.audit_dirs.insert(member.to_string(), dir.into());
         self
     }
 
@@ -211,7 +220,10 @@ impl ClusterBuilder {
                 manifest_poll_secs: 1,
                 veto_consumers: self.vetoes.get(id).map(|v| v.0.clone()).unwrap_or_default(),
                 veto_datasets: self.vetoes.get(id).map(|v| v.1.clone()).unwrap_or_default(),
-                audit: Default::default(),
+                audit: exchange_audit::AuditConfig {
+                    dir: self.audit_dirs.get(id).cloned(),
+                    ..Default::default()
+                },
                 metrics_listen: Some("127.0.0.1:0".into()),
             })
             .await

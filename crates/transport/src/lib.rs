@@ -117,7 +117,10 @@ impl TlsIdentity {
 
     /// A signer with this certificate's key, for audit checkpoints.
     pub fn member_signer(&self) -> Result<exchange_pki::MemberSigner> {
-        Ok(exchange_pki::MemberSigner::new(&self.key_der, &self.cert_der)?)
+        Ok(exchange_pki::MemberSigner::new(
+            &self.key_der,
+            &self.cert_der,
+        )?)
     }
 
     pub(crate) fn chain(&self) -> Vec<CertificateDer<'static>> {

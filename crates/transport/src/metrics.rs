@@ -12,9 +12,9 @@ pub async fn serve_metrics(
     listen: &str,
     render: Arc<dyn Fn() -> String + Send + Sync>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("metrics_listen {listen}: {e}"))
-    })?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("metrics_listen {listen}: {e}")))?;
     let addr = listener.local_addr()?;
     let app = axum::Router::new().route(
         "/metrics",

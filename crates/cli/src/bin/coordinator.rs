@@ -147,7 +147,10 @@ fn config(cli: &Cli) -> anyhow::Result<CoordinatorConfig> {
 }
 
 /// A client with the bureau's admin certificate, to the running coordinator.
-async fn admin_client(config: &CoordinatorConfig, coordinator: Option<String>) -> anyhow::Result<Client> {
+async fn admin_client(
+    config: &CoordinatorConfig,
+    coordinator: Option<String>,
+) -> anyhow::Result<Client> {
     let addr = coordinator.unwrap_or_else(|| config.listen.clone());
     let tls = TlsIdentity::load(&config.pki_dir(), "admin").with_context(|| {
         format!(

@@ -251,7 +251,11 @@ enum AuditCommand {
     /// Which departments accessed one person's or company's records, when and why (bureau certificate).
     Subject {
         /// A resident identity number (checked against its check character).
-        #[arg(long, conflicts_with = "org_code", required_unless_present = "org_code")]
+        #[arg(
+            long,
+            conflicts_with = "org_code",
+            required_unless_present = "org_code"
+        )]
         person_id: Option<String>,
         /// A unified social credit code (checked against its check characters).
         #[arg(long)]
@@ -446,7 +450,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
                 None => None,
             };
-            let report = exchange_audit::verify(&path, ca_der.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+            let report =
+                exchange_audit::verify(&path, ca_der.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
             println!("{}", exchange_cli::audit::verify(&report, cli.json));
             if !report.ok() {
                 std::process::exit(1);
@@ -469,12 +474,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 consumer: consumer.unwrap_or_default(),
                 owner: owner.unwrap_or_default(),
                 purpose: purpose.unwrap_or_default(),
-                since_unix: since.as_deref().map(exchange_cli::audit::parse_time).transpose()?.unwrap_or(0),
-                until_unix: until.as_deref().map(exchange_cli::audit::parse_time).transpose()?.unwrap_or(0),
+                since_unix: since
+                    .as_deref()
+                    .map(exchange_cli::audit::parse_time)
+                    .transpose()?
+                    .unwrap_or(0),
+                until_unix: until
+                    .as_deref()
+                    .map(exchange_cli::audit::parse_time)
+                    .transpose()?
+                    .unwrap_or(0),
                 limit,
             };
             let client = client(&cli.config).await?;
-            println!("{}", exchange_cli::audit::log(&client.audit_log(request).await?, cli.json));
+            println!(
+                "{}",
+                exchange_cli::audit::log(&client.audit_log(request).await?, cli.json)
+            );
         }
         Command::Audit {
             command:
@@ -507,12 +523,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let request = pb::ReportRequest {
                 kind,
-                since_unix: since.as_deref().map(exchange_cli::audit::parse_time).transpose()?.unwrap_or(0),
-                until_unix: until.as_deref().map(exchange_cli::audit::parse_time).transpose()?.unwrap_or(0),
+                since_unix: since
+                    .as_deref()
+                    .map(exchange_cli::audit::parse_time)
+                    .transpose()?
+                    .unwrap_or(0),
+                until_unix: until
+                    .as_deref()
+                    .map(exchange_cli::audit::parse_time)
+                    .transpose()?
+                    .unwrap_or(0),
             };
             let client = client(&cli.config).await?;
             let format = if cli.json { "json".to_string() } else { format };
-            println!("{}", exchange_cli::audit::report(&client.report(request).await?, &format));
+            println!(
+                "{}",
+                exchange_cli::audit::report(&client.report(request).await?, &format)
+            );
         }
         Command::Members {
             command: MembersCommand::List,
