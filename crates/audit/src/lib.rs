@@ -55,14 +55,19 @@ pub enum AuditError {
 /// Crash testing: when the environment variable `EXCHANGE_FAULT` names
 /// this point, the process aborts here, as a power cut or `kill -9` would.
 pub fn fault_point(name: &str) {
+    if fault_armed(name) {
+        eprintln!("EXCHANGE_FAULT: aborting at {name}");
+        std::process::abort();
+    }
+}
+
+/// Whether `EXCHANGE_FAULT` names this point.
+pub fn fault_armed(name: &str) -> bool {
     static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     let armed = FAULT.get_or_init(|| {
         std::env::var("EXCHANGE_FAULT")
             .ok()
             .filter(|v| !v.is_empty())
     });
-    if armed.as_deref() == Some(name) {
-        eprintln!("EXCHANGE_FAULT: aborting at {name}");
-        std::process::abort();
-    }
+    armed.as_deref() == Some(name)
 }

@@ -400,7 +400,9 @@ impl FlightService for NodeFlight {
                     t.1 += 1;
                     t.1
                 };
-                if batch_no == 2 {
+                if batch_no == 2 && exchange_audit::fault_armed("node-mid-stream") {
+                    // Let the first batch reach the consumer, then die.
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                     exchange_audit::fault_point("node-mid-stream");
                 }
                 for (key_type, keys) in key_types.into_iter().zip(b.subject_keys) {
