@@ -185,6 +185,28 @@ impl AuditLog {
         Ok(seq)
     }
 
+    /// Appends several records and returns once all are durable. Queued
+    /// together, they normally share one flush.
+    pub async fn append_all(&self, records: &[Record]) -> Result<(), AuditError> {
+        let mut waits = Vec::with_capacity(records.len());
+        for record in records {
+            let payload = Self::encode(record)?;
+            let (tx, rx) = oneshot::channel();
+            self.send(Command::Append {
+                payload,
+                reply: Some(tx),
+            })?;
+            waits.push(rx);
+        }
+        for rx in waits {
+            rx.await.map_err(|_| AuditError::Closed)??;
+        }
+        for record in records {
+            self.shared.metrics.observe(record);
+        }
+        Ok(())
+    }
+
     /// Like [`AuditLog::append`], for callers outside an async context.
     pub fn append_blocking(&self, record: &Record) -> Result<u64, AuditError> {
         let payload = Self::encode(record)?;
@@ -667,6 +689,10 @@ pub struct AuditConfig {
     pub retain_days: u32,
     /// Size at which a segment is sealed and a new one started. Default 64 MiB.
     pub segment_max_mb: u32,
+    /// Skips `fsync`, so a benchmark can measure what the write-ahead rule
+    /// costs. Not readable from any configuration file.
+    #[serde(skip)]
+    pub benchmark_without_fsync: bool,
 }
 
 impl Default for AuditConfig {
@@ -676,6 +702,7 @@ impl Default for AuditConfig {
             archive_dir: None,
             retain_days: 180,
             segment_max_mb: 64,
+            benchmark_without_fsync: false,
         }
     }
 }
@@ -708,6 +735,7 @@ impl AuditConfig {
         }
         o.retain = Duration::from_secs(self.retain_days as u64 * 86_400);
         o.segment_max_bytes = self.segment_max_mb as u64 * (1 << 20);
+        o.durable = !self.benchmark_without_fsync;
         o
     }
 }

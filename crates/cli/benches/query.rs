@@ -10,8 +10,12 @@
 //!    against a direct SELECT of the same rows, and each process's peak
 //!    resident memory.
 //!
+//! 3. The latency the audit's write-ahead rule adds to a single-key query:
+//!    the same sequential lookups with the audit's `fsync` on (as always in
+//!    production) and off (benchmark-only switch), p50 and p99 of each.
+//!
 //! Run: `cargo bench -p exchange-cli --bench query` (`BULK_ROWS=...` to change the
-//! size, `BENCH=lookups` or `BENCH=bulk` to run one part).
+//! size, `BENCH=lookups`, `BENCH=audit` or `BENCH=bulk` to run one part).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -163,6 +167,78 @@ async fn lookups() -> anyhow::Result<()> {
     );
     println!("  targets     at least 5,000 lookups/s end to end, p99 under 10 ms");
     cluster.shutdown().await;
+    Ok(())
+}
+
+/// Sequential single-key lookups by one client; sorted latencies.
+async fn sequential_lookups(fsync: bool, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let cluster = ClusterBuilder::new()
+        .add_node("vehicle-admin")
+        .add_node("civil-affairs")
+        .persons(20_000)
+        .audit_fsync(fsync)
+        .start()
+        .await?;
+    cluster
+        .grant(
+            "civil-affairs",
+            "vehicle-admin/vehicles",
+            &["plate_no", "owner_id", "brand"],
+            Default::default(),
+        )
+        .await?;
+    let db = cluster.dir.join("data/vehicle-admin.db");
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await?;
+    let owners: Vec<String> =
+        sqlx::query("SELECT owner_id FROM vehicles ORDER BY plate_no LIMIT 1000")
+            .fetch_all(&pool)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    let client = cluster.analyst("civil-affairs").await?;
+    let mut latencies = Vec::with_capacity(n);
+    for i in 0..n + 50 {
+        let cmd = QueryCommand {
+            dataset: "vehicle-admin/vehicles".into(),
+            fields: vec![],
+            filter: format!("owner_id = '{}'", owners[i % owners.len()]),
+            purpose: "bench".into(),
+            user: String::new(),
+            limit: None,
+        };
+        let t = Instant::now();
+        let mut stream = client.query(cmd).await?;
+        while let Some(b) = stream.next().await {
+            b?;
+        }
+        if i >= 50 {
+            latencies.push(t.elapsed());
+        }
+    }
+    cluster.shutdown().await;
+    latencies.sort();
+    Ok(latencies)
+}
+
+async fn write_ahead_latency() -> anyhow::Result<()> {
+    let n = 1_000;
+    let with = sequential_lookups(true, n).await?;
+    let without = sequential_lookups(false, n).await?;
+    println!("write-ahead audit cost on a single-key query, {n} sequential lookups by one client:");
+    println!("  fsync on (production)   p50 {:>6.2} ms   p99 {:>6.2} ms   (coordinator decision + node served record + node subject keys, each durable before going on)", ms(percentile(&with, 0.5)), ms(percentile(&with, 0.99)));
+    println!(
+        "  fsync off (bench only)  p50 {:>6.2} ms   p99 {:>6.2} ms",
+        ms(percentile(&without, 0.5)),
+        ms(percentile(&without, 0.99))
+    );
+    println!(
+        "  added by write-ahead    p50 {:>6.2} ms   p99 {:>6.2} ms",
+        ms(percentile(&with, 0.5)) - ms(percentile(&without, 0.5)),
+        ms(percentile(&with, 0.99)) - ms(percentile(&without, 0.99))
+    );
     Ok(())
 }
 
@@ -403,11 +479,15 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let which = std::env::var("BENCH").unwrap_or_default();
     runtime.block_on(async {
-        if which != "bulk" {
+        if which.is_empty() || which == "lookups" {
             lookups().await?;
             println!();
         }
-        if which != "lookups" {
+        if which.is_empty() || which == "audit" {
+            write_ahead_latency().await?;
+            println!();
+        }
+        if which.is_empty() || which == "bulk" {
             bulk(rows).await?;
         }
         Ok::<_, anyhow::Error>(())

@@ -156,7 +156,7 @@ async fn no_row_reaches_a_consumer_without_its_audit_record_whatever_the_crash_p
     for (i, fault) in [
         "audit-before-sync",
         "audit-after-sync",
-        "node-before-read",
+        "node-before-first-batch",
         "node-mid-stream",
     ]
     .into_iter()

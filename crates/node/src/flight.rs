@@ -199,6 +199,82 @@ fn filter_digest(filter: &str, row_filter: &str) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
 }
 
+/// Turns source batches into batches that may leave: each one only after
+/// its audit records are durable.
+struct WriteAhead {
+    rx: exchange_source::BatchStream,
+    audit: Arc<exchange_audit::AuditLog>,
+    /// The served record, until it is written with the first batch.
+    served: Option<Record>,
+    query_id: String,
+    key_types: Vec<String>,
+    tally: Arc<Mutex<(u64, usize)>>,
+    done: bool,
+}
+
+impl WriteAhead {
+    fn audit_failed(e: exchange_audit::AuditError) -> FlightError {
+        FlightError::ExternalError(Box::new(std::io::Error::other(format!(
+            "query stopped before any more rows left: {e}"
+        ))))
+    }
+
+    async fn next(&mut self) -> Option<Result<arrow_array::RecordBatch, FlightError>> {
+        if self.done {
+            return None;
+        }
+        let Some(item) = self.rx.recv().await else {
+            self.done = true;
+            // No rows at all: the served record is still written.
+            if let Some(served) = self.served.take() {
+                if let Err(e) = self.audit.append(&served).await {
+                    return Some(Err(Self::audit_failed(e)));
+                }
+            }
+            return None;
+        };
+        let batch = match item {
+            Ok(b) => b,
+            Err(e) => {
+                self.done = true;
+                if let Some(served) = self.served.take() {
+                    let _ = self.audit.append(&served).await;
+                }
+                return Some(Err(FlightError::ExternalError(Box::new(e))));
+            }
+        };
+        let batch_no = {
+            let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+            t.0 += batch.batch.num_rows() as u64;
+            t.1 += 1;
+            t.1
+        };
+        if batch_no == 2 && exchange_audit::fault_armed("node-mid-stream") {
+            // Let the first batch reach the consumer, then die.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            exchange_audit::fault_point("node-mid-stream");
+        }
+        let mut records: Vec<Record> = self.served.take().into_iter().collect();
+        for (key_type, keys) in self.key_types.iter().zip(batch.subject_keys) {
+            if !keys.is_empty() {
+                records.push(Record::now(Event::QueryKeys(QueryKeys {
+                    query_id: self.query_id.clone(),
+                    key_type: key_type.clone(),
+                    keys,
+                })));
+            }
+        }
+        if let Err(e) = self.audit.append_all(&records).await {
+            self.done = true;
+            return Some(Err(Self::audit_failed(e)));
+        }
+        if batch_no == 1 {
+            exchange_audit::fault_point("node-before-first-batch");
+        }
+        Some(Ok(batch.batch))
+    }
+}
+
 /// Writes the node's completion record when the stream ends or is dropped.
 struct ServedGuard {
     flight: Arc<NodeState>,
@@ -340,9 +416,7 @@ impl FlightService for NodeFlight {
             .get(&plan.dataset.database)
             .ok_or_else(|| Status::internal("the dataset's database is not open"))?
             .clone();
-        // Write-ahead: the record of what is served is durable before the
-        // source is even read.
-        let served = QueryServed {
+        let served = Record::now(Event::QueryServed(QueryServed {
             query_id: ticket.query_id.clone(),
             ticket_id: ticket.id.clone(),
             consumer: ticket.consumer.clone(),
@@ -360,13 +434,7 @@ impl FlightService for NodeFlight {
                 .collect(),
             filter_digest: filter_digest(&ticket.filter, &ticket.row_filter),
             embargo_until: ticket.embargo_until.clone(),
-        };
-        self.state
-            .audit
-            .append(&Record::now(Event::QueryServed(served)))
-            .await
-            .map_err(|e| Status::unavailable(format!("query refused: {e}")))?;
-        exchange_audit::fault_point("node-before-read");
+        }));
         let key_types: Vec<String> = plan
             .subject_keys
             .iter()
@@ -377,51 +445,31 @@ impl FlightService for NodeFlight {
             Ok(r) => r,
             Err(e) => {
                 let status = Status::failed_precondition(e.to_string());
+                if let Err(e) = self.state.audit.append(&served).await {
+                    tracing::error!(error = %e, "a failed query could not be audited");
+                }
                 self.finish(&ticket, 0, 0, started, format!("error: {e}"));
                 return Err(status);
             }
         };
         tracing::info!(query = %ticket.query_id, ticket = %ticket.id, consumer = %ticket.consumer, user = %ticket.user, purpose = %ticket.purpose, dataset = %ticket.dataset, "serving query");
-        // Each batch's subject keys are durable before the batch leaves.
-        let audit = self.state.audit.clone();
-        let query_id = ticket.query_id.clone();
+        // Write-ahead: the served record, together with the first batch's
+        // subject keys, is durable before that batch leaves (one flush);
+        // each later batch's keys are durable before it leaves. The source
+        // is read meanwhile, but nothing leaves the node unrecorded.
         let tally = Arc::new(Mutex::new((0u64, 0usize)));
-        let counted = tally.clone();
-        let batches = tokio_stream::wrappers::ReceiverStream::new(rx).then(move |r| {
-            let audit = audit.clone();
-            let query_id = query_id.clone();
-            let key_types = key_types.clone();
-            let counted = counted.clone();
-            async move {
-                let b = r.map_err(|e| FlightError::ExternalError(Box::new(e)))?;
-                let batch_no = {
-                    let mut t = counted.lock().unwrap_or_else(|p| p.into_inner());
-                    t.0 += b.batch.num_rows() as u64;
-                    t.1 += 1;
-                    t.1
-                };
-                if batch_no == 2 && exchange_audit::fault_armed("node-mid-stream") {
-                    // Let the first batch reach the consumer, then die.
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    exchange_audit::fault_point("node-mid-stream");
-                }
-                for (key_type, keys) in key_types.into_iter().zip(b.subject_keys) {
-                    if keys.is_empty() {
-                        continue;
-                    }
-                    let record = Record::now(Event::QueryKeys(QueryKeys {
-                        query_id: query_id.clone(),
-                        key_type,
-                        keys,
-                    }));
-                    audit.append(&record).await.map_err(|e| {
-                        FlightError::ExternalError(Box::new(std::io::Error::other(format!(
-                            "stream stopped: {e}"
-                        ))))
-                    })?;
-                }
-                Ok(b.batch)
-            }
+        let state = WriteAhead {
+            rx,
+            audit: self.state.audit.clone(),
+            served: Some(served),
+            query_id: ticket.query_id.clone(),
+            key_types,
+            tally: tally.clone(),
+            done: false,
+        };
+        let batches = futures::stream::unfold(state, |mut w| async move {
+            let item = w.next().await?;
+            Some((item, w))
         });
         let frames = FlightDataEncoderBuilder::new()
             .with_schema(schema)

@@ -38,6 +38,7 @@ pub struct ClusterBuilder {
     vetoes: BTreeMap<String, (Vec<String>, Vec<String>)>,
     /// member -> audit directory of that member's node (default: under its data dir).
     audit_dirs: BTreeMap<String, PathBuf>,
+    audit_fsync: bool,
 }
 
 impl Default for ClusterBuilder {
@@ -54,6 +55,7 @@ impl Default for ClusterBuilder {
             analysts: true,
             vetoes: BTreeMap::new(),
             audit_dirs: BTreeMap::new(),
+            audit_fsync: true,
         }
     }
 }
@@ -134,6 +136,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// Benchmarks only: `false` skips the audit `fsync` everywhere, to
+    /// measure what the write-ahead rule adds to a query.
+    pub fn audit_fsync(mut self, yes: bool) -> ClusterBuilder {
+        self.audit_fsync = yes;
+        self
+    }
+
     /// Whether to enrol an analyst client certificate for every member (default yes).
     pub fn analysts(mut self, yes: bool) -> ClusterBuilder {
         self.analysts = yes;
@@ -161,6 +170,10 @@ impl ClusterBuilder {
             heartbeat_interval_secs: self.heartbeat_secs,
             offline_after_secs: self.heartbeat_secs * 3,
             metrics_listen: Some("127.0.0.1:0".into()),
+            audit: exchange_audit::AuditConfig {
+                benchmark_without_fsync: !self.audit_fsync,
+                ..Default::default()
+            },
             ..CoordinatorConfig::default()
         };
         let init = exchange_coordinator::init(
@@ -222,6 +235,7 @@ impl ClusterBuilder {
                 veto_datasets: self.vetoes.get(id).map(|v| v.1.clone()).unwrap_or_default(),
                 audit: exchange_audit::AuditConfig {
                     dir: self.audit_dirs.get(id).cloned(),
+                    benchmark_without_fsync: !self.audit_fsync,
                     ..Default::default()
                 },
                 metrics_listen: Some("127.0.0.1:0".into()),
