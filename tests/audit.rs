@@ -246,6 +246,17 @@ async fn both_ends_record_every_query_and_answer_who_looked() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("check character"), "{e}");
+    let e = cluster
+        .admin
+        .subject_report(pb::SubjectReportRequest {
+            key_type: "org_code".into(),
+            key: "91440300MA5FXXXX1Z'; DROP TABLE x;--".into(),
+            include_embargoed: false,
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unified social credit code"), "{e}");
     let e = civil
         .subject_report(pb::SubjectReportRequest {
             key_type: "person_id".into(),

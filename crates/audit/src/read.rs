@@ -11,8 +11,19 @@ use crate::segments::{collect_segment_files, resolve};
 /// `visit` returns `false`. Hashes are not checked here: that is
 /// [`crate::verify`]'s job. An incomplete final frame (a write in progress)
 /// ends the scan.
-pub fn scan(path: &Path, mut visit: impl FnMut(u64, Record) -> bool) -> std::io::Result<u64> {
-    let files = collect_segment_files(&resolve(path))?;
+pub fn scan(path: &Path, visit: impl FnMut(u64, Record) -> bool) -> std::io::Result<u64> {
+    scan_roots(&resolve(path), visit)
+}
+
+/// [`scan`] over explicit directories (e.g. [`crate::AuditLog::roots`]).
+pub fn scan_roots(
+    roots: &[PathBuf],
+    mut visit: impl FnMut(u64, Record) -> bool,
+) -> std::io::Result<u64> {
+    let mut files = collect_segment_files(roots)?;
+    // A segment archived while still live (a crash between the copy and
+    // the removal) is read once.
+    files.dedup_by_key(|(h, _)| h.segment);
     let mut count = 0;
     for (_, file) in files {
         if !scan_file(&file, &mut visit, &mut count)? {
@@ -22,14 +33,15 @@ pub fn scan(path: &Path, mut visit: impl FnMut(u64, Record) -> bool) -> std::io:
     Ok(count)
 }
 
-/// Like [`scan`], but only entries whose raw JSON contains `needle`
+/// Like [`scan_roots`], but only entries whose raw JSON contains `needle`
 /// are parsed: a fast path for finding one key among millions.
 pub fn scan_containing(
-    path: &Path,
+    roots: &[PathBuf],
     needle: &str,
     mut visit: impl FnMut(u64, Record),
 ) -> std::io::Result<()> {
-    let files = collect_segment_files(&resolve(path))?;
+    let mut files = collect_segment_files(roots)?;
+    files.dedup_by_key(|(h, _)| h.segment);
     let finder = needle.as_bytes();
     for (_, file) in files {
         let bytes = std::fs::read(&file)?;

@@ -60,6 +60,9 @@ pub fn list_segments(dir: &Path) -> std::io::Result<Vec<SegmentFile>> {
 pub fn collect_segment_files(paths: &[PathBuf]) -> std::io::Result<Vec<(SegmentHeader, PathBuf)>> {
     let mut out = Vec::new();
     for path in paths {
+        if !path.exists() {
+            continue;
+        }
         let candidates: Vec<PathBuf> = if path.is_dir() {
             let mut v = Vec::new();
             for entry in std::fs::read_dir(path)? {

@@ -64,13 +64,43 @@ impl VerifyReport {
 /// segment at all; everything found wrong in a log is in the report.
 pub fn verify(path: &Path, ca_der: Option<&[u8]>) -> Result<VerifyReport, String> {
     let roots = resolve(path);
-    let files = collect_segment_files(&roots)
+    let mut files = collect_segment_files(&roots)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // The same segment live and archived (a crash between copy and
+    // removal) counts once if both copies are identical.
+    let mut duplicate = None;
+    files.dedup_by(|later, earlier| {
+        if later.0.segment != earlier.0.segment {
+            return false;
+        }
+        let same = std::fs::read(&later.1).ok() == std::fs::read(&earlier.1).ok();
+        if !same && duplicate.is_none() {
+            duplicate = Some((later.0.segment, later.1.clone(), earlier.1.clone()));
+        }
+        same
+    });
     if files.is_empty() {
         return Err(format!(
             "no audit segments found in {}: give a node's or the coordinator's data directory, its audit directory, or an archived .audit file",
             path.display()
         ));
+    }
+    if let Some((segment, a, b)) = duplicate {
+        return Ok(VerifyReport {
+            writer: files[0].0.writer.clone(),
+            files: files.len(),
+            problem: Some(Problem {
+                file: a.display().to_string(),
+                offset: 0,
+                seq: 0,
+                what: format!(
+                    "two different files claim to be segment {segment} ({} and {}): one was forged or edited",
+                    a.display(),
+                    b.display()
+                ),
+            }),
+            ..Default::default()
+        });
     }
     let mut report = VerifyReport {
         writer: files[0].0.writer.clone(),

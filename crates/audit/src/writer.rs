@@ -87,6 +87,7 @@ pub struct AuditLog {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     shared: Arc<Shared>,
     dir: PathBuf,
+    archive_dir: PathBuf,
     writer: String,
 }
 
@@ -121,6 +122,7 @@ impl AuditLog {
         });
         let (tx, rx) = mpsc::channel();
         let dir = state.options.dir.clone();
+        let archive_dir = state.options.archive_dir.clone();
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -134,12 +136,18 @@ impl AuditLog {
             thread: Mutex::new(Some(thread)),
             shared,
             dir,
+            archive_dir,
             writer,
         })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The archive and live directories, oldest first, for readers.
+    pub fn roots(&self) -> Vec<PathBuf> {
+        vec![self.archive_dir.clone(), self.dir.clone()]
     }
 
     pub fn writer(&self) -> &str {

@@ -310,3 +310,42 @@ fn concurrent_appends_share_fsyncs_and_all_land() {
     assert!(report.ok());
     assert_eq!(report.entries, 1600);
 }
+
+#[test]
+fn a_segment_both_live_and_archived_counts_once_unless_the_copies_differ() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(dir.path());
+    o.segment_max_bytes = 2_000;
+    o.retain = Duration::ZERO;
+    let log = AuditLog::open(o, pki.signer("tax"), Arc::new(Metrics::default())).unwrap();
+    for i in 0..30 {
+        log.append_blocking(&record(i)).unwrap();
+    }
+    log.close();
+    let mut archived: Vec<_> = std::fs::read_dir(dir.path().join("archive"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    archived.sort();
+    // As if the writer crashed between copying segment 1 and removing it.
+    let live_copy = dir.path().join("seg-00000001.log");
+    std::fs::copy(&archived[0], &live_copy).unwrap();
+    let report = verify(dir.path(), None).unwrap();
+    assert!(report.ok(), "{:?}", report.problem);
+    assert_eq!(report.entries, 30);
+    let mut n = 0;
+    exchange_audit::read::scan(dir.path(), |_, _| {
+        n += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!(n, 30);
+    // A different file claiming the same segment is flagged.
+    let mut bytes = std::fs::read(&live_copy).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&live_copy, &bytes).unwrap();
+    let problem = verify(dir.path(), None).unwrap().problem.unwrap();
+    assert!(problem.what.contains("claim to be segment 1"), "{problem}");
+}

@@ -228,7 +228,7 @@ async fn write_ahead_latency() -> anyhow::Result<()> {
     let with = sequential_lookups(true, n).await?;
     let without = sequential_lookups(false, n).await?;
     println!("write-ahead audit cost on a single-key query, {n} sequential lookups by one client:");
-    println!("  fsync on (production)   p50 {:>6.2} ms   p99 {:>6.2} ms   (coordinator decision + node served record + node subject keys, each durable before going on)", ms(percentile(&with, 0.5)), ms(percentile(&with, 0.99)));
+    println!("  fsync on (production)   p50 {:>6.2} ms   p99 {:>6.2} ms   (coordinator decision, then the node's served record with the first batch's subject keys, each durable before going on)", ms(percentile(&with, 0.5)), ms(percentile(&with, 0.99)));
     println!(
         "  fsync off (bench only)  p50 {:>6.2} ms   p99 {:>6.2} ms",
         ms(percentile(&without, 0.5)),

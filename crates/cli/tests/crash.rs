@@ -153,6 +153,7 @@ async fn no_row_reaches_a_consumer_without_its_audit_record_whatever_the_crash_p
     let coordinator_audit = cluster.coordinator.state.audit.dir().to_path_buf();
 
     let mut address = cluster.coordinator.state.federation.node_view(NODE).address;
+    let mut running: Option<NodeProcess> = None;
     for (i, fault) in [
         "audit-before-sync",
         "audit-after-sync",
@@ -162,6 +163,7 @@ async fn no_row_reaches_a_consumer_without_its_audit_record_whatever_the_crash_p
     .into_iter()
     .enumerate()
     {
+        drop(running.take());
         let data_dir = work.path().join(format!("node-process-{i}"));
         let mut node = spawn_node(&cluster, &manifest, &data_dir, Some(fault));
         address = wait_online(&cluster, &address).await;
@@ -191,7 +193,7 @@ async fn no_row_reaches_a_consumer_without_its_audit_record_whatever_the_crash_p
         // Restart cleanly on the same data directory.
         let restarted = spawn_node(&cluster, &manifest, &data_dir, None);
         address = wait_online(&cluster, &address).await;
-        drop(restarted);
+        running = Some(restarted);
         verify_with_the_cli(&data_dir, &ca);
 
         let node_records = records(&data_dir.join("audit"));
@@ -215,5 +217,79 @@ async fn no_row_reaches_a_consumer_without_its_audit_record_whatever_the_crash_p
         });
         assert!(decided, "{fault}: the coordinator's decision is missing");
     }
+
+    // The same trail from the command line.
+    let civil_config = cluster.member_dir("civil-affairs").join("exchange.toml");
+    let exchange = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_exchange"))
+            .arg("--config")
+            .arg(&civil_config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = exchange(&["report", "departments", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{csv}");
+    assert!(
+        csv.starts_with("department,queries_issued,denied,rows_received,queries_served"),
+        "{csv}"
+    );
+    assert!(
+        csv.lines().any(|l| l.starts_with("civil-affairs,4,0,")),
+        "{csv}"
+    );
+    let out = exchange(&["--json", "audit", "log", "--purpose", "crash test"]);
+    let lines = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(lines.lines().count(), 4, "{lines}");
+    let mid: serde_json::Value = lines
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["purpose"] == "crash test node-mid-stream")
+        .unwrap();
+    assert_eq!(mid["rows"], 8_192, "{mid}");
+    assert!(
+        mid["status"].as_str().unwrap().starts_with("error"),
+        "{mid}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .arg("--pki-dir")
+        .arg(cluster.pki_out.join("bureau"))
+        .args([
+            "audit",
+            "reconcile",
+            "--node",
+            NODE,
+            "--since",
+            "1h",
+            "--coordinator",
+        ])
+        .arg(cluster.coordinator.addr.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("queries authorized by the coordinator"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    drop(running);
+
+    // A hex-editor edit of the node's log: verify exits 1 and names the entry.
+    let dir = work.path().join("node-process-0");
+    let segment = dir.join("audit/seg-00000001.log");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x04;
+    std::fs::write(&segment, &bytes).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_exchange"))
+        .args(["audit", "verify"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("TAMPERED: first bad entry"), "{text}");
     cluster.shutdown().await;
 }

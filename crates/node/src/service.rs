@@ -65,11 +65,11 @@ impl pb::node_server::Node for NodeService {
     ) -> Result<Response<pb::NodeAuditResponse>, Status> {
         require_role(&request, &[Role::Coordinator])?;
         let since = request.into_inner().since_ms;
-        let dir = self.0.audit.dir().to_path_buf();
+        let roots = self.0.audit.roots();
         let records = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
             let mut too_many = false;
-            exchange_audit::read::scan(&dir, |_, r| {
+            exchange_audit::read::scan_roots(&roots, |_, r| {
                 use exchange_audit::Event;
                 if r.time_ms >= since
                     && matches!(
@@ -133,10 +133,10 @@ pub fn subject_accesses(
     include_embargoed: bool,
 ) -> std::io::Result<Vec<pb::SubjectAccess>> {
     use exchange_audit::Event;
-    let dir = state.audit.dir().to_path_buf();
+    let roots = state.audit.roots();
     let mut queries = std::collections::HashSet::new();
     let quoted = format!("\"{key}\"");
-    exchange_audit::read::scan_containing(&dir, &quoted, |_, r| {
+    exchange_audit::read::scan_containing(&roots, &quoted, |_, r| {
         if let Event::QueryKeys(k) = r.event {
             if k.key_type == key_type && k.keys.iter().any(|v| v == key) {
                 queries.insert(k.query_id);
@@ -148,7 +148,7 @@ pub fn subject_accesses(
     if queries.is_empty() {
         return Ok(out);
     }
-    exchange_audit::read::scan_containing(&dir, "\"query_served\"", |_, r| {
+    exchange_audit::read::scan_containing(&roots, "\"query_served\"", |_, r| {
         if let Event::QueryServed(s) = r.event {
             if !queries.contains(&s.query_id) {
                 return;

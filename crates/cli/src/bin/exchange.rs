@@ -829,6 +829,33 @@ async fn demo(
     );
     println!("  cargo run --release --bin coordinator -- --pki-dir {} member add science --name '科学技术局' --coordinator {}", bureau.display(), cluster.coordinator.addr);
     println!();
+    println!("The audit trail (every query is recorded at the coordinator and at the owner node):");
+    println!("  cargo run --release --bin exchange -- audit log        # your queries, and queries on your data");
+    println!("  cargo run --release --bin exchange -- report departments");
+    println!(
+        "  EXCHANGE_CONFIG={} cargo run --release --bin exchange -- audit subject --person-id {}",
+        bureau.join("exchange.toml").display(),
+        cluster.planted.official_person_id
+    );
+    println!(
+        "  cargo run --release --bin exchange -- audit verify {} --ca {}",
+        dir.join("nodes/vehicle-admin").display(),
+        bureau.join("ca.crt").display()
+    );
+    println!(
+        "  cargo run --release --bin coordinator -- --pki-dir {} audit reconcile --node vehicle-admin --coordinator {}",
+        bureau.display(),
+        cluster.coordinator.addr
+    );
+    if let Some(m) = cluster.coordinator.metrics_addr {
+        println!("  Prometheus: coordinator http://{m}/metrics; nodes:");
+        for (id, node) in &cluster.nodes {
+            if let Some(m) = node.metrics_addr {
+                println!("    {id:<18} http://{m}/metrics");
+            }
+        }
+    }
+    println!();
     println!("Press Ctrl-C to stop.");
     exchange_coordinator::wait_for_signal().await;
     eprintln!("stopping ...");
