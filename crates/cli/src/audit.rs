@@ -130,7 +130,8 @@ pub fn subject(response: &pb::SubjectReportResponse, as_json: bool) -> String {
             a.query_id.clone(),
         ]);
     }
-    let mut out = format!("{t}\n{} accesses\n", response.accesses.len());
+    let n = response.accesses.len();
+    let mut out = format!("{t}\n{n} access{}\n", if n == 1 { "" } else { "es" });
     for d in &response.departments {
         out.push_str(&format!(
             "  {:<20} {:<8} {}\n",

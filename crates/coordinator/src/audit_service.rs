@@ -528,7 +528,10 @@ impl pb::audit_server::Audit for AuditService {
                         a.owner = member.clone();
                         a
                     }));
-                    ("ok", format!("{n} accesses"))
+                    (
+                        "ok",
+                        format!("{n} access{}", if n == 1 { "" } else { "es" }),
+                    )
                 }
                 Ok(Err(s)) if s.code() == tonic::Code::Unavailable => {
                     ("offline", s.message().to_string())
