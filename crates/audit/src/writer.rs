@@ -409,7 +409,7 @@ impl WriterState {
         };
         // Entries left unsigned by a crash are signed now.
         if state.unsigned > 0 {
-            state.write_group(&mut Vec::new(), true)?;
+            state.write_group(&mut Vec::new(), true, true)?;
         }
         state.archive_old_segments();
         Ok(state)
@@ -469,7 +469,13 @@ impl WriterState {
         }
         let first_seq = self.last_seq + 1;
         let started = Instant::now();
-        let result = self.write_group(&mut payloads, force_checkpoint);
+        // A group of detached records only (completions, written after
+        // their data) needs no flush of its own: the next acknowledged
+        // group or checkpoint flushes it, within `checkpoint_interval`.
+        let sync = force_checkpoint
+            || !checkpoint_replies.is_empty()
+            || replies.iter().any(Option::is_some);
+        let result = self.write_group(&mut payloads, force_checkpoint, sync);
         match result {
             Ok(()) => {
                 self.metrics
@@ -513,6 +519,7 @@ impl WriterState {
         &mut self,
         payloads: &mut [Vec<u8>],
         force_checkpoint: bool,
+        sync: bool,
     ) -> Result<(), AuditError> {
         let dir = self.options.dir.clone();
         let size: usize = payloads.iter().map(|p| p.len() + 64).sum();
@@ -542,7 +549,7 @@ impl WriterState {
         }
         let written = self.file.write_all(&buf).and_then(|_| {
             fault_point("audit-before-sync");
-            if self.options.durable {
+            if self.options.durable && (sync || checkpoint.is_some()) {
                 self.file.sync_data()
             } else {
                 Ok(())
@@ -590,7 +597,7 @@ impl WriterState {
     /// was just signed) and starts the next one.
     fn roll(&mut self) -> Result<(), AuditError> {
         if self.unsigned > 0 {
-            self.write_group(&mut Vec::new(), true)?;
+            self.write_group(&mut Vec::new(), true, true)?;
         }
         let next = self.segment + 1;
         let (file, len) = create_segment(

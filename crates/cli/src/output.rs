@@ -488,3 +488,84 @@ pub fn batches_table(batches: &[arrow_array::RecordBatch], max_rows: usize) -> S
         format!("{t}\n{total} row(s)")
     }
 }
+
+/// A cross-department lookup, grouped by department and dataset.
+pub fn lookup(report: &exchange_client::lookup::LookupReport, as_json: bool) -> String {
+    if as_json {
+        let answers: Vec<Value> = report
+            .answers
+            .iter()
+            .map(|a| {
+                let mut rows = Vec::new();
+                for b in &a.batches {
+                    let schema = b.schema();
+                    for r in 0..b.num_rows() {
+                        let obj: serde_json::Map<String, Value> = schema
+                            .fields()
+                            .iter()
+                            .zip(b.columns())
+                            .map(|(f, c)| {
+                                (
+                                    f.name().clone(),
+                                    cell(c.as_ref(), r).map_or(Value::Null, Value::from),
+                                )
+                            })
+                            .collect();
+                        rows.push(Value::Object(obj));
+                    }
+                }
+                json!({
+                    "department": a.department, "dataset": a.dataset, "key_field": a.key_field,
+                    "status": a.status.label(), "detail": a.status.detail(),
+                    "elapsed_ms": a.elapsed.as_millis() as u64, "rows": rows,
+                })
+            })
+            .collect();
+        return json!({
+            "key_type": report.key_type, "key": report.key,
+            "elapsed_ms": report.elapsed.as_millis() as u64, "answers": answers,
+        })
+        .to_string();
+    }
+    if report.answers.is_empty() {
+        return format!(
+            "no dataset you hold a grant on carries {}; find candidates with `exchange catalog search --key-type {}` and request access",
+            report.key_type, report.key_type
+        );
+    }
+    let mut out = String::new();
+    for a in &report.answers {
+        out.push_str(&format!(
+            "== {} ({}), matched on {}: {}",
+            a.dataset,
+            a.department,
+            a.key_field,
+            a.status.label()
+        ));
+        match &a.status {
+            exchange_client::lookup::SourceStatus::Ok => {
+                out.push_str(&format!(
+                    ", {} row(s), {} ms\n",
+                    a.rows(),
+                    a.elapsed.as_millis()
+                ));
+                if a.rows() > 0 {
+                    out.push_str(&batches_table(&a.batches, 50));
+                    out.push('\n');
+                }
+            }
+            other => out.push_str(&format!(": {}\n", other.detail())),
+        }
+    }
+    let ok = report
+        .answers
+        .iter()
+        .filter(|a| a.status == exchange_client::lookup::SourceStatus::Ok)
+        .count();
+    out.push_str(&format!(
+        "{ok} of {} datasets answered in {} ms",
+        report.answers.len(),
+        report.elapsed.as_millis()
+    ));
+    out
+}

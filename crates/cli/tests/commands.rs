@@ -739,6 +739,55 @@ async fn query_from_the_command_line_in_every_format() {
         table.contains(code.as_str()) && table.contains("1 row(s)"),
         "{table}"
     );
+    // The same company looked up across every granted dataset carrying org_code.
+    let found = ok(&run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "lookup",
+            "--org-code",
+            code,
+            "--purpose",
+            "登记信息比对",
+        ],
+    ));
+    assert!(
+        found.contains("== tax/taxpayers (tax), matched on org_code: ok, 1 row(s)"),
+        "{found}"
+    );
+    assert!(found.contains("1 of 1 datasets answered"), "{found}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "--json",
+            "lookup",
+            "--org-code",
+            code,
+            "--purpose",
+            "x",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(json["answers"][0]["rows"][0]["org_code"], code.as_str());
+    let mut bad = code.clone();
+    bad.pop();
+    bad.push('#');
+    let e = fails(&run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "lookup",
+            "--org-code",
+            &bad,
+            "--purpose",
+            "x",
+        ],
+    ));
+    assert!(e.contains("unified social credit code"), "{e}");
     let csv = ok(&run(
         "exchange",
         &[

@@ -8,6 +8,8 @@
 //!   administration.
 //! - [`ClientConfig`]: the `exchange.toml` file the command line reads.
 
+pub mod lookup;
+
 use std::path::{Path, PathBuf};
 
 use exchange_pki::{files, normalize_fingerprint, CertificateInfo, Identity, LocalKey, Role};

@@ -84,6 +84,25 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// One person or company across every department you hold a grant on, queried in parallel.
+    Lookup {
+        /// A resident identity number (checked against its check character).
+        #[arg(
+            long,
+            conflicts_with = "org_code",
+            required_unless_present = "org_code"
+        )]
+        person_id: Option<String>,
+        /// A unified social credit code (checked against its check characters).
+        #[arg(long)]
+        org_code: Option<String>,
+        /// Why you need it (required); recorded with every dataset read.
+        #[arg(long)]
+        purpose: String,
+        /// Answers not complete by then are reported as timed out.
+        #[arg(long, default_value_t = 3000)]
+        deadline_ms: u64,
+    },
     /// The audit trail: verify a log offline, list queries, data-subject reports.
     Audit {
         #[command(subcommand)]
@@ -514,6 +533,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await?;
             println!("{}", exchange_cli::audit::subject(&response, cli.json));
+        }
+        Command::Lookup {
+            person_id,
+            org_code,
+            purpose,
+            deadline_ms,
+        } => {
+            let (key_type, key) = match (person_id, org_code) {
+                (Some(p), _) => ("person_id", p),
+                (None, Some(o)) => ("org_code", o),
+                (None, None) => anyhow::bail!("give --person-id or --org-code"),
+            };
+            if !(100..=600_000).contains(&deadline_ms) {
+                anyhow::bail!("--deadline-ms must be 100 to 600000");
+            }
+            let client = client(&cli.config).await?;
+            let report = client
+                .lookup(
+                    key_type,
+                    &key,
+                    &purpose,
+                    std::time::Duration::from_millis(deadline_ms),
+                )
+                .await?;
+            println!("{}", output::lookup(&report, cli.json));
         }
         Command::Report {
             kind,
