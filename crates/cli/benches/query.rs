@@ -14,8 +14,13 @@
 //!    the same sequential lookups with the audit's `fsync` on (as always in
 //!    production) and off (benchmark-only switch), p50 and p99 of each.
 //!
+//! 4. Fan-out (issue 5): one person looked up across every other
+//!    department's datasets carrying `person_id` (eight departments), p50
+//!    and p99, against the same key lookups run directly on each dataset's
+//!    SQLite file in parallel.
+//!
 //! Run: `cargo bench -p exchange-cli --bench query` (`BULK_ROWS=...` to change the
-//! size, `BENCH=lookups`, `BENCH=audit` or `BENCH=bulk` to run one part).
+//! size, `BENCH=lookups`, `BENCH=audit`, `BENCH=fanout` or `BENCH=bulk` to run one part).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -166,6 +171,136 @@ async fn lookups() -> anyhow::Result<()> {
         full_rate / direct_rate
     );
     println!("  targets     at least 5,000 lookups/s end to end, p99 under 10 ms");
+    cluster.shutdown().await;
+    Ok(())
+}
+
+async fn fanout() -> anyhow::Result<()> {
+    let cluster = ClusterBuilder::new()
+        .demo_departments()
+        .persons(100_000)
+        .start()
+        .await?;
+    let civil = cluster.analyst("civil-affairs").await?;
+    let found = civil
+        .search(pb::SearchRequest {
+            key_type: "person_id".into(),
+            limit: 100,
+            ..Default::default()
+        })
+        .await?;
+    // Every other department's dataset carrying person_id, granted in full.
+    let mut direct_targets = Vec::new();
+    let mut departments = std::collections::BTreeSet::new();
+    for hit in &found.hits {
+        let Some(d) = &hit.dataset else { continue };
+        if d.department == "civil-affairs" {
+            continue;
+        }
+        cluster
+            .grant("civil-affairs", &d.id, &[], Default::default())
+            .await?;
+        departments.insert(d.department.clone());
+        let manifest = exchange_catalog::Manifest::load(
+            &cluster.dir.join(format!("data/{}.toml", d.department)),
+        )
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let local = d.id.split_once('/').map(|(_, l)| l).unwrap_or_default();
+        let spec = manifest
+            .datasets
+            .iter()
+            .find(|s| s.id == local)
+            .unwrap()
+            .clone();
+        let key = spec
+            .fields
+            .iter()
+            .find(|f| f.key_type.as_deref() == Some("person_id"))
+            .unwrap()
+            .clone();
+        let source = exchange_source::Source::open(&manifest.databases[&spec.database]).await?;
+        direct_targets.push((source, spec, key));
+    }
+    let db = cluster.dir.join("data/public-security.db");
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await?;
+    let people: Vec<String> =
+        sqlx::query("SELECT person_id FROM household_registration ORDER BY rowid LIMIT 400")
+            .fetch_all(&pool)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    let n = 300.min(people.len());
+    let mut full = Vec::new();
+    let mut answered = 0usize;
+    for person in people.iter().take(n) {
+        let t = Instant::now();
+        let report = civil
+            .lookup("person_id", person, "bench", Duration::from_secs(3))
+            .await?;
+        full.push(t.elapsed());
+        answered += report
+            .answers
+            .iter()
+            .filter(|a| a.status == exchange_client::lookup::SourceStatus::Ok)
+            .count();
+    }
+    full.sort();
+    let key = exchange_policy::HashKey::new(&[7u8; 32]).unwrap();
+    let mut direct = Vec::new();
+    for person in people.iter().take(n) {
+        let t = Instant::now();
+        let reads = direct_targets.iter().map(|(source, spec, key_field)| {
+            let plan = exchange_source::ReadPlan {
+                dataset: spec.clone(),
+                columns: spec
+                    .fields
+                    .iter()
+                    .map(|f| exchange_source::Projection {
+                        field: f.clone(),
+                        mask: exchange_policy::Mask::None,
+                    })
+                    .collect(),
+                filter: Some(exchange_query::Filter::Compare {
+                    field: key_field.name.clone(),
+                    op: exchange_query::CompareOp::Eq,
+                    value: exchange_query::Value::Text(person.clone()),
+                }),
+                limit: None,
+                batch_rows: 8192,
+                subject_keys: vec![],
+            };
+            let key = key.clone();
+            async move {
+                let (_, mut rx) = source.read(plan, key).expect("read");
+                while let Some(b) = rx.recv().await {
+                    b.expect("batch");
+                }
+            }
+        });
+        futures::future::join_all(reads).await;
+        direct.push(t.elapsed());
+    }
+    direct.sort();
+    println!(
+        "fan-out: one person across {} datasets of {} departments, {n} sequential lookups, 100,000 persons",
+        direct_targets.len(),
+        departments.len()
+    );
+    println!(
+        "  full path   p50 {:>6.2} ms   p99 {:>6.2} ms   ({answered} dataset answers ok of {})",
+        ms(percentile(&full, 0.5)),
+        ms(percentile(&full, 0.99)),
+        n * direct_targets.len()
+    );
+    println!("  direct      p50 {:>6.2} ms   p99 {:>6.2} ms   (the same key reads on each SQLite file, in parallel)", ms(percentile(&direct, 0.5)), ms(percentile(&direct, 0.99)));
+    println!(
+        "  ratio       full path p50 is {:.1}x the direct p50",
+        ms(percentile(&full, 0.5)) / ms(percentile(&direct, 0.5))
+    );
+    println!("  target      p50 under 5 ms");
     cluster.shutdown().await;
     Ok(())
 }
@@ -485,6 +620,10 @@ fn main() -> anyhow::Result<()> {
         }
         if which.is_empty() || which == "audit" {
             write_ahead_latency().await?;
+            println!();
+        }
+        if which.is_empty() || which == "fanout" {
+            fanout().await?;
             println!();
         }
         if which.is_empty() || which == "bulk" {
