@@ -191,7 +191,6 @@ async fn fanout() -> anyhow::Result<()> {
         .await?;
     // Every other department's dataset carrying person_id, granted in full.
     let mut direct_targets = Vec::new();
-    let mut departments = std::collections::BTreeSet::new();
     for hit in &found.hits {
         let Some(d) = &hit.dataset else { continue };
         if d.department == "civil-affairs" {
@@ -200,7 +199,6 @@ async fn fanout() -> anyhow::Result<()> {
         cluster
             .grant("civil-affairs", &d.id, &[], Default::default())
             .await?;
-        departments.insert(d.department.clone());
         let manifest = exchange_catalog::Manifest::load(
             &cluster.dir.join(format!("data/{}.toml", d.department)),
         )
@@ -232,9 +230,24 @@ async fn fanout() -> anyhow::Result<()> {
             .iter()
             .map(|r| r.get(0))
             .collect();
+    // Compare like with like: only datasets the lookup reads (a grant that
+    // leaves out the key field makes a dataset no lookup target).
+    let probe = civil
+        .lookup("person_id", &people[0], "bench", Duration::from_secs(3))
+        .await?;
+    let looked_up: std::collections::BTreeSet<String> =
+        probe.answers.iter().map(|a| a.dataset.clone()).collect();
+    let departments: std::collections::BTreeSet<String> =
+        probe.answers.iter().map(|a| a.department.clone()).collect();
+    direct_targets.retain(|(_, spec, _)| {
+        looked_up
+            .iter()
+            .any(|d| d.ends_with(&format!("/{}", spec.id)))
+    });
     let n = 300.min(people.len());
     let mut full = Vec::new();
     let mut answered = 0usize;
+    let mut failures: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for person in people.iter().take(n) {
         let t = Instant::now();
         let report = civil
