@@ -6,5 +6,6 @@
 //! library crates.
 
 pub mod audit;
+pub mod batch;
 pub mod logging;
 pub mod output;

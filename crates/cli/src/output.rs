@@ -356,45 +356,7 @@ pub fn grants(grants: &[pb::Grant], as_json: bool) -> String {
     t.to_string()
 }
 
-/// One cell of an Arrow column as text (`None` for null).
-pub fn cell(array: &dyn arrow_array::Array, i: usize) -> Option<String> {
-    use arrow_array::*;
-    if array.is_null(i) {
-        return None;
-    }
-    let any = array.as_any();
-    Some(if let Some(a) = any.downcast_ref::<StringArray>() {
-        a.value(i).to_string()
-    } else if let Some(a) = any.downcast_ref::<Int64Array>() {
-        a.value(i).to_string()
-    } else if let Some(a) = any.downcast_ref::<Int32Array>() {
-        a.value(i).to_string()
-    } else if let Some(a) = any.downcast_ref::<Float64Array>() {
-        a.value(i).to_string()
-    } else if let Some(a) = any.downcast_ref::<BooleanArray>() {
-        a.value(i).to_string()
-    } else if let Some(a) = any.downcast_ref::<Date32Array>() {
-        a.value_as_date(i)
-            .map(|d| d.to_string())
-            .unwrap_or_default()
-    } else if let Some(a) = any.downcast_ref::<TimestampMicrosecondArray>() {
-        a.value_as_datetime(i)
-            .map(|d| d.to_string())
-            .unwrap_or_default()
-    } else {
-        format!("<{}>", array.data_type())
-    })
-}
-
-fn is_number(array: &dyn arrow_array::Array) -> bool {
-    matches!(
-        array.data_type(),
-        arrow_schema::DataType::Int64
-            | arrow_schema::DataType::Int32
-            | arrow_schema::DataType::Float64
-            | arrow_schema::DataType::Boolean
-    )
-}
+pub use exchange_client::values::{cell, is_number};
 
 fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) {
@@ -438,19 +400,8 @@ pub fn write_json_lines(
     batch: &arrow_array::RecordBatch,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
-    let schema = batch.schema();
     for r in 0..batch.num_rows() {
-        let mut object = serde_json::Map::new();
-        for (f, c) in schema.fields().iter().zip(batch.columns()) {
-            let v = match cell(c.as_ref(), r) {
-                None => Value::Null,
-                Some(t) if is_number(c.as_ref()) => {
-                    serde_json::from_str(&t).unwrap_or(Value::String(t))
-                }
-                Some(t) => Value::String(t),
-            };
-            object.insert(f.name().clone(), v);
-        }
+        let object = exchange_client::values::row_json(batch, r);
         writeln!(out, "{}", Value::Object(object))?;
     }
     Ok(())

@@ -788,6 +788,123 @@ async fn query_from_the_command_line_in_every_format() {
         ],
     ));
     assert!(e.contains("unified social credit code"), "{e}");
+
+    // A batch of codes from a file: a header, the planted conflicts, one
+    // duplicate, one malformed code and a blank line.
+    let codes = &cluster.planted.address_conflicts;
+    let mut file_text = String::from("org_code,note\n");
+    for c in codes {
+        file_text.push_str(&format!("{c},x\n"));
+    }
+    file_text.push_str(&format!("{}\n", codes[0]));
+    file_text.push_str(&format!("{bad}\n\n"));
+    let keys_file = cluster.dir.join("codes.csv");
+    std::fs::write(&keys_file, &file_text).unwrap();
+    let rejects = cluster.dir.join("rejected.csv");
+    let parquet_out = cluster.dir.join("batch.parquet");
+    let batch = run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "lookup",
+            "--org-codes-file",
+            keys_file.to_str().unwrap(),
+            "--datasets",
+            "tax/taxpayers",
+            "--purpose",
+            "登记信息比对",
+            "--output",
+            parquet_out.to_str().unwrap(),
+            "--rejects",
+            rejects.to_str().unwrap(),
+        ],
+    );
+    let summary = String::from_utf8_lossy(&batch.stderr).to_string();
+    assert!(batch.status.success(), "{summary}");
+    let dup_line = codes.len() + 2;
+    assert!(
+        summary.contains(&format!(
+            "{} key(s) looked up, 2 rejected, 1 blank, header \"org_code\" skipped",
+            codes.len()
+        )),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!(
+            "line {dup_line}: {:?}: duplicate of line 2",
+            codes[0]
+        )),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("line {}: ", dup_line + 1))
+            && summary.contains("unified social credit code"),
+        "{summary}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&rejects).unwrap().lines().count(),
+        3
+    );
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&parquet_out).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let mut found = Vec::new();
+    for b in reader {
+        let b = b.unwrap();
+        for r in 0..b.num_rows() {
+            let cell = |c: usize| exchange_client::values::cell(b.column(c).as_ref(), r).unwrap();
+            assert_eq!(
+                (cell(1).as_str(), cell(2).as_str()),
+                ("tax", "tax/taxpayers")
+            );
+            let record: serde_json::Value = serde_json::from_str(&cell(3)).unwrap();
+            assert_eq!(record["org_code"], cell(0).as_str());
+            found.push(cell(0));
+        }
+    }
+    found.sort();
+    assert_eq!(&found, codes);
+    // JSON lines carry the record as an object.
+    let json_out = ok(&run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "lookup",
+            "--org-codes-file",
+            keys_file.to_str().unwrap(),
+            "--purpose",
+            "登记信息比对",
+            "--format",
+            "json",
+        ],
+    ));
+    let first: serde_json::Value = serde_json::from_str(json_out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["record"]["org_code"], first["key"]);
+    assert_eq!(json_out.lines().count(), codes.len());
+    // A dataset without a grant is refused before anything is read.
+    let e = fails(&run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "lookup",
+            "--org-codes-file",
+            keys_file.to_str().unwrap(),
+            "--datasets",
+            "tax/declarations",
+            "--purpose",
+            "x",
+        ],
+    ));
+    assert!(
+        e.contains("no active grant on \"tax/declarations\"; nothing was read"),
+        "{e}"
+    );
     let csv = ok(&run(
         "exchange",
         &[

@@ -8,7 +8,9 @@
 //!   administration.
 //! - [`ClientConfig`]: the `exchange.toml` file the command line reads.
 
+pub mod batch;
 pub mod lookup;
+pub mod values;
 
 use std::path::{Path, PathBuf};
 

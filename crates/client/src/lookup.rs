@@ -75,7 +75,7 @@ pub struct LookupReport {
 /// The default deadline of a lookup.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3);
 
-fn classify(status: &tonic::Status) -> SourceStatus {
+pub(crate) fn classify(status: &tonic::Status) -> SourceStatus {
     let message = status.message().to_string();
     match status.code() {
         Code::PermissionDenied | Code::ResourceExhausted => SourceStatus::Denied(message),
@@ -85,7 +85,7 @@ fn classify(status: &tonic::Status) -> SourceStatus {
     }
 }
 
-fn classify_flight(e: &arrow_flight::error::FlightError) -> SourceStatus {
+pub(crate) fn classify_flight(e: &arrow_flight::error::FlightError) -> SourceStatus {
     match e {
         arrow_flight::error::FlightError::Tonic(status) => classify(status),
         other => SourceStatus::Error(other.to_string()),

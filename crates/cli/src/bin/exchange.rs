@@ -84,24 +84,49 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
-    /// One person or company across every department you hold a grant on, queried in parallel.
+    /// One person or company across every department you hold a grant on, queried in parallel;
+    /// or a file of thousands of keys against chosen datasets (--person-ids-file, --org-codes-file).
     Lookup {
         /// A resident identity number (checked against its check character).
         #[arg(
             long,
-            conflicts_with = "org_code",
-            required_unless_present = "org_code"
+            conflicts_with_all = ["org_code", "person_ids_file", "org_codes_file"],
+            required_unless_present_any = ["org_code", "person_ids_file", "org_codes_file"]
         )]
         person_id: Option<String>,
         /// A unified social credit code (checked against its check characters).
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["person_ids_file", "org_codes_file"])]
         org_code: Option<String>,
+        /// A file of resident identity numbers: one per line, or the first column of a CSV file.
+        #[arg(long, conflicts_with = "org_codes_file")]
+        person_ids_file: Option<PathBuf>,
+        /// A file of unified social credit codes: one per line, or the first column of a CSV file.
+        #[arg(long)]
+        org_codes_file: Option<PathBuf>,
+        /// Batch only: the datasets to read, comma-separated (default: every granted dataset carrying the key type).
+        #[arg(long, value_delimiter = ',')]
+        datasets: Vec<String>,
         /// Why you need it (required); recorded with every dataset read.
         #[arg(long)]
         purpose: String,
-        /// Answers not complete by then are reported as timed out.
+        /// One lookup: answers not complete by then are reported as timed out.
         #[arg(long, default_value_t = 3000)]
         deadline_ms: u64,
+        /// Batch only: write the rows here (format from the extension: .csv, .json, .parquet).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Batch only: csv, json (lines) or parquet; overrides the extension.
+        #[arg(long)]
+        format: Option<String>,
+        /// Batch only: write every rejected line (malformed or duplicate) to this CSV file.
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+        /// Batch only: keys per IN query.
+        #[arg(long, default_value_t = 1000)]
+        chunk_size: usize,
+        /// Batch only: queries in flight at once.
+        #[arg(long, default_value_t = 6)]
+        parallel: usize,
     },
     /// The audit trail: verify a log offline, list queries, data-subject reports.
     Audit {
@@ -537,13 +562,62 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lookup {
             person_id,
             org_code,
+            person_ids_file,
+            org_codes_file,
+            datasets,
             purpose,
             deadline_ms,
+            output: out_path,
+            format,
+            rejects,
+            chunk_size,
+            parallel,
         } => {
+            let batch_file = match (&person_ids_file, &org_codes_file) {
+                (Some(f), _) => Some(("person_id", f)),
+                (None, Some(f)) => Some(("org_code", f)),
+                _ => None,
+            };
+            if let Some((key_type, file)) = batch_file {
+                if !(1..=64).contains(&parallel) {
+                    anyhow::bail!("--parallel must be 1 to 64");
+                }
+                let format = exchange_cli::batch::BatchFormat::choose(
+                    format.as_deref(),
+                    out_path.as_deref(),
+                )?;
+                let client = client(&cli.config).await?;
+                let options = exchange_client::batch::BatchOptions {
+                    purpose,
+                    chunk_size,
+                    parallel,
+                    ..Default::default()
+                };
+                let complete = exchange_cli::batch::run(
+                    &client,
+                    key_type,
+                    file,
+                    &datasets,
+                    &options,
+                    format,
+                    out_path.as_deref(),
+                    rejects.as_deref(),
+                )
+                .await?;
+                if !complete {
+                    anyhow::bail!("some keys got no answer from some datasets (see the summary above); the output is partial");
+                }
+                return Ok(());
+            }
+            if out_path.is_some() || !datasets.is_empty() || format.is_some() {
+                anyhow::bail!("--output, --format and --datasets apply to batch lookups (--person-ids-file or --org-codes-file)");
+            }
             let (key_type, key) = match (person_id, org_code) {
                 (Some(p), _) => ("person_id", p),
                 (None, Some(o)) => ("org_code", o),
-                (None, None) => anyhow::bail!("give --person-id or --org-code"),
+                (None, None) => anyhow::bail!(
+                    "give --person-id, --org-code, --person-ids-file or --org-codes-file"
+                ),
             };
             if !(100..=600_000).contains(&deadline_ms) {
                 anyhow::bail!("--deadline-ms must be 100 to 600000");
