@@ -551,6 +551,7 @@ impl Manifest {
                     .unwrap_or_default(),
                 catalog_version: 0,
                 tags: d.tags.clone(),
+                authoritative_for: vec![],
             })
             .collect()
     }

@@ -520,3 +520,57 @@ pub fn lookup(report: &exchange_client::lookup::LookupReport, as_json: bool) -> 
     ));
     out
 }
+
+/// A join's answer as a table, CSV or a JSON array of objects.
+pub fn join_answer(answer: &exchange_client::join::JoinAnswer, format: &str) -> String {
+    let text = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match format {
+        "json" => {
+            let rows: Vec<Value> = answer
+                .rows
+                .iter()
+                .map(|r| {
+                    Value::Object(
+                        answer
+                            .columns
+                            .iter()
+                            .cloned()
+                            .zip(r.iter().cloned())
+                            .collect(),
+                    )
+                })
+                .collect();
+            Value::Array(rows).to_string()
+        }
+        "csv" => {
+            let mut out = answer
+                .columns
+                .iter()
+                .map(|c| csv_field(c))
+                .collect::<Vec<_>>()
+                .join(",");
+            for r in &answer.rows {
+                out.push('\n');
+                out.push_str(
+                    &r.iter()
+                        .map(|v| csv_field(&text(v)))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+            }
+            out
+        }
+        _ => {
+            let header: Vec<&str> = answer.columns.iter().map(|c| c.as_str()).collect();
+            let mut t = table(&header);
+            for r in &answer.rows {
+                t.add_row(r.iter().map(text).collect::<Vec<_>>());
+            }
+            format!("{t}\n{} row(s)", answer.rows.len())
+        }
+    }
+}

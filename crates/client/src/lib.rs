@@ -9,6 +9,8 @@
 //! - [`ClientConfig`]: the `exchange.toml` file the command line reads.
 
 pub mod batch;
+pub mod conflicts;
+pub mod join;
 pub mod lookup;
 pub mod values;
 

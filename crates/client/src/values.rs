@@ -1,7 +1,7 @@
 //! Arrow cells as text or JSON, shared by the command line's writers, batch
 //! lookups and local joins.
 
-use arrow_array::Array;
+pub use arrow_array::Array;
 use serde_json::Value;
 
 /// One cell of an Arrow column as text (`None` for null).

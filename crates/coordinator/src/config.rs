@@ -34,6 +34,10 @@ pub struct CoordinatorConfig {
     pub audit: exchange_audit::AuditConfig,
     /// Prometheus metrics over plain HTTP (`GET /metrics`), e.g. `127.0.0.1:9400`. Default: off.
     pub metrics_listen: Option<String>,
+    /// Which dataset is the authoritative source of an attribute, e.g.
+    /// `registered_address = "market-regulation/companies"` under `[authoritative]`.
+    /// Conflict reports name it.
+    pub authoritative: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for CoordinatorConfig {
@@ -51,6 +55,7 @@ impl Default for CoordinatorConfig {
             decision_sla_working_days: 5,
             audit: exchange_audit::AuditConfig::default(),
             metrics_listen: None,
+            authoritative: Default::default(),
         }
     }
 }

@@ -311,6 +311,7 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         revocations: revocations.clone(),
         advertise_addr,
         heartbeat_interval_secs: config.heartbeat_interval_secs,
+        authoritative: config.authoritative.clone(),
         audit,
     });
 

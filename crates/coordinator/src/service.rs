@@ -28,6 +28,8 @@ pub struct State {
     pub revocations: Revocations,
     pub advertise_addr: String,
     pub heartbeat_interval_secs: u32,
+    /// attribute -> the dataset the bureau declared authoritative for it.
+    pub authoritative: std::collections::BTreeMap<String, String>,
     /// The coordinator's audit log: every decision is durable here first.
     pub audit: Arc<exchange_audit::AuditLog>,
 }
@@ -403,7 +405,16 @@ impl pb::catalog_server::Catalog for CatalogService {
         caller(&request)?;
         let id = request.into_inner().id;
         match self.0.federation.dataset(&id) {
-            Some(d) => Ok(Response::new(pb::GetDatasetResponse { dataset: Some(d) })),
+            Some(mut d) => {
+                d.authoritative_for = self
+                    .0
+                    .authoritative
+                    .iter()
+                    .filter(|(_, dataset)| **dataset == d.id)
+                    .map(|(attribute, _)| attribute.clone())
+                    .collect();
+                Ok(Response::new(pb::GetDatasetResponse { dataset: Some(d) }))
+            }
             None => Err(Status::not_found(format!(
                 "no dataset {:?}; dataset ids look like department/dataset, find them with `exchange catalog search`",
                 id.chars().take(100).collect::<String>()

@@ -7,10 +7,11 @@
 //! wait until every catalog is published. Everything listens on `127.0.0.1`,
 //! on port 0 unless asked otherwise.
 
+pub mod scenarios;
 pub mod servers;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -26,6 +27,10 @@ use exchange_transport::TlsIdentity;
 #[derive(Debug, Clone)]
 pub struct ClusterBuilder {
     members: Vec<(String, String)>,
+    /// Members without a node: they only consume.
+    consumers: Vec<(String, String)>,
+    /// attribute -> authoritative dataset, for the coordinator's config.
+    authoritative: BTreeMap<String, String>,
     persons: usize,
     seed: u64,
     dir: Option<PathBuf>,
@@ -45,6 +50,8 @@ impl Default for ClusterBuilder {
     fn default() -> Self {
         ClusterBuilder {
             members: Vec::new(),
+            consumers: Vec::new(),
+            authoritative: BTreeMap::new(),
             persons: 2_000,
             seed: Options::default().seed,
             dir: None,
@@ -74,6 +81,28 @@ impl ClusterBuilder {
             .unwrap_or_else(|| member_id.to_string());
         self.members.push((member_id.to_string(), name));
         self
+    }
+
+    /// Adds a department that consumes only: a member with an analyst, no node.
+    pub fn add_consumer(mut self, member_id: &str, name: &str) -> ClusterBuilder {
+        self.consumers.push((member_id.into(), name.into()));
+        self
+    }
+
+    /// Declares `dataset` the authoritative source of `attribute` (coordinator config).
+    pub fn authoritative(mut self, attribute: &str, dataset: &str) -> ClusterBuilder {
+        self.authoritative.insert(attribute.into(), dataset.into());
+        self
+    }
+
+    /// The nine demo departments, the consumer-only departments of the
+    /// scenarios, and the bureau's authoritative sources.
+    pub fn demo_federation(mut self) -> ClusterBuilder {
+        self = self.demo_departments();
+        for (id, name) in scenarios::SCENARIO_CONSUMERS {
+            self = self.add_consumer(id, name);
+        }
+        self.authoritative("registered_address", "market-regulation/companies")
     }
 
     /// Adds all nine demo departments.
@@ -174,6 +203,7 @@ impl ClusterBuilder {
                 benchmark_without_fsync: !self.audit_fsync,
                 ..Default::default()
             },
+            authoritative: self.authoritative.clone(),
             ..CoordinatorConfig::default()
         };
         let init = exchange_coordinator::init(
@@ -244,30 +274,21 @@ impl ClusterBuilder {
             .with_context(|| format!("starting the {id} node"))?;
             nodes.insert(id.clone(), node);
             if self.analysts {
-                let token = admin
-                    .issue_token(id, Role::Client, 0)
-                    .await?
-                    .token
-                    .context("no token")?
-                    .token;
-                enroll(&EnrollOptions {
-                    enroll_addr: coordinator.enroll_addr.to_string(),
-                    token,
-                    ca_fingerprint: added.ca_fingerprint.clone(),
-                    role: Role::Client,
-                    server_names: vec![],
-                    out_dir: member_dir.clone(),
-                    force: true,
-                })
-                .await
-                .with_context(|| format!("enrolling an analyst of {id}"))?;
-                ClientConfig::write_beside_certificate(
-                    &member_dir,
-                    &coordinator.addr.to_string(),
-                    "client",
-                    Some(&format!("{id} analyst")),
-                )?;
+                enroll_analyst(&admin, &coordinator, id, &added.ca_fingerprint, &member_dir)
+                    .await?;
             }
+        }
+        // Departments that only consume: a member and an analyst, no node.
+        for (id, name) in &self.consumers {
+            let added = admin.add_member(id, name, 0).await?;
+            enroll_analyst(
+                &admin,
+                &coordinator,
+                id,
+                &added.ca_fingerprint,
+                &pki_out.join(id),
+            )
+            .await?;
         }
         let cluster = Cluster {
             coordinator,
@@ -283,6 +304,40 @@ impl ClusterBuilder {
         cluster.wait_for_catalogs(Duration::from_secs(30)).await?;
         Ok(cluster)
     }
+}
+
+/// Enrols an analyst certificate for `id` and writes its `exchange.toml`.
+async fn enroll_analyst(
+    admin: &Client,
+    coordinator: &RunningCoordinator,
+    id: &str,
+    ca_fingerprint: &str,
+    member_dir: &Path,
+) -> anyhow::Result<()> {
+    let token = admin
+        .issue_token(id, Role::Client, 0)
+        .await?
+        .token
+        .context("no token")?
+        .token;
+    enroll(&EnrollOptions {
+        enroll_addr: coordinator.enroll_addr.to_string(),
+        token,
+        ca_fingerprint: ca_fingerprint.to_string(),
+        role: Role::Client,
+        server_names: vec![],
+        out_dir: member_dir.to_path_buf(),
+        force: true,
+    })
+    .await
+    .with_context(|| format!("enrolling an analyst of {id}"))?;
+    ClientConfig::write_beside_certificate(
+        member_dir,
+        &coordinator.addr.to_string(),
+        "client",
+        Some(&format!("{id} analyst")),
+    )?;
+    Ok(())
 }
 
 /// A running federation.
@@ -331,13 +386,26 @@ impl Cluster {
         fields: &[&str],
         approve: pb::ApproveRequest,
     ) -> anyhow::Result<String> {
+        self.grant_for(consumer, dataset, fields, "test grant", approve)
+            .await
+    }
+
+    /// [`Cluster::grant`] with the purpose the consumer states in its request.
+    pub async fn grant_for(
+        &self,
+        consumer: &str,
+        dataset: &str,
+        fields: &[&str],
+        purpose: &str,
+        approve: pb::ApproveRequest,
+    ) -> anyhow::Result<String> {
         let request = self
             .analyst(consumer)
             .await?
             .request_access(pb::AccessRequest {
                 dataset: dataset.into(),
                 fields: fields.iter().map(|f| f.to_string()).collect(),
-                purpose: "test grant".into(),
+                purpose: purpose.into(),
                 ..Default::default()
             })
             .await?;

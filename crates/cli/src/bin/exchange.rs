@@ -128,6 +128,18 @@ enum Command {
         #[arg(long, default_value_t = 6)]
         parallel: usize,
     },
+    /// Join your own list with other departments' data and get the answer: a declared spec
+    /// (datasets, how they match, one SQL answer over them). Every read is an audited query.
+    Join {
+        /// The join specification (TOML): purpose, [[tables]] and the answer query.
+        #[arg(long)]
+        spec: PathBuf,
+        #[arg(long, value_parser = ["table", "csv", "json"], default_value = "table")]
+        format: String,
+        /// Write the answer here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// The audit trail: verify a log offline, list queries, data-subject reports.
     Audit {
         #[command(subcommand)]
@@ -169,6 +181,10 @@ enum Command {
         /// Coordinator port; enrolment uses the next one.
         #[arg(long, default_value_t = 7400)]
         port: u16,
+        /// Run a mission scenario on the planted data, print its answer and stop
+        /// (all runs the six in turn).
+        #[arg(long, value_parser = ["poverty", "enrolment", "subsidy", "tax-electricity", "integrity", "conflicts", "all"])]
+        scenario: Option<String>,
     },
 }
 
@@ -633,6 +649,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             println!("{}", output::lookup(&report, cli.json));
         }
+        Command::Join {
+            spec,
+            format,
+            output: out_path,
+        } => {
+            let spec = exchange_client::join::JoinSpec::load(&spec)?;
+            let client = client(&cli.config).await?;
+            let answer = client.join(&spec).await?;
+            let format = if cli.json { "json".to_string() } else { format };
+            let text = output::join_answer(&answer, &format);
+            match out_path {
+                Some(p) => std::fs::write(&p, text + "\n")
+                    .with_context(|| format!("writing {}", p.display()))?,
+                None => println!("{text}"),
+            }
+            for read in &answer.reads {
+                eprintln!(
+                    "read {:<12} {} row(s) from {} in {} quer{}",
+                    read.name,
+                    read.rows,
+                    read.source,
+                    read.queries,
+                    if read.queries == 1 { "y" } else { "ies" }
+                );
+            }
+        }
         Command::Report {
             kind,
             since,
@@ -710,7 +752,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             dir,
             certs,
             port,
-        } => demo(persons, seed, &dir, &certs, port).await?,
+            scenario,
+        } => demo(persons, seed, &dir, &certs, port, scenario.as_deref()).await?,
     }
     Ok(())
 }
@@ -871,6 +914,7 @@ async fn demo(
     dir: &Path,
     certs: &Path,
     port: u16,
+    scenario: Option<&str>,
 ) -> anyhow::Result<()> {
     clean_previous_demo(dir, certs)?;
     eprintln!(
@@ -884,7 +928,7 @@ async fn demo(
         port.checked_add(1).context("--port too high")?
     );
     let cluster = exchange_testkit::ClusterBuilder::new()
-        .demo_departments()
+        .demo_federation()
         .persons(persons)
         .seed(seed)
         .dir(dir)
@@ -899,6 +943,42 @@ async fn demo(
                 port + 1
             )
         })?;
+    if let Some(name) = scenario {
+        let names: Vec<&str> = if name == "all" {
+            exchange_testkit::scenarios::SCENARIOS.to_vec()
+        } else {
+            vec![name]
+        };
+        eprintln!(
+            "demo federation up in {:.1} s; running {} ...",
+            started.elapsed().as_secs_f64(),
+            names.join(", ")
+        );
+        let mut failed = None;
+        for name in names {
+            let t = std::time::Instant::now();
+            match exchange_testkit::scenarios::run(&cluster, name).await {
+                Ok(text) => println!(
+                    "== scenario {name} ({:.2} s)\n{text}",
+                    t.elapsed().as_secs_f64()
+                ),
+                Err(e) => {
+                    println!("== scenario {name}: FAILED: {e:#}");
+                    failed = Some(name);
+                }
+            }
+        }
+        println!(
+            "Every read above is in the audit logs under {}: `exchange audit verify {}`.",
+            dir.display(),
+            dir.join("coordinator").display()
+        );
+        cluster.shutdown().await;
+        if let Some(name) = failed {
+            anyhow::bail!("scenario {name} failed");
+        }
+        return Ok(());
+    }
     let datasets = cluster.coordinator.state.federation.dataset_count();
     let analyst = certs.join("civil-affairs/exchange.toml");
     let bureau = certs.join("bureau");
