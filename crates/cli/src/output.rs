@@ -574,3 +574,24 @@ pub fn join_answer(answer: &exchange_client::join::JoinAnswer, format: &str) -> 
         }
     }
 }
+
+/// A conflict report for scripts.
+pub fn conflicts_json(report: &exchange_client::conflicts::ConflictReport) -> String {
+    serde_json::json!({
+        "key_type": report.key_type,
+        "attribute": report.attribute,
+        "compared": report.compared,
+        "cosmetic": report.cosmetic,
+        "sources": report.sources.iter().map(|s| serde_json::json!({
+            "dataset": s.dataset, "department": s.department, "rows": s.rows,
+            "authoritative": s.authoritative,
+        })).collect::<Vec<_>>(),
+        "conflicts": report.conflicts.iter().map(|c| serde_json::json!({
+            "key": c.key,
+            "values": report.sources.iter().zip(&c.values).map(|(s, v)| serde_json::json!({
+                "dataset": s.dataset, "value": v, "authoritative": s.authoritative,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+    .to_string()
+}

@@ -1020,3 +1020,145 @@ async fn query_from_the_command_line_in_every_format() {
     assert!(denied.contains("grant required"), "{denied}");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_conflict_reports_from_the_command_line() {
+    let cluster = ClusterBuilder::new()
+        .add_node("vehicle-admin")
+        .add_node("tax")
+        .add_node("market-regulation")
+        .add_consumer("data-bureau", "数据资源管理局")
+        .authoritative("registered_address", "market-regulation/companies")
+        .start()
+        .await
+        .unwrap();
+    let cfg = cluster.member_dir("data-bureau").join("exchange.toml");
+    let cfg = cfg.to_str().unwrap();
+    for dataset in ["tax/taxpayers", "market-regulation/companies"] {
+        ok(&run(
+            "exchange",
+            &[
+                "--config",
+                cfg,
+                "access",
+                "request",
+                dataset,
+                "--purpose",
+                "登记信息比对",
+            ],
+        ));
+    }
+    let report: serde_json::Value = serde_json::from_str(&ok(&run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "--json",
+            "conflicts",
+            "--key",
+            "org-code",
+            "--attribute",
+            "registered_address",
+            "--datasets",
+            "market-regulation/companies,tax/taxpayers",
+        ],
+    )))
+    .unwrap();
+    let keys: Vec<&str> = report["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, cluster.planted.address_conflicts);
+    assert_eq!(report["sources"][0]["authoritative"], true);
+    assert_eq!(report["sources"][1]["authoritative"], false);
+    assert_eq!(
+        report["cosmetic"].as_array().unwrap().len(),
+        cluster.planted.cosmetic_address_differences.len()
+    );
+    let e = fails(&run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "conflicts",
+            "--key",
+            "org-code",
+            "--attribute",
+            "legal_rep_name",
+            "--datasets",
+            "market-regulation/companies,tax/taxpayers",
+        ],
+    ));
+    assert!(
+        e.contains("tax/taxpayers has no field \"legal_rep_name\""),
+        "{e}"
+    );
+
+    // A join of a local list with vehicles, granted with the owner key unmasked.
+    cluster
+        .grant(
+            "data-bureau",
+            "vehicle-admin/vehicles",
+            &["owner_id", "plate_no"],
+            exchange_proto::v1::ApproveRequest {
+                unmask: vec!["owner_id".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let official = &cluster.planted.official_person_id;
+    let dir = &cluster.dir;
+    std::fs::write(
+        dir.join("people.csv"),
+        format!("person_id,note\n{official},x\n110101199003070000,y\n"),
+    )
+    .unwrap();
+    let spec = |datasets: &str| {
+        format!(
+            "purpose = \"车辆核查\"\nanswer = \"SELECT p.person_id, COUNT(v.plate_no) AS vehicles FROM people p LEFT JOIN vehicles v ON v.owner_id = p.person_id GROUP BY p.person_id ORDER BY vehicles DESC\"\n\n[[tables]]\nname = \"people\"\nfile = \"people.csv\"\n\n[[tables]]\nname = \"vehicles\"\ndataset = \"{datasets}\"\nfields = [\"owner_id\", \"plate_no\"]\nmatch = {{ field = \"owner_id\", keys = \"people.person_id\" }}\n"
+        )
+    };
+    std::fs::write(dir.join("join.toml"), spec("vehicle-admin/vehicles")).unwrap();
+    let out = run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "join",
+            "--spec",
+            dir.join("join.toml").to_str().unwrap(),
+            "--format",
+            "csv",
+        ],
+    );
+    let csv = ok(&out);
+    assert_eq!(
+        csv.trim(),
+        format!(
+            "person_id,vehicles\n{official},{}\n110101199003070000,0",
+            cluster.planted.official_vehicles.len()
+        )
+    );
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("2 row(s) from vehicle-admin/vehicles in 1 query"));
+    std::fs::write(dir.join("nogrant.toml"), spec("tax/declarations")).unwrap();
+    let e = fails(&run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "join",
+            "--spec",
+            dir.join("nogrant.toml").to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        e.contains("join refused before any data was read")
+            && e.contains("no active grant on tax/declarations"),
+        "{e}"
+    );
+    cluster.shutdown().await;
+}

@@ -140,6 +140,22 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Compare one attribute of the same companies or persons across departments and report
+    /// every conflict (after normalizing spacing and full-width characters), naming the
+    /// authoritative source.
+    Conflicts {
+        /// org-code or person-id.
+        #[arg(long, value_parser = ["org-code", "person-id"])]
+        key: String,
+        /// The field compared, e.g. registered_address.
+        #[arg(long)]
+        attribute: String,
+        /// Two or more datasets, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        datasets: Vec<String>,
+        #[arg(long, default_value = "数据一致性核查 data consistency check")]
+        purpose: String,
+    },
     /// The audit trail: verify a log offline, list queries, data-subject reports.
     Audit {
         #[command(subcommand)]
@@ -648,6 +664,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
                 .await?;
             println!("{}", output::lookup(&report, cli.json));
+        }
+        Command::Conflicts {
+            key,
+            attribute,
+            datasets,
+            purpose,
+        } => {
+            let client = client(&cli.config).await?;
+            let report = client
+                .conflicts(&exchange_client::conflicts::ConflictQuery {
+                    key_type: key.replace('-', "_"),
+                    attribute,
+                    datasets,
+                    purpose,
+                })
+                .await?;
+            if cli.json {
+                println!("{}", output::conflicts_json(&report));
+            } else {
+                print!("{}", report.render());
+            }
         }
         Command::Join {
             spec,
