@@ -595,3 +595,42 @@ pub fn conflicts_json(report: &exchange_client::conflicts::ConflictReport) -> St
     })
     .to_string()
 }
+
+/// Disputes as a table or JSON.
+pub fn disputes(disputes: &[pb::Dispute], as_json: bool) -> String {
+    if as_json {
+        let rows: Vec<Value> = disputes
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "id": d.id, "dataset": d.dataset, "owner": d.owner, "filed_by": d.filed_by,
+                    "key": d.key, "field": d.field, "value_seen": d.value_seen,
+                    "proposed": d.proposed, "note": d.note, "status": d.status,
+                    "resolution_note": d.resolution_note, "resolved_by": d.resolved_by,
+                    "filed": unix_time(d.filed_unix),
+                })
+            })
+            .collect();
+        return Value::Array(rows).to_string();
+    }
+    let mut t = table(&[
+        "id", "dataset", "key", "field", "filed by", "status", "note", "outcome",
+    ]);
+    for d in disputes {
+        t.add_row(vec![
+            d.id.clone(),
+            d.dataset.clone(),
+            d.key.clone(),
+            d.field.clone(),
+            d.filed_by.clone(),
+            d.status.clone(),
+            d.note.clone(),
+            if d.status == "open" {
+                String::new()
+            } else {
+                format!("{} — {}", d.resolution_note, d.resolved_by)
+            },
+        ]);
+    }
+    format!("{t}\n{} dispute(s)", disputes.len())
+}

@@ -1096,6 +1096,137 @@ async fn joins_and_conflict_reports_from_the_command_line() {
         "{e}"
     );
 
+    // A dispute with the tax bureau over one of the conflicting addresses.
+    let code = &cluster.planted.address_conflicts[0];
+    let conflict = &report["conflicts"][0]["values"];
+    let filed: serde_json::Value = serde_json::from_str(&ok(&run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "--json",
+            "dispute",
+            "file",
+            "tax/taxpayers",
+            "--key",
+            code,
+            "--field",
+            "registered_address",
+            "--value-seen",
+            conflict[1]["value"].as_str().unwrap(),
+            "--proposed",
+            conflict[0]["value"].as_str().unwrap(),
+            "--note",
+            "与市场监管登记地址不一致",
+        ],
+    )))
+    .unwrap();
+    let id = filed[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(filed[0]["status"], "open");
+    let tax_cfg = cluster.member_dir("tax").join("exchange.toml");
+    let tax_cfg = tax_cfg.to_str().unwrap();
+    let market_cfg = cluster
+        .member_dir("market-regulation")
+        .join("exchange.toml");
+    let listed = ok(&run(
+        "exchange",
+        &["--config", tax_cfg, "dispute", "list", "--status", "open"],
+    ));
+    assert!(
+        listed.contains(&id) && listed.contains("1 dispute(s)"),
+        "{listed}"
+    );
+    let other = ok(&run(
+        "exchange",
+        &["--config", market_cfg.to_str().unwrap(), "dispute", "list"],
+    ));
+    assert!(other.contains("0 dispute(s)"), "{other}");
+    // Only the owner decides, and with a note.
+    let e = fails(&run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "dispute",
+            "resolve",
+            &id,
+            "--outcome",
+            "rejected",
+            "--note",
+            "x",
+        ],
+    ));
+    assert!(e.contains("only its owner decides"), "{e}");
+    let e = fails(&run(
+        "exchange",
+        &[
+            "--config",
+            tax_cfg,
+            "dispute",
+            "resolve",
+            &id,
+            "--outcome",
+            "resolved",
+            "--note",
+            " ",
+        ],
+    ));
+    assert!(e.contains("note is required"), "{e}");
+    ok(&run(
+        "exchange",
+        &[
+            "--config",
+            tax_cfg,
+            "dispute",
+            "resolve",
+            &id,
+            "--outcome",
+            "resolved",
+            "--note",
+            "已按营业执照更正",
+        ],
+    ));
+    let e = fails(&run(
+        "exchange",
+        &[
+            "--config",
+            tax_cfg,
+            "dispute",
+            "resolve",
+            &id,
+            "--outcome",
+            "rejected",
+            "--note",
+            "x",
+        ],
+    ));
+    assert!(e.contains("already resolved"), "{e}");
+    let mine: serde_json::Value = serde_json::from_str(&ok(&run(
+        "exchange",
+        &["--config", cfg, "--json", "dispute", "list"],
+    )))
+    .unwrap();
+    assert_eq!(mine[0]["status"], "resolved");
+    assert_eq!(mine[0]["resolution_note"], "已按营业执照更正");
+    // Both steps are in the coordinator's audit log.
+    let mut steps = Vec::new();
+    exchange_audit::read::scan(&cluster.dir.join("coordinator/audit"), |_, r| {
+        if let exchange_audit::Event::Access(a) = r.event {
+            if a.request_id == id {
+                steps.push((a.action, a.status));
+            }
+        }
+        true
+    })
+    .unwrap();
+    assert_eq!(
+        steps,
+        vec![
+            ("dispute-file".to_string(), "open".to_string()),
+            ("dispute-resolve".to_string(), "resolved".to_string())
+        ]
+    );
+
     // A join of a local list with vehicles, granted with the owner key unmasked.
     cluster
         .grant(

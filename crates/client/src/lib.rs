@@ -275,6 +275,41 @@ impl Client {
         pb::access_client::AccessClient::new(self.channel.clone())
     }
 
+    fn disputes_client(&self) -> pb::disputes_client::DisputesClient<Channel> {
+        pb::disputes_client::DisputesClient::new(self.channel.clone())
+    }
+
+    /// Tells the owner of a dataset that a value looks wrong.
+    pub async fn file_dispute(&self, mut request: pb::FileDisputeRequest) -> Result<pb::Dispute> {
+        if request.user.is_empty() {
+            request.user = self.user.clone();
+        }
+        Ok(self.disputes_client().file(request).await?.into_inner())
+    }
+
+    /// Disputes filed by, or about the datasets of, this department.
+    pub async fn disputes(&self, status: &str) -> Result<Vec<pb::Dispute>> {
+        Ok(self
+            .disputes_client()
+            .list(pb::ListDisputesRequest {
+                status: status.into(),
+            })
+            .await?
+            .into_inner()
+            .disputes)
+    }
+
+    /// The owner's decision on a dispute: `resolved` or `rejected`, with a note.
+    pub async fn resolve_dispute(
+        &self,
+        mut request: pb::ResolveDisputeRequest,
+    ) -> Result<pb::Dispute> {
+        if request.user.is_empty() {
+            request.user = self.user.clone();
+        }
+        Ok(self.disputes_client().resolve(request).await?.into_inner())
+    }
+
     fn audit(&self) -> pb::audit_client::AuditClient<Channel> {
         pb::audit_client::AuditClient::new(self.channel.clone())
             .max_decoding_message_size(256 << 20)

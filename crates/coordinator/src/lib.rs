@@ -19,6 +19,7 @@
 pub mod access;
 pub mod audit_service;
 mod config;
+pub mod disputes;
 pub mod federation;
 pub mod flight;
 pub mod registry;
@@ -312,6 +313,7 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         advertise_addr,
         heartbeat_interval_secs: config.heartbeat_interval_secs,
         authoritative: config.authoritative.clone(),
+        disputes: disputes::DisputeBook::open(&db)?,
         audit,
     });
 
@@ -354,6 +356,9 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         )
         .add_service(pb::access_server::AccessServer::new(
             service::AccessService(state.clone()),
+        ))
+        .add_service(pb::disputes_server::DisputesServer::new(
+            disputes::DisputeService(state.clone()),
         ))
         .add_service(
             pb::audit_server::AuditServer::new(audit_service::AuditService(state.clone()))

@@ -30,6 +30,7 @@ pub struct State {
     pub heartbeat_interval_secs: u32,
     /// attribute -> the dataset the bureau declared authoritative for it.
     pub authoritative: std::collections::BTreeMap<String, String>,
+    pub disputes: crate::disputes::DisputeBook,
     /// The coordinator's audit log: every decision is durable here first.
     pub audit: Arc<exchange_audit::AuditLog>,
 }

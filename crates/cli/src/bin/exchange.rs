@@ -156,6 +156,11 @@ enum Command {
         #[arg(long, default_value = "数据一致性核查 data consistency check")]
         purpose: String,
     },
+    /// Disputes over values: file one with the owner, list them, resolve or reject as the owner.
+    Dispute {
+        #[command(subcommand)]
+        command: DisputeCommand,
+    },
     /// The audit trail: verify a log offline, list queries, data-subject reports.
     Audit {
         #[command(subcommand)]
@@ -201,6 +206,43 @@ enum Command {
         /// (all runs the six in turn).
         #[arg(long, value_parser = ["poverty", "enrolment", "subsidy", "tax-electricity", "integrity", "conflicts", "all"])]
         scenario: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DisputeCommand {
+    /// Tell the owner that a value of one of its datasets looks wrong.
+    File {
+        dataset: String,
+        /// The entity, e.g. its org code.
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        field: String,
+        /// The value you were given.
+        #[arg(long, default_value = "")]
+        value_seen: String,
+        /// The value you believe is right.
+        #[arg(long, default_value = "")]
+        proposed: String,
+        /// Why (required).
+        #[arg(long)]
+        note: String,
+    },
+    /// Disputes you filed, and disputes about your datasets.
+    List {
+        /// open, resolved or rejected.
+        #[arg(long, value_parser = ["open", "resolved", "rejected"])]
+        status: Option<String>,
+    },
+    /// As the owner: close a dispute as resolved (data corrected) or rejected (value stands).
+    Resolve {
+        id: String,
+        #[arg(long, value_parser = ["resolved", "rejected"])]
+        outcome: String,
+        /// Required: what was done, or why the value stands.
+        #[arg(long)]
+        note: String,
     },
 }
 
@@ -664,6 +706,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
                 .await?;
             println!("{}", output::lookup(&report, cli.json));
+        }
+        Command::Dispute { command } => {
+            let client = client(&cli.config).await?;
+            let disputes = match command {
+                DisputeCommand::File {
+                    dataset,
+                    key,
+                    field,
+                    value_seen,
+                    proposed,
+                    note,
+                } => vec![
+                    client
+                        .file_dispute(pb::FileDisputeRequest {
+                            dataset,
+                            key,
+                            field,
+                            value_seen,
+                            proposed,
+                            note,
+                            user: String::new(),
+                        })
+                        .await?,
+                ],
+                DisputeCommand::List { status } => {
+                    client.disputes(status.as_deref().unwrap_or("")).await?
+                }
+                DisputeCommand::Resolve { id, outcome, note } => vec![
+                    client
+                        .resolve_dispute(pb::ResolveDisputeRequest {
+                            id,
+                            outcome,
+                            note,
+                            user: String::new(),
+                        })
+                        .await?,
+                ],
+            };
+            println!("{}", output::disputes(&disputes, cli.json));
         }
         Command::Conflicts {
             key,
