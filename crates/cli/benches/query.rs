@@ -19,8 +19,17 @@
 //!    and p99, against the same key lookups run directly on each dataset's
 //!    SQLite file in parallel.
 //!
+//! 5. Batch (issue 5): 100,000 person IDs from a key file against vehicles,
+//!    real estate and income tax with `batch_lookup` (chunks of 1,000 keys
+//!    as IN queries, six in flight), against the same IN queries run
+//!    directly on the three SQLite files with the same parallelism.
+//!
+//! 6. Join (issue 5): the poverty-relief scenario on a federation of
+//!    `JOIN_PERSONS` (default 1,000,000) persons: total time and the peak
+//!    resident memory of the process (which hosts the whole federation).
+//!
 //! Run: `cargo bench -p exchange-cli --bench query` (`BULK_ROWS=...` to change the
-//! size, `BENCH=lookups`, `BENCH=audit`, `BENCH=fanout` or `BENCH=bulk` to run one part).
+//! size, `BENCH=lookups`, `audit`, `fanout`, `bulk`, `batch` or `join` to run one part).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -625,6 +634,209 @@ async fn bulk(rows: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn batch() -> anyhow::Result<()> {
+    use exchange_client::batch::{BatchEvent, BatchOptions, KeyReader};
+    let cluster = ClusterBuilder::new()
+        .add_node("civil-affairs")
+        .add_node("vehicle-admin")
+        .add_node("real-estate")
+        .add_node("tax")
+        .persons(100_000)
+        .start()
+        .await?;
+    let targets = [
+        (
+            "vehicle-admin/vehicles",
+            "vehicle-admin.db",
+            "vehicles",
+            "owner_id",
+            "plate_no, owner_id, brand",
+        ),
+        (
+            "real-estate/properties",
+            "real-estate.db",
+            "properties",
+            "owner_id",
+            "cert_no, owner_id, area_m2",
+        ),
+        (
+            "tax/income-tax",
+            "tax.db",
+            "individual_income_tax",
+            "person_id",
+            "person_id, year, taxable_income",
+        ),
+    ];
+    for (dataset, _, _, key, fields) in &targets {
+        let fields: Vec<&str> = fields.split(", ").collect();
+        cluster
+            .grant(
+                "civil-affairs",
+                dataset,
+                &fields,
+                pb::ApproveRequest {
+                    unmask: vec![key.to_string()],
+                    ..Default::default()
+                },
+            )
+            .await?;
+    }
+    let db = cluster.dir.join("data/public-security.db");
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await?;
+    let people: Vec<String> =
+        sqlx::query("SELECT person_id FROM household_registration ORDER BY rowid")
+            .fetch_all(&pool)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    let keys_file = cluster.dir.join("batch-ids.csv");
+    std::fs::write(&keys_file, people.join("\n"))?;
+    let civil = cluster.analyst("civil-affairs").await?;
+    let datasets: Vec<String> = targets.iter().map(|t| t.0.to_string()).collect();
+    let options = BatchOptions {
+        purpose: "benchmark batch".into(),
+        ..Default::default()
+    };
+    // Through the exchange.
+    let started = Instant::now();
+    let mut reader = KeyReader::open(&keys_file, "person_id")?;
+    let found = civil.key_targets("person_id", &datasets).await?;
+    let mut exchange_rows = 0u64;
+    let summary = civil
+        .batch_lookup(&mut reader, &found, &options, |e| {
+            if let BatchEvent::Rows { batch, .. } = e {
+                exchange_rows += batch.num_rows() as u64;
+            }
+            Ok(())
+        })
+        .await?;
+    let exchange_time = started.elapsed();
+    let failed: u64 = summary.totals.iter().map(|t| t.keys_failed).sum();
+    // Directly: the same IN chunks on the three SQLite files, six in flight.
+    let mut pools = Vec::new();
+    for (_, file, _, _, _) in &targets {
+        pools.push(
+            sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(6)
+                .connect(&format!(
+                    "sqlite://{}?mode=ro",
+                    cluster.dir.join("data").join(file).display()
+                ))
+                .await?,
+        );
+    }
+    let started = Instant::now();
+    let jobs = people.chunks(options.chunk_size).flat_map(|chunk| {
+        targets
+            .iter()
+            .zip(&pools)
+            .map(move |((_, _, table, key, fields), pool)| async move {
+                let marks = vec!["?"; chunk.len()].join(",");
+                let sql = format!("SELECT {fields} FROM {table} WHERE {key} IN ({marks})");
+                let mut q = sqlx::query(&sql);
+                for k in chunk {
+                    q = q.bind(k);
+                }
+                q.fetch_all(pool).await.map(|rows| rows.len() as u64)
+            })
+    });
+    let direct_rows: u64 = futures::stream::iter(jobs)
+        .buffer_unordered(options.parallel)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .sum::<Result<u64, _>>()?;
+    let direct_time = started.elapsed();
+    println!("batch lookup: {} person IDs against vehicles, real estate and income tax (chunks of {}, {} in flight)", summary.keys, options.chunk_size, options.parallel);
+    println!(
+        "  through the exchange: {:.2} s, {:.0} keys/s, {} rows ({} keys unanswered)",
+        exchange_time.as_secs_f64(),
+        summary.keys as f64 / exchange_time.as_secs_f64(),
+        exchange_rows,
+        failed
+    );
+    println!(
+        "  direct SQLite IN:     {:.2} s, {:.0} keys/s, {} rows",
+        direct_time.as_secs_f64(),
+        summary.keys as f64 / direct_time.as_secs_f64(),
+        direct_rows
+    );
+    println!(
+        "  ratio exchange/direct time: {:.1}x (target: under 10 s end to end)",
+        exchange_time.as_secs_f64() / direct_time.as_secs_f64()
+    );
+    if exchange_rows != direct_rows || failed > 0 {
+        anyhow::bail!("the two paths disagree: {exchange_rows} vs {direct_rows} rows, {failed} keys unanswered");
+    }
+    cluster.shutdown().await;
+    Ok(())
+}
+
+fn vm_hwm_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+async fn join_bench() -> anyhow::Result<()> {
+    let persons: usize = std::env::var("JOIN_PERSONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let started = Instant::now();
+    let cluster = ClusterBuilder::new()
+        .demo_federation()
+        .persons(persons)
+        .start()
+        .await?;
+    let setup = started.elapsed();
+    let before = vm_hwm_mb();
+    let started = Instant::now();
+    let answer = exchange_testkit::scenarios::poverty(&cluster).await?;
+    let took = started.elapsed();
+    let planted = &cluster.planted.relief_households_with_assets;
+    let found: Vec<&String> = answer.with_assets.iter().map(|h| &h.household_id).collect();
+    println!(
+        "join: poverty relief on {persons} persons ({} applicant households, {} members)",
+        answer.applicant_households, answer.members_checked
+    );
+    println!(
+        "  federation generated and started in {:.1} s",
+        setup.as_secs_f64()
+    );
+    for r in &answer.reads {
+        println!(
+            "  read {:<10} {:>8} rows in {} queries",
+            r.name, r.rows, r.queries
+        );
+    }
+    println!(
+        "  scenario (grants, join, answer): {:.2} s; {} households with assets (planted {})",
+        took.as_secs_f64(),
+        found.len(),
+        planted.len()
+    );
+    println!(
+        "  peak resident memory of the process hosting the federation and the client: {:.0} MB (after start-up: {:.0} MB)",
+        vm_hwm_mb(),
+        before
+    );
+    if found.len() != planted.len() || found.iter().zip(planted).any(|(a, b)| *a != b) {
+        anyhow::bail!("the join's answer differs from the planted households");
+    }
+    cluster.shutdown().await;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let rows: u64 = std::env::var("BULK_ROWS")
         .ok()
@@ -645,6 +857,14 @@ fn main() -> anyhow::Result<()> {
         }
         if which.is_empty() || which == "fanout" {
             fanout().await?;
+            println!();
+        }
+        if which.is_empty() || which == "batch" {
+            batch().await?;
+            println!();
+        }
+        if which.is_empty() || which == "join" {
+            join_bench().await?;
             println!();
         }
         if which.is_empty() || which == "bulk" {
