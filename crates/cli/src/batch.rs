@@ -173,13 +173,11 @@ pub async fn run(
     } else {
         None
     };
-    let mut write_error = None;
     let summary = client
         .batch_lookup(&mut reader, &targets, options, |event| {
             match event {
                 BatchEvent::Rows { target, batch } => {
                     if let Err(e) = reshape(&targets[target], &batch).and_then(|b| sink.write(&b)) {
-                        write_error.get_or_insert(e.to_string());
                         return Err(exchange_client::ClientError::Config(format!(
                             "cannot write the output: {e}"
                         )));

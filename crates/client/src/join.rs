@@ -328,7 +328,12 @@ impl Client {
                     }
                     read
                 }
-                (None, None) => unreachable!("checked by JoinSpec::check"),
+                (None, None) => {
+                    return Err(invalid(format!(
+                        "table {:?} needs a dataset or a file",
+                        t.name
+                    )))
+                }
             };
             reads.push(read);
         }
