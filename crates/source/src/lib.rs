@@ -86,6 +86,10 @@ impl Source {
                     SqlitePoolOptions::new()
                         .max_connections(config.max_connections)
                         .acquire_timeout(acquire)
+                        // A local file has no connection to lose: skip the
+                        // ping that would cost a round trip to the
+                        // connection's worker thread on every query.
+                        .test_before_acquire(false)
                         .connect_with(options)
                         .await
                         .map_err(|e| unreachable(e.to_string()))?,

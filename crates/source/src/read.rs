@@ -24,6 +24,9 @@ use crate::{Pool, Source, SourceError};
 /// Rows per Arrow batch unless asked otherwise.
 pub const DEFAULT_BATCH_ROWS: usize = 8_192;
 
+/// Rows the column builders have room for before their first growth.
+const INITIAL_BUILDER_ROWS: usize = 64;
+
 /// One output column: the manifest field and the mask to apply to it.
 #[derive(Debug, Clone)]
 pub struct Projection {
@@ -515,9 +518,15 @@ impl Source {
                 .collect();
             let outputs = plan.columns.len();
             let batch_rows = plan.batch_rows.clamp(1, 1 << 20);
+            // Builders start small and double as rows come: a key lookup
+            // returning one row must not allocate (and fault in) room for a
+            // full batch of every column.
+            let initial_rows = batch_rows
+                .min(INITIAL_BUILDER_ROWS)
+                .min(plan.limit.map_or(usize::MAX, |l| l.max(1) as usize));
             let mut builders: Vec<ColumnBuilder> = types
                 .iter()
-                .map(|t| ColumnBuilder::new(*t, batch_rows))
+                .map(|t| ColumnBuilder::new(*t, initial_rows))
                 .collect();
             let mut rows_in_batch = 0usize;
             let emit = |builders: &mut Vec<ColumnBuilder>| -> Result<SourceBatch, SourceError> {
