@@ -1102,6 +1102,21 @@ async fn write_database(path: &Path, tables: Vec<Table>) -> Result<(), DemoError
         "CREATE INDEX IF NOT EXISTS idx_usage_org ON electricity_usage(org_code)",
         "CREATE INDEX IF NOT EXISTS idx_relief_members_person ON relief_members(person_id)",
         "CREATE INDEX IF NOT EXISTS idx_household ON household_registration(household_id)",
+        // Every other column carrying a semantic key, as a department's
+        // database would have: lookups across departments read by key.
+        "CREATE INDEX IF NOT EXISTS idx_relief_applicant ON relief_applications(applicant_id)",
+        "CREATE INDEX IF NOT EXISTS idx_relief_household ON relief_applications(household_id)",
+        "CREATE INDEX IF NOT EXISTS idx_relief_members_household ON relief_members(household_id)",
+        "CREATE INDEX IF NOT EXISTS idx_students_person ON students(person_id)",
+        "CREATE INDEX IF NOT EXISTS idx_students_guardian1 ON students(guardian1_id)",
+        "CREATE INDEX IF NOT EXISTS idx_students_guardian2 ON students(guardian2_id)",
+        "CREATE INDEX IF NOT EXISTS idx_enrolment_child ON enrolment_applications(child_id)",
+        "CREATE INDEX IF NOT EXISTS idx_enrolment_guardian1 ON enrolment_applications(guardian1_id)",
+        "CREATE INDEX IF NOT EXISTS idx_enrolment_guardian2 ON enrolment_applications(guardian2_id)",
+        "CREATE INDEX IF NOT EXISTS idx_social_employer ON social_insurance(employer_org_code)",
+        "CREATE INDEX IF NOT EXISTS idx_companies_legal_rep ON companies(legal_rep_id)",
+        "CREATE INDEX IF NOT EXISTS idx_leases_tenant ON leases(tenant_id)",
+        "CREATE INDEX IF NOT EXISTS idx_taxpayers_legal_rep ON taxpayers(legal_rep_id)",
     ] {
         if names.iter().any(|t| idx.contains(&format!(" ON {t}("))) {
             sqlx::query(idx).execute(&mut *tx).await.map_err(err)?;
