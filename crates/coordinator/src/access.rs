@@ -13,6 +13,9 @@
 //! - Requests waiting longer than the service level (working days) are
 //!   shown as overdue.
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::RwLock;
+
 use exchange_pki::Identity;
 use exchange_policy::{FieldType, Sensitivity};
 use exchange_proto::v1 as pb;
@@ -94,9 +97,33 @@ impl RequestRecord {
 pub struct AccessBook {
     requests: Tree,
     grants: Tree,
+    /// Every grant, in memory, indexed by member: every query is checked
+    /// against its consumer's grants, and reading (and decoding) the store
+    /// for each one would cost the query path dearly. Written through:
+    /// each change goes to the store first, then here, under this lock.
+    grant_index: RwLock<GrantIndex>,
     counters: Tree,
     usage: Tree,
     sla_working_days: u32,
+}
+
+/// Grants by id, and the ids of each member's grants (as owner or consumer).
+#[derive(Default)]
+struct GrantIndex {
+    by_id: HashMap<String, GrantRecord>,
+    by_member: HashMap<String, BTreeSet<String>>,
+}
+
+impl GrantIndex {
+    fn put(&mut self, grant: GrantRecord) {
+        for member in [&grant.owner, &grant.consumer] {
+            self.by_member
+                .entry(member.clone())
+                .or_default()
+                .insert(grant.id.clone());
+        }
+        self.by_id.insert(grant.id.clone(), grant);
+    }
 }
 
 impl std::fmt::Debug for AccessBook {
@@ -178,9 +205,15 @@ fn is_secret(f: &pb::Field) -> bool {
 
 impl AccessBook {
     pub fn open(db: &Db, sla_working_days: u32) -> Result<AccessBook, StorageError> {
+        let grants = db.tree("grants")?;
+        let mut index = GrantIndex::default();
+        for grant in grants.values::<GrantRecord>()? {
+            index.put(grant);
+        }
         Ok(AccessBook {
             requests: db.tree("access_requests")?,
-            grants: db.tree("grants")?,
+            grants,
+            grant_index: RwLock::new(index),
             counters: db.tree("counters")?,
             usage: db.tree("quota_usage")?,
             sla_working_days,
@@ -357,8 +390,16 @@ impl AccessBook {
             revocation_reason: String::new(),
             embargo_until: String::new(),
         };
-        self.grants.insert(&grant.id, &grant)?;
+        self.store_grant(&grant)?;
         Ok(grant)
+    }
+
+    /// Writes a grant to the store, then to the in-memory index.
+    fn store_grant(&self, grant: &GrantRecord) -> Result<(), AccessError> {
+        let mut index = self.grant_index.write().unwrap_or_else(|p| p.into_inner());
+        self.grants.insert(&grant.id, grant)?;
+        index.put(grant.clone());
+        Ok(())
     }
 
     fn request_for_owner(&self, owner: &Identity, id: &str) -> Result<RequestRecord, AccessError> {
@@ -473,7 +514,7 @@ impl AccessBook {
         )?;
         if !embargo_until.is_empty() {
             grant.embargo_until = embargo_until;
-            self.grants.insert(&grant.id, &grant)?;
+            self.store_grant(&grant)?;
         }
         r.status = "granted".into();
         r.decided_unix = now_unix();
@@ -542,12 +583,15 @@ impl AccessBook {
     /// Grants the member holds or gave, with expiry applied.
     pub fn grants_of(&self, member: &str) -> Result<Vec<GrantRecord>, AccessError> {
         let today = date_text(today());
-        Ok(self
-            .grants
-            .values::<GrantRecord>()?
-            .into_iter()
-            .filter(|g| g.owner == member || g.consumer == member)
-            .map(|mut g| {
+        let index = self.grant_index.read().unwrap_or_else(|p| p.into_inner());
+        let Some(ids) = index.by_member.get(member) else {
+            return Ok(Vec::new());
+        };
+        Ok(ids
+            .iter()
+            .filter_map(|id| index.by_id.get(id))
+            .map(|g| {
+                let mut g = g.clone();
                 if g.status == "active" && g.until < today {
                     g.status = "expired".into();
                 }
@@ -556,8 +600,33 @@ impl AccessBook {
             .collect())
     }
 
+    /// The consumer's active, unexpired grant on a dataset, if any: what
+    /// every query is checked against.
+    pub fn active_grant(&self, consumer: &str, dataset: &str) -> Option<GrantRecord> {
+        let today = date_text(today());
+        let index = self.grant_index.read().unwrap_or_else(|p| p.into_inner());
+        index
+            .by_member
+            .get(consumer)?
+            .iter()
+            .filter_map(|id| index.by_id.get(id))
+            .find(|g| {
+                g.consumer == consumer
+                    && g.dataset == dataset
+                    && g.status == "active"
+                    && g.until >= today
+            })
+            .cloned()
+    }
+
     pub fn grant(&self, id: &str) -> Result<Option<GrantRecord>, AccessError> {
-        Ok(self.grants.get(id)?)
+        Ok(self
+            .grant_index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_id
+            .get(id)
+            .cloned())
     }
 
     /// The owner revokes a grant.
@@ -589,7 +658,7 @@ impl AccessBook {
             revocation_reason: reason,
             ..g
         };
-        self.grants.insert(id, &updated)?;
+        self.store_grant(&updated)?;
         Ok(updated)
     }
 
@@ -649,6 +718,7 @@ pub fn grant_message(g: &GrantRecord) -> pb::Grant {
             .map(|(n, m)| pb::GrantField {
                 name: n.clone(),
                 mask: m.clone(),
+                key_type: String::new(),
             })
             .collect(),
         row_filter: g.row_filter.clone(),

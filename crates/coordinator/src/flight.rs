@@ -60,11 +60,6 @@ fn random_id() -> String {
     hex::encode(b)
 }
 
-fn today() -> String {
-    let d = time::OffsetDateTime::now_utc().date();
-    format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
-}
-
 impl CoordinatorFlight {
     pub fn new(state: Arc<State>) -> CoordinatorFlight {
         CoordinatorFlight {
@@ -102,15 +97,10 @@ impl CoordinatorFlight {
                 cmd.dataset.chars().take(100).collect::<String>()
             ))
         })?;
-        let today = today();
-        let grants = self
+        let grant = self
             .state
             .access
-            .grants_of(&consumer.member_id)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let grant = grants
-            .iter()
-            .find(|g| g.consumer == consumer.member_id && g.dataset == dataset.id && g.status == "active" && g.until >= today)
+            .active_grant(&consumer.member_id, &dataset.id)
             .ok_or_else(|| {
                 Status::permission_denied(format!(
                     "denied by rule `grant required`: {} holds no active grant on {}; ask with `exchange access request {} --purpose ...`",
