@@ -233,27 +233,18 @@ impl Client {
             if !datasets.is_empty() && !datasets.contains(&grant.dataset) {
                 continue;
             }
-            let dataset = self.dataset(&grant.dataset).await?;
-            let found = dataset
-                .fields
-                .iter()
-                .find(|f| f.key_type == key_type && grant.fields.iter().any(|g| g.name == f.name));
-            match found {
+            // The coordinator names each granted field's key type.
+            match grant.fields.iter().find(|f| f.key_type == key_type) {
                 Some(field) => targets.push(BatchTarget {
-                    dataset: dataset.id.clone(),
-                    department: dataset.department.clone(),
+                    dataset: grant.dataset.clone(),
+                    department: grant.owner.clone(),
                     key_field: field.name.clone(),
-                    key_mask: grant
-                        .fields
-                        .iter()
-                        .find(|g| g.name == field.name)
-                        .map(|g| g.mask.clone())
-                        .unwrap_or_default(),
+                    key_mask: field.mask.clone(),
                 }),
                 None if !datasets.is_empty() => {
                     return Err(ClientError::Config(format!(
                         "{} has no {key_type} field in your grant; nothing was read",
-                        dataset.id
+                        grant.dataset
                     )))
                 }
                 None => {}

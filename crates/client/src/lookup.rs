@@ -144,33 +144,19 @@ impl Client {
             .into_iter()
             .filter(|g| g.consumer == me && g.status == "active")
             .collect();
-        // Which granted datasets carry the key type, and in which field.
-        let described = tokio::time::timeout(
-            deadline.saturating_sub(started.elapsed()),
-            futures::future::join_all(grants.iter().map(|g| self.dataset(&g.dataset))),
-        )
-        .await
-        .map_err(|_| {
-            ClientError::Config(
-                "the coordinator did not describe the datasets within the deadline".into(),
-            )
-        })?;
-        let mut targets = Vec::new();
-        for (grant, dataset) in grants.iter().zip(described) {
-            let Ok(dataset) = dataset else { continue };
-            let granted: Vec<&str> = grant.fields.iter().map(|f| f.name.as_str()).collect();
-            if let Some(field) = dataset
-                .fields
-                .iter()
-                .find(|f| f.key_type == key_type && granted.contains(&f.name.as_str()))
-            {
-                targets.push((
-                    dataset.id.clone(),
-                    dataset.department.clone(),
+        // Which granted datasets carry the key type, and in which field:
+        // the coordinator names each granted field's key type.
+        let targets: Vec<(String, String, String)> = grants
+            .iter()
+            .filter_map(|grant| {
+                let field = grant.fields.iter().find(|f| f.key_type == key_type)?;
+                Some((
+                    grant.dataset.clone(),
+                    grant.owner.clone(),
                     field.name.clone(),
-                ));
-            }
-        }
+                ))
+            })
+            .collect();
         let remaining = deadline.saturating_sub(started.elapsed());
         let asks = targets.into_iter().map(|(dataset, department, key_field)| {
             let key = key.clone();

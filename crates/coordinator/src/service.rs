@@ -585,8 +585,31 @@ impl pb::access_server::Access for AccessService {
             .access
             .grants_of(&peer.identity.member_id)
             .map_err(access_status)?;
+        let federation = &self.0.federation;
         Ok(Response::new(pb::GrantList {
-            grants: grants.iter().map(grant_message).collect(),
+            grants: grants
+                .iter()
+                .map(|g| {
+                    let mut message = grant_message(g);
+                    // Name each granted field's key type, so a lookup by
+                    // key knows its targets from this one answer, and list
+                    // the fields in the dataset's own order.
+                    if let Some(dataset) = federation.dataset(&g.dataset) {
+                        let position =
+                            |name: &str| dataset.fields.iter().position(|f| f.name == name);
+                        message
+                            .fields
+                            .sort_by_key(|f| position(&f.name).unwrap_or(usize::MAX));
+                        for field in &mut message.fields {
+                            if let Some(spec) = dataset.fields.iter().find(|f| f.name == field.name)
+                            {
+                                field.key_type = spec.key_type.clone();
+                            }
+                        }
+                    }
+                    message
+                })
+                .collect(),
         }))
     }
 
