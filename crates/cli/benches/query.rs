@@ -30,6 +30,10 @@
 //!
 //! Run: `cargo bench -p exchange-cli --bench query` (`BULK_ROWS=...` to change the
 //! size, `BENCH=lookups`, `audit`, `fanout`, `bulk`, `batch` or `join` to run one part).
+//! Diagnostics: `LOOKUPS_PER_CLIENT=N` lengthens the lookup run (for a
+//! profiler); `FSYNC=off` runs the fan-out with the audit logs' `fdatasync`
+//! switched off, to show what write-ahead costs there (a testkit builder
+//! option: no configuration file can turn it off).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -44,12 +48,37 @@ use futures::StreamExt;
 use sqlx::Row;
 
 const CLIENTS: usize = 32;
-const LOOKUPS_PER_CLIENT: usize = 100;
+const LOOKUPS_PER_CLIENT_DEFAULT: usize = 100;
+
+/// Lookups per client (`LOOKUPS_PER_CLIENT` to change, e.g. for profiling).
+fn lookups_per_client() -> usize {
+    std::env::var("LOOKUPS_PER_CLIENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(LOOKUPS_PER_CLIENT_DEFAULT)
+}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize)
         .saturating_sub(1)
         .min(sorted.len() - 1)]
+}
+
+/// CPU seconds this process has used so far (user and system, all threads).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn ms(d: Duration) -> f64 {
@@ -92,6 +121,7 @@ async fn lookups() -> anyhow::Result<()> {
             .map(|r| r.get(0))
             .collect();
     let owners = Arc::new(owners);
+    let per_client = lookups_per_client();
 
     // Full path: each client has its own connection to the coordinator.
     let tls = TlsIdentity::load(&cluster.member_dir("civil-affairs"), "client")?;
@@ -100,14 +130,15 @@ async fn lookups() -> anyhow::Result<()> {
     for _ in 0..CLIENTS {
         clients.push(Client::connect(&addr, &tls).await?);
     }
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (c, client) in clients.into_iter().enumerate() {
         let owners = owners.clone();
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(LOOKUPS_PER_CLIENT);
-            for i in 0..LOOKUPS_PER_CLIENT {
-                let id = &owners[(c * LOOKUPS_PER_CLIENT + i) % owners.len()];
+            let mut latencies = Vec::with_capacity(per_client);
+            for i in 0..per_client {
+                let id = &owners[(c * per_client + i) % owners.len()];
                 let t = Instant::now();
                 let cmd = QueryCommand {
                     dataset: "vehicle-admin/vehicles".into(),
@@ -133,6 +164,7 @@ async fn lookups() -> anyhow::Result<()> {
         full.extend(t.await?);
     }
     let full_elapsed = started.elapsed();
+    let full_cpu = cpu_seconds() - cpu_before;
     full.sort();
 
     // Direct: the same lookups against the same SQLite file.
@@ -142,9 +174,9 @@ async fn lookups() -> anyhow::Result<()> {
         let owners = owners.clone();
         let pool = pool.clone();
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(LOOKUPS_PER_CLIENT);
-            for i in 0..LOOKUPS_PER_CLIENT {
-                let id = &owners[(c * LOOKUPS_PER_CLIENT + i) % owners.len()];
+            let mut latencies = Vec::with_capacity(per_client);
+            for i in 0..per_client {
+                let id = &owners[(c * per_client + i) % owners.len()];
                 let t = Instant::now();
                 let rows = sqlx::query(
                     "SELECT plate_no, owner_id, brand FROM vehicles WHERE owner_id = ?",
@@ -166,7 +198,7 @@ async fn lookups() -> anyhow::Result<()> {
     let direct_elapsed = started.elapsed();
     direct.sort();
 
-    let n = (CLIENTS * LOOKUPS_PER_CLIENT) as f64;
+    let n = (CLIENTS * per_client) as f64;
     let full_rate = n / full_elapsed.as_secs_f64();
     let direct_rate = n / direct_elapsed.as_secs_f64();
     println!(
@@ -179,6 +211,11 @@ async fn lookups() -> anyhow::Result<()> {
         "  ratio       full path runs at {:.2}x the direct rate",
         full_rate / direct_rate
     );
+    println!(
+        "  cpu         full path {:.0} us of CPU per lookup (client, coordinator and node together), {:.0}% of the machine's 2 cores",
+        full_cpu * 1e6 / n,
+        full_cpu * 100.0 / full_elapsed.as_secs_f64() / 2.0
+    );
     println!("  targets     at least 5,000 lookups/s end to end, p99 under 10 ms");
     cluster.shutdown().await;
     Ok(())
@@ -188,6 +225,7 @@ async fn fanout() -> anyhow::Result<()> {
     let cluster = ClusterBuilder::new()
         .demo_departments()
         .persons(100_000)
+        .audit_fsync(std::env::var("FSYNC").as_deref() != Ok("off"))
         .start()
         .await?;
     let civil = cluster.analyst("civil-affairs").await?;
@@ -254,6 +292,8 @@ async fn fanout() -> anyhow::Result<()> {
             .any(|d| d.ends_with(&format!("/{}", spec.id)))
     });
     let n = 300.min(people.len());
+    let cpu_before = cpu_seconds();
+    let fanout_started = Instant::now();
     let mut full = Vec::new();
     let mut answered = 0usize;
     let mut total_answers = 0usize;
@@ -278,6 +318,8 @@ async fn fanout() -> anyhow::Result<()> {
             }
         }
     }
+    let fanout_cpu = cpu_seconds() - cpu_before;
+    let fanout_wall = fanout_started.elapsed().as_secs_f64();
     full.sort();
     let key = exchange_policy::HashKey::new(&[7u8; 32]).unwrap();
     let mut direct = Vec::new();
@@ -326,6 +368,11 @@ async fn fanout() -> anyhow::Result<()> {
         ms(percentile(&full, 0.99)),
     );
     println!("  direct      p50 {:>6.2} ms   p99 {:>6.2} ms   (the same key reads on each SQLite file, in parallel)", ms(percentile(&direct, 0.5)), ms(percentile(&direct, 0.99)));
+    println!(
+        "  cpu         full path {:.2} ms of CPU per lookup (client, coordinator and nodes together), {:.0}% of the machine's 2 cores",
+        fanout_cpu * 1e3 / n as f64,
+        fanout_cpu * 100.0 / fanout_wall / 2.0
+    );
     println!(
         "  ratio       full path p50 is {:.1}x the direct p50",
         ms(percentile(&full, 0.5)) / ms(percentile(&direct, 0.5))
