@@ -295,3 +295,44 @@ fn overdue_counts_working_days() {
     r.status = "granted".into();
     assert!(!b.is_overdue(&r));
 }
+
+#[test]
+fn grants_survive_a_reopen_and_revocation_ends_the_active_grant() {
+    let db = Db::temporary().unwrap();
+    let grant_id = {
+        let b = AccessBook::open(&db, 5).unwrap();
+        let r = b
+            .request(&who("civil-affairs"), &ask(&[]), &dataset("unconditional"))
+            .unwrap();
+        r.grant_id
+    };
+    // A new book on the same store (a restarted coordinator) knows it.
+    let b = AccessBook::open(&db, 5).unwrap();
+    let active = b
+        .active_grant("civil-affairs", "vehicle-admin/vehicles")
+        .expect("the grant is active after a reopen");
+    assert_eq!(active.id, grant_id);
+    assert!(b.active_grant("tax", "vehicle-admin/vehicles").is_none());
+    assert!(b.active_grant("civil-affairs", "tax/taxpayers").is_none());
+    assert_eq!(b.grants_of("civil-affairs").unwrap().len(), 1);
+    assert_eq!(b.grants_of("vehicle-admin").unwrap().len(), 1);
+    assert!(b.grants_of("tax").unwrap().is_empty());
+
+    // Only the owner revokes; afterwards no query finds an active grant,
+    // in this book or in one reopened from the store.
+    assert!(b.revoke(&who("civil-affairs"), &grant_id, "no").is_err());
+    b.revoke(&who("vehicle-admin"), &grant_id, "purpose fulfilled")
+        .unwrap();
+    assert!(b
+        .active_grant("civil-affairs", "vehicle-admin/vehicles")
+        .is_none());
+    assert_eq!(b.grant(&grant_id).unwrap().unwrap().status, "revoked");
+    let reopened = AccessBook::open(&db, 5).unwrap();
+    assert!(reopened
+        .active_grant("civil-affairs", "vehicle-admin/vehicles")
+        .is_none());
+    assert_eq!(
+        reopened.grants_of("civil-affairs").unwrap()[0].status,
+        "revoked"
+    );
+}
