@@ -4,7 +4,7 @@
 //! A manifest is TOML with `deny_unknown_fields`. Every problem found is
 //! reported at once, each naming the file, the dataset, the key and the fix.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -458,6 +458,33 @@ impl Manifest {
 
     /// Checks one dataset against the columns its source table really has
     /// (empty when the table does not exist). Returns every mismatch.
+    /// Warnings for fields that carry a semantic key but whose column leads
+    /// no index of the table (`indexed`, lower-cased): lookups and joins by
+    /// that key would read the whole table. Not errors: the dataset still
+    /// serves, more slowly.
+    pub fn unindexed_keys(&self, dataset: &DatasetSpec, indexed: &BTreeSet<String>) -> Vec<String> {
+        dataset
+            .fields
+            .iter()
+            .filter_map(|f| {
+                let key_type = f.key_type.as_deref()?;
+                if indexed.contains(&f.column.to_lowercase()) {
+                    return None;
+                }
+                Some(format!(
+                    "{}: dataset {}: field {} carries {key_type} keys, but no index of {} starts with column {}; every lookup by {key_type} reads the whole table (fix: CREATE INDEX ON {} ({}))",
+                    self.path.display(),
+                    dataset.id,
+                    f.name,
+                    dataset.table,
+                    f.column,
+                    dataset.table,
+                    f.column
+                ))
+            })
+            .collect()
+    }
+
     pub fn check_columns(
         &self,
         dataset: &DatasetSpec,

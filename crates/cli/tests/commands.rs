@@ -288,6 +288,53 @@ fn node_check_reports_every_problem_with_file_key_and_fix() {
         &["check", "--manifest", manifest.to_str().unwrap()],
     ));
     assert!(good.contains("valid"), "{good}");
+    // The demo databases index every column that carries a key.
+    for department in [
+        "civil-affairs",
+        "education",
+        "electricity",
+        "hrss",
+        "market-regulation",
+        "public-security",
+        "real-estate",
+        "tax",
+        "vehicle-admin",
+    ] {
+        let path = dir.path().join(format!("{department}.toml"));
+        let out = ok(&run(
+            "exchange-node",
+            &["check", "--manifest", path.to_str().unwrap()],
+        ));
+        assert!(!out.contains("warning"), "{department}: {out}");
+    }
+    // A key column without an index serves, with a warning that names the
+    // field and the fix; an index that does not start with it is no help.
+    rt.block_on(async {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", dir.path().join("vehicle-admin.db").display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        for sql in [
+            "DROP INDEX idx_vehicles_owner",
+            "CREATE INDEX idx_vehicles_brand_owner ON vehicles (brand, owner_id)",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    });
+    let warned = ok(&run(
+        "exchange-node",
+        &["check", "--manifest", manifest.to_str().unwrap()],
+    ));
+    assert!(warned.contains("valid"), "{warned}");
+    let warnings: Vec<&str> = warned
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warned}");
+    assert!(
+        warnings[0].contains("field owner_id carries person_id keys")
+            && warnings[0].contains("CREATE INDEX ON vehicles (owner_id)"),
+        "{warned}"
+    );
     let text = std::fs::read_to_string(&manifest).unwrap();
     let broken = text
         .replace("name = \"brand\"", "name = \"brand_name\"")

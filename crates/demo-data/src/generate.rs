@@ -1117,6 +1117,7 @@ async fn write_database(path: &Path, tables: Vec<Table>) -> Result<(), DemoError
         "CREATE INDEX IF NOT EXISTS idx_companies_legal_rep ON companies(legal_rep_id)",
         "CREATE INDEX IF NOT EXISTS idx_leases_tenant ON leases(tenant_id)",
         "CREATE INDEX IF NOT EXISTS idx_taxpayers_legal_rep ON taxpayers(legal_rep_id)",
+        "CREATE INDEX IF NOT EXISTS idx_household_phone ON household_registration(phone)",
     ] {
         if names.iter().any(|t| idx.contains(&format!(" ON {t}("))) {
             sqlx::query(idx).execute(&mut *tx).await.map_err(err)?;

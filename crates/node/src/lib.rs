@@ -42,6 +42,18 @@ pub use config::NodeConfig;
 pub struct Published {
     pub manifest: Manifest,
     pub sources: BTreeMap<String, Source>,
+    /// What serves but should be fixed: key fields whose column leads no
+    /// index (every lookup by that key would read the whole table).
+    pub warnings: Vec<String>,
+}
+
+impl Published {
+    /// Logs each warning.
+    pub fn log_warnings(&self) {
+        for warning in &self.warnings {
+            tracing::warn!("{warning}");
+        }
+    }
 }
 
 /// State shared by the node's tasks and handlers.
@@ -141,15 +153,25 @@ pub async fn load_and_check(path: &std::path::Path, member_id: &str) -> anyhow::
         sources.insert(name.clone(), source);
     }
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     for ds in &manifest.datasets {
         let source = &sources[&ds.database];
         let columns = source.describe(&ds.table).await?;
-        errors.extend(manifest.check_columns(ds, &columns));
+        let problems = manifest.check_columns(ds, &columns);
+        if problems.is_empty() {
+            let indexed = source.indexed_columns(&ds.table).await?;
+            warnings.extend(manifest.unindexed_keys(ds, &indexed));
+        }
+        errors.extend(problems);
     }
     if !errors.is_empty() {
         return Err(anyhow::Error::new(ManifestErrors(errors)));
     }
-    Ok(Published { manifest, sources })
+    Ok(Published {
+        manifest,
+        sources,
+        warnings,
+    })
 }
 
 /// A node serving in this process.
@@ -203,6 +225,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     }
     let member_id = tls.identity().member_id.clone();
     let published = load_and_check(&config.manifest, &member_id).await?;
+    published.log_warnings();
 
     let db = Db::open(&config.data_dir)?;
     let pki_tree = db.tree("pki")?;

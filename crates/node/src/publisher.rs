@@ -70,6 +70,7 @@ pub async fn run(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
             last_mtime = mtime;
             match load_and_check(&state.config.manifest, &state.member_id).await {
                 Ok(published) if published.manifest.digest != state.current().manifest.digest => {
+                    published.log_warnings();
                     *state.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(published);
                     tracing::info!("manifest changed; publishing the new catalog");
                     need_publish = true;

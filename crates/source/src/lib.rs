@@ -11,6 +11,7 @@
 //! and streams the rows as masked Arrow record batches with bounded memory.
 //! (No service calls it yet: grants and the Flight endpoint come next.)
 
+use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -193,6 +194,67 @@ impl Source {
                 },
             })
             .collect())
+    }
+}
+
+impl Source {
+    /// Columns of `table` that lead an index, the primary key's included: a
+    /// filter on one of them is read by index instead of scanning the
+    /// table. Lower-cased; the table name is a bound parameter.
+    pub async fn indexed_columns(&self, table: &str) -> Result<BTreeSet<String>, SourceError> {
+        let (schema, name) = match table.split_once('.') {
+            Some((s, n)) => (Some(s), n),
+            None => (None, table),
+        };
+        let failed = |e: sqlx::Error| SourceError::Query {
+            name: self.name.clone(),
+            reason: e.to_string(),
+        };
+        let rows: Vec<String> = match &self.pool {
+            Pool::Sqlite(pool) => sqlx::query(
+                "SELECT name FROM pragma_table_info(?1, ?2) WHERE pk = 1
+                 UNION
+                 SELECT ii.name FROM pragma_index_list(?1, ?2) AS il,
+                        pragma_index_info(il.name, ?2) AS ii
+                 WHERE ii.seqno = 0",
+            )
+            .bind(name)
+            .bind(schema.unwrap_or("main"))
+            .fetch_all(pool)
+            .await
+            .map_err(failed)?
+            .iter()
+            .filter_map(|r| r.get::<Option<String>, _>(0))
+            .collect(),
+            Pool::Postgres(pool) => sqlx::query(
+                "SELECT a.attname::text FROM pg_index i
+                 JOIN pg_class c ON c.oid = i.indrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+                 WHERE n.nspname = COALESCE($1, current_schema()) AND c.relname = $2",
+            )
+            .bind(schema)
+            .bind(name)
+            .fetch_all(pool)
+            .await
+            .map_err(failed)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+            Pool::MySql(pool) => sqlx::query(
+                "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.STATISTICS
+                 WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND SEQ_IN_INDEX = 1",
+            )
+            .bind(schema)
+            .bind(name)
+            .fetch_all(pool)
+            .await
+            .map_err(failed)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+        };
+        Ok(rows.into_iter().map(|c| c.to_lowercase()).collect())
     }
 }
 

@@ -146,6 +146,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     d.sharing
                 );
             }
+            for warning in &published.warnings {
+                println!("warning: {warning}");
+            }
         }
         Command::Serve {
             manifest,
