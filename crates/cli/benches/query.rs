@@ -36,6 +36,11 @@
 //! option: no configuration file can turn it off).
 
 use std::process::{Child, Command, Stdio};
+
+/// The allocator the coordinator, node and client binaries use.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
