@@ -14,8 +14,9 @@
 //!    the same sequential lookups with the audit's `fsync` on (as always in
 //!    production) and off (benchmark-only switch), p50 and p99 of each.
 //!
-//! 4. Fan-out (issue 5): one person looked up across every other
-//!    department's datasets carrying `person_id` (eight departments), p50
+//! 4. Fan-out (issue 5): one person looked up by a consumer-only member
+//!    (the procuratorate) across every department's datasets carrying
+//!    `person_id` (eight departments), p50
 //!    and p99, against the same key lookups run directly on each dataset's
 //!    SQLite file in parallel.
 //!
@@ -229,12 +230,15 @@ async fn lookups() -> anyhow::Result<()> {
 async fn fanout() -> anyhow::Result<()> {
     let cluster = ClusterBuilder::new()
         .demo_departments()
+        .add_consumer("procuratorate", "区人民检察院")
         .persons(100_000)
         .audit_fsync(std::env::var("FSYNC").as_deref() != Ok("off"))
         .start()
         .await?;
-    let civil = cluster.analyst("civil-affairs").await?;
-    let found = civil
+    // A consumer-only member (the procuratorate), so every department that
+    // holds person data is a target: eight departments.
+    let analyst = cluster.analyst("procuratorate").await?;
+    let found = analyst
         .search(pb::SearchRequest {
             key_type: "person_id".into(),
             limit: 100,
@@ -245,11 +249,8 @@ async fn fanout() -> anyhow::Result<()> {
     let mut direct_targets = Vec::new();
     for hit in &found.hits {
         let Some(d) = &hit.dataset else { continue };
-        if d.department == "civil-affairs" {
-            continue;
-        }
         cluster
-            .grant("civil-affairs", &d.id, &[], Default::default())
+            .grant("procuratorate", &d.id, &[], Default::default())
             .await?;
         let manifest = exchange_catalog::Manifest::load(
             &cluster.dir.join(format!("data/{}.toml", d.department)),
@@ -284,7 +285,7 @@ async fn fanout() -> anyhow::Result<()> {
             .collect();
     // Compare like with like: only datasets the lookup reads (a grant that
     // leaves out the key field makes a dataset no lookup target).
-    let probe = civil
+    let probe = analyst
         .lookup("person_id", &people[0], "bench", Duration::from_secs(3))
         .await?;
     let looked_up: std::collections::BTreeSet<String> =
@@ -305,7 +306,7 @@ async fn fanout() -> anyhow::Result<()> {
     let mut failures: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for person in people.iter().take(n) {
         let t = Instant::now();
-        let report = civil
+        let report = analyst
             .lookup("person_id", person, "bench", Duration::from_secs(3))
             .await?;
         full.push(t.elapsed());
