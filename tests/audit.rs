@@ -510,10 +510,10 @@ async fn a_full_audit_disk_refuses_queries_instead_of_serving_them_unlogged() {
         let chunk = vec![0u8; 4096];
         while f.write_all(&chunk).and_then(|_| f.sync_all()).is_ok() {}
     }
-    // The last partly used page of the segment may take an entry or two;
-    // then the disk is full for the log too.
+    // The zeros the log wrote ahead of its entries (at least 64 KB) take
+    // some more entries; then the disk is full for the log too.
     let mut refused = None;
-    for _ in 0..50 {
+    for _ in 0..2_000 {
         if let Err(e) = rows(&civil, lookup()).await {
             refused = Some(e);
             break;

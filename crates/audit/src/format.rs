@@ -186,6 +186,20 @@ pub enum FrameError {
     Malformed(String),
 }
 
+/// Whether a frame that fails its check, ending at `frame_end`, is the
+/// last write before a crash into zeros the writer had written ahead: more
+/// zeros follow it and nothing else. (A log that was cleanly closed or
+/// sealed has no zeros at its end, so there the rule never applies.)
+pub fn torn_in_zeroed_space(bytes: &[u8], frame_end: usize) -> bool {
+    frame_end < bytes.len() && bytes[frame_end..].iter().all(|b| *b == 0)
+}
+
+/// Whether everything from `offset` on is zeros written ahead (and not yet
+/// used) by the writer.
+pub fn zeroed_space(bytes: &[u8], offset: usize) -> bool {
+    offset < bytes.len() && bytes[offset..].iter().all(|b| *b == 0)
+}
+
 /// Reads the frame at `offset` of `bytes` (no hash check).
 pub fn read_frame(bytes: &[u8], offset: usize) -> Result<Frame<'_>, FrameError> {
     let rest = &bytes[offset..];

@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::format::{
-    frame_hash, parse_hash, read_frame, Checkpoint, FrameError, Hash, SegmentHeader,
-    KIND_CHECKPOINT,
+    frame_hash, parse_hash, read_frame, torn_in_zeroed_space, zeroed_space, Checkpoint, FrameError,
+    Hash, SegmentHeader, KIND_CHECKPOINT,
 };
 use crate::segments::{collect_segment_files, resolve, CHECKPOINT_FILE};
 
@@ -176,6 +176,11 @@ pub fn verify(path: &Path, ca_der: Option<&[u8]>) -> Result<VerifyReport, String
             }
         };
         while offset < bytes.len() {
+            // A live writer writes zeros ahead of its entries; the open
+            // segment ends where they begin.
+            if i == last_index && zeroed_space(&bytes, offset) {
+                break 'files;
+            }
             let frame = match read_frame(&bytes, offset) {
                 Ok(f) => f,
                 Err(FrameError::Incomplete) if i == last_index => {
@@ -201,6 +206,16 @@ pub fn verify(path: &Path, ca_der: Option<&[u8]>) -> Result<VerifyReport, String
                     break 'files;
                 }
             };
+            if i == last_index
+                && torn_in_zeroed_space(&bytes, frame.offset + frame.len)
+                && (frame.seq != next_seq
+                    || frame.hash != frame_hash(&head, frame.kind, frame.seq, frame.payload))
+            {
+                report.warnings.push(format!(
+                    "{name} ends in an incomplete entry at byte {offset} (a crash mid-write, or a write in progress); everything before it verifies"
+                ));
+                break 'files;
+            }
             if frame.seq != next_seq {
                 let what = if frame.seq > next_seq {
                     format!(

@@ -14,6 +14,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -24,8 +25,8 @@ use exchange_pki::MemberSigner;
 use tokio::sync::oneshot;
 
 use crate::format::{
-    encode_frame, frame_hash, read_frame, Checkpoint, FrameError, Hash, SegmentHeader,
-    KIND_CHECKPOINT, KIND_ENTRY, MAX_PAYLOAD,
+    encode_frame, frame_hash, read_frame, torn_in_zeroed_space, Checkpoint, FrameError, Hash,
+    SegmentHeader, KIND_CHECKPOINT, KIND_ENTRY, MAX_PAYLOAD,
 };
 use crate::metrics::Metrics;
 use crate::record::{now_ms, Record};
@@ -282,6 +283,9 @@ struct WriterState {
     segment: u64,
     file: File,
     len: u64,
+    /// The file's physical size: bytes from `len` to here are zeros written
+    /// ahead (see [`WriterState::write_group`]).
+    allocated: u64,
     last_seq: u64,
     head: Hash,
     unsigned: u64,
@@ -321,6 +325,7 @@ impl WriterState {
                 segment: 1,
                 file,
                 len,
+                allocated: len,
                 last_seq: 0,
                 head: [0u8; 32],
                 unsigned: 0,
@@ -368,6 +373,10 @@ impl WriterState {
             };
             let expected = frame_hash(&head, frame.kind, frame.seq, frame.payload);
             if frame.seq != last_seq + 1 || frame.hash != expected {
+                if torn_in_zeroed_space(&bytes, frame.offset + frame.len) {
+                    tracing::warn!(file = %last.path.display(), offset, after_seq = last_seq, "audit log ends in an entry cut short in space written ahead (a crash mid-write); cutting it off");
+                    break;
+                }
                 return Err(damaged(
                     last_seq + 1,
                     "the entry does not match the hash chain (modified, deleted, inserted or reordered)".into(),
@@ -382,7 +391,7 @@ impl WriterState {
             }
             offset += frame.len;
         }
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&last.path)
@@ -391,9 +400,6 @@ impl WriterState {
             file.set_len(offset as u64).map_err(|e| io_error(&dir, e))?;
             file.sync_all().map_err(|e| io_error(&dir, e))?;
         }
-        use std::io::Seek;
-        file.seek(std::io::SeekFrom::Start(offset as u64))
-            .map_err(|e| io_error(&dir, e))?;
         let mut state = WriterState {
             options,
             signer,
@@ -401,6 +407,7 @@ impl WriterState {
             segment: header.segment,
             file,
             len: offset as u64,
+            allocated: offset as u64,
             last_seq,
             head,
             unsigned,
@@ -445,6 +452,9 @@ impl WriterState {
         }
         if self.unsigned > 0 {
             let _ = self.commit(Vec::new(), true, &shared);
+        }
+        if let Err(e) = self.trim() {
+            tracing::warn!(error = %e, "could not cut the audit segment's preallocated tail; it is cut when the log is next opened");
         }
     }
 
@@ -547,21 +557,34 @@ impl WriterState {
         if buf.is_empty() {
             return Ok(());
         }
-        let written = self.file.write_all(&buf).and_then(|_| {
-            fault_point("audit-before-sync");
-            if self.options.durable && (sync || checkpoint.is_some()) {
-                self.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
+        // Zeros are written ahead of the entries, so that most flushes
+        // overwrite space the file already has: the file's size does not
+        // change, and `fdatasync` need not write the inode as well (a third
+        // of a flush's cost on the project's disk). Readers stop at the
+        // zeros; the writer cuts them off when it seals a segment or stops.
+        let end = self.len + buf.len() as u64;
+        let allocate_to = (end > self.allocated)
+            .then(|| end + (self.len / 4).clamp(PREALLOCATE_MIN, PREALLOCATE_MAX));
+        let written = allocate_to
+            .map_or(Ok(()), |to| write_zeros(&self.file, self.allocated, to))
+            .and_then(|_| self.file.write_all_at(&buf, self.len))
+            .and_then(|_| {
+                fault_point("audit-before-sync");
+                if self.options.durable && (sync || checkpoint.is_some()) {
+                    self.file.sync_data()
+                } else {
+                    Ok(())
+                }
+            });
         if let Err(e) = written {
             let _ = self.file.set_len(self.len);
-            use std::io::Seek;
-            let _ = self.file.seek(std::io::SeekFrom::Start(self.len));
+            self.allocated = self.len;
             return Err(io_error(&dir, e));
         }
         fault_point("audit-after-sync");
+        if let Some(to) = allocate_to {
+            self.allocated = to;
+        }
         self.len += buf.len() as u64;
         self.head = head;
         self.last_seq = seq;
@@ -593,12 +616,31 @@ impl WriterState {
         }
     }
 
+    /// Cuts the zeros written ahead off the end of the current segment.
+    fn trim(&mut self) -> Result<(), AuditError> {
+        if self.allocated > self.len {
+            self.file
+                .set_len(self.len)
+                .and_then(|_| {
+                    if self.options.durable {
+                        self.file.sync_all()
+                    } else {
+                        Ok(())
+                    }
+                })
+                .map_err(|e| io_error(&self.options.dir, e))?;
+            self.allocated = self.len;
+        }
+        Ok(())
+    }
+
     /// Seals the current segment (it already ends with a checkpoint when it
     /// was just signed) and starts the next one.
     fn roll(&mut self) -> Result<(), AuditError> {
         if self.unsigned > 0 {
             self.write_group(&mut Vec::new(), true, true)?;
         }
+        self.trim()?;
         let next = self.segment + 1;
         let (file, len) = create_segment(
             &self.options.dir,
@@ -609,6 +651,7 @@ impl WriterState {
         )?;
         self.file = file;
         self.len = len;
+        self.allocated = len;
         self.segment = next;
         self.archive_old_segments();
         Ok(())
@@ -658,6 +701,24 @@ impl WriterState {
 
 /// Creates a segment atomically (written under a temporary name, synced,
 /// renamed), so a crash never leaves a segment without its header.
+/// Zeros written ahead of the entries: at least this much...
+const PREALLOCATE_MIN: u64 = 64 << 10;
+/// ...and at most this much at a time (a quarter of the segment so far
+/// between the two).
+const PREALLOCATE_MAX: u64 = 4 << 20;
+
+/// Writes zeros to `file` from `from` up to `to`.
+fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    static ZEROS: [u8; 64 << 10] = [0u8; 64 << 10];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64) as usize;
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
 fn create_segment(
     dir: &Path,
     writer: &str,
@@ -686,7 +747,7 @@ fn create_segment(
         })?;
     sync_dir(dir);
     let file = OpenOptions::new()
-        .append(true)
+        .write(true)
         .open(&path)
         .map_err(|e| io_error(dir, e))?;
     Ok((file, header.len() as u64))

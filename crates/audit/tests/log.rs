@@ -194,16 +194,22 @@ fn a_crash_mid_write_verifies_up_to_the_last_durable_entry_and_reopens_cleanly()
     let half = bytes[offset..offset + len / 2].to_vec();
     bytes.extend_from_slice(&half);
     std::fs::write(&path, &bytes).unwrap();
-    let report = verify(dir.path(), None).unwrap();
+    assert_torn_tail_is_cut_off(dir.path(), &pki);
+}
+
+/// The log of 12 entries in `dir` ends in a torn write: verify accepts the
+/// 12 with a warning, and the writer cuts the torn bytes off and continues
+/// the chain cleanly.
+fn assert_torn_tail_is_cut_off(dir: &Path, pki: &Pki) {
+    let report = verify(dir, None).unwrap();
     assert!(report.ok(), "{:?}", report.problem);
     assert!(
         report.warnings.iter().any(|w| w.contains("incomplete")),
         "{:?}",
         report.warnings
     );
-    // The writer cuts the torn frame off and continues the chain.
-    write(dir.path(), pki.signer("tax"), 12, 3);
-    let report = verify(dir.path(), None).unwrap();
+    write(dir, pki.signer("tax"), 12, 3);
+    let report = verify(dir, None).unwrap();
     assert!(report.ok(), "{:?}", report.problem);
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     assert_eq!(report.entries, 15);
@@ -348,4 +354,85 @@ fn a_segment_both_live_and_archived_counts_once_unless_the_copies_differ() {
     std::fs::write(&live_copy, &bytes).unwrap();
     let problem = verify(dir.path(), None).unwrap().problem.unwrap();
     assert!(problem.what.contains("claim to be segment 1"), "{problem}");
+}
+
+#[test]
+fn zeros_written_ahead_are_invisible_to_readers_and_cut_off_at_close() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg-00000001.log");
+    let log = AuditLog::open(
+        options(dir.path()),
+        pki.signer("tax"),
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    for i in 0..15 {
+        log.append_blocking(&record(i)).unwrap();
+    }
+    // Live: the file holds zeros past its last entry, and readers stop
+    // there without a problem or a warning beyond the unsigned tail.
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, live) = frames(dir.path());
+    let (offset, len, _) = *live.last().unwrap();
+    let end = offset + len;
+    assert!(bytes.len() > end, "zeros are written ahead");
+    assert!(bytes[end..].iter().all(|b| *b == 0));
+    let report = verify(dir.path(), None).unwrap();
+    assert!(report.ok(), "{:?}", report.problem);
+    assert_eq!(report.entries, 15);
+    assert!(
+        !report.warnings.iter().any(|w| w.contains("incomplete")),
+        "{:?}",
+        report.warnings
+    );
+    let mut n = 0;
+    exchange_audit::read::scan(dir.path(), |_, _| {
+        n += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!(n, 15);
+    // Closed: the file ends with its last entry (the closing checkpoint).
+    log.close();
+    drop(log);
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, closed) = frames(dir.path());
+    let (offset, len, _) = *closed.last().unwrap();
+    assert_eq!(bytes.len(), offset + len, "no zeros left after close");
+    assert!(verify(dir.path(), None).unwrap().ok());
+}
+
+#[test]
+fn an_entry_cut_short_in_zeros_written_ahead_is_a_crash_and_the_last_entry_edited_is_not() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), pki.signer("tax"), 0, 12);
+    let (path, written) = frames(dir.path());
+    let clean = std::fs::read(&path).unwrap();
+    // A crash mid-write into space written ahead: a whole frame's length
+    // and the start of its bytes, then the zeros that were already there.
+    let (offset, len, _) = written[3];
+    let mut bytes = clean.clone();
+    bytes.extend_from_slice(&clean[offset..offset + len / 2]);
+    bytes.extend(std::iter::repeat_n(0u8, len - len / 2 + (64 << 10)));
+    std::fs::write(&path, &bytes).unwrap();
+    assert_torn_tail_is_cut_off(dir.path(), &pki);
+
+    // An edit of the last entry of a closed log (no zeros after it) is
+    // found, and the writer refuses to extend the log.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), pki.signer("tax"), 0, 12);
+    let (path, written) = frames(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (offset, _, _) = *written.last().unwrap();
+    bytes[offset + 20] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(verify(dir.path(), None).unwrap().problem.is_some());
+    assert!(AuditLog::open(
+        options(dir.path()),
+        pki.signer("tax"),
+        Arc::new(Metrics::default()),
+    )
+    .is_err());
 }
