@@ -134,14 +134,8 @@ impl Source {
     /// Columns of `table` (`name` or `schema.name`); empty if it does not exist.
     /// The table name is a bound parameter, never spliced into SQL.
     pub async fn describe(&self, table: &str) -> Result<Vec<SourceColumn>, SourceError> {
-        let (schema, name) = match table.split_once('.') {
-            Some((s, n)) => (Some(s), n),
-            None => (None, table),
-        };
-        let failed = |e: sqlx::Error| SourceError::Query {
-            name: self.name.clone(),
-            reason: e.to_string(),
-        };
+        let (schema, name) = split_table(table);
+        let failed = |e: sqlx::Error| self.query_failed(e);
         let pairs: Vec<(String, String)> = match &self.pool {
             Pool::Sqlite(pool) => sqlx::query("SELECT name, type FROM pragma_table_info(?1, ?2) ORDER BY cid")
                 .bind(name)
@@ -198,18 +192,19 @@ impl Source {
 }
 
 impl Source {
+    fn query_failed(&self, e: sqlx::Error) -> SourceError {
+        SourceError::Query {
+            name: self.name.clone(),
+            reason: e.to_string(),
+        }
+    }
+
     /// Columns of `table` that lead an index, the primary key's included: a
     /// filter on one of them is read by index instead of scanning the
     /// table. Lower-cased; the table name is a bound parameter.
     pub async fn indexed_columns(&self, table: &str) -> Result<BTreeSet<String>, SourceError> {
-        let (schema, name) = match table.split_once('.') {
-            Some((s, n)) => (Some(s), n),
-            None => (None, table),
-        };
-        let failed = |e: sqlx::Error| SourceError::Query {
-            name: self.name.clone(),
-            reason: e.to_string(),
-        };
+        let (schema, name) = split_table(table);
+        let failed = |e: sqlx::Error| self.query_failed(e);
         let rows: Vec<String> = match &self.pool {
             Pool::Sqlite(pool) => sqlx::query(
                 "SELECT name FROM pragma_table_info(?1, ?2) WHERE pk = 1
@@ -255,6 +250,14 @@ impl Source {
             .collect(),
         };
         Ok(rows.into_iter().map(|c| c.to_lowercase()).collect())
+    }
+}
+
+/// `schema.table` as (schema, table); a bare name has no schema.
+fn split_table(table: &str) -> (Option<&str>, &str) {
+    match table.split_once('.') {
+        Some((schema, name)) => (Some(schema), name),
+        None => (None, table),
     }
 }
 
