@@ -9,10 +9,12 @@
 //! node can check its manifest against the real columns. [`Source::read`]
 //! turns a projection and a checked filter into one parameterized SELECT
 //! and streams the rows as masked Arrow record batches with bounded memory.
-//! (No service calls it yet: grants and the Flight endpoint come next.)
+//! SQLite is read with rusqlite, a short read right on the caller's thread
+//! (module `sqlite`); PostgreSQL and MySQL through sqlx.
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use exchange_catalog::manifest::{DatabaseConfig, SourceKind};
@@ -23,6 +25,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
 
 mod read;
+mod sqlite;
 
 pub use read::{
     build_select, mask_array, output_schema, output_type, BatchStream, Projection, ReadPlan,
@@ -41,7 +44,8 @@ pub enum SourceError {
 
 #[derive(Clone)]
 enum Pool {
-    Sqlite(SqlitePool),
+    /// sqlx for describing tables, rusqlite ([`sqlite`]) for reads.
+    Sqlite(SqlitePool, Arc<sqlite::SqliteReaders>),
     Postgres(PgPool),
     MySql(MySqlPool),
 }
@@ -83,18 +87,21 @@ impl Source {
                         .map_err(|e| unreachable(e.to_string()))?
                         .read_only(true)
                         .busy_timeout(acquire);
-                Pool::Sqlite(
-                    SqlitePoolOptions::new()
-                        .max_connections(config.max_connections)
-                        .acquire_timeout(acquire)
-                        // A local file has no connection to lose: skip the
-                        // ping that would cost a round trip to the
-                        // connection's worker thread on every query.
-                        .test_before_acquire(false)
-                        .connect_with(options)
-                        .await
-                        .map_err(|e| unreachable(e.to_string()))?,
-                )
+                // sqlx describes tables (rarely: at start and on reload);
+                // reads go through rusqlite, see the `sqlite` module.
+                let describer = SqlitePoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(acquire)
+                    .connect_with(options)
+                    .await
+                    .map_err(|e| unreachable(e.to_string()))?;
+                let readers = sqlite::SqliteReaders::new(
+                    &config.name,
+                    &config.location,
+                    config.max_connections,
+                    acquire,
+                );
+                Pool::Sqlite(describer, Arc::new(readers))
             }
             SourceKind::Postgres => Pool::Postgres(
                 PgPoolOptions::new()
@@ -121,7 +128,7 @@ impl Source {
 
     pub fn kind(&self) -> SourceKind {
         match self.pool {
-            Pool::Sqlite(_) => SourceKind::Sqlite,
+            Pool::Sqlite(..) => SourceKind::Sqlite,
             Pool::Postgres(_) => SourceKind::Postgres,
             Pool::MySql(_) => SourceKind::Mysql,
         }
@@ -137,7 +144,7 @@ impl Source {
         let (schema, name) = split_table(table);
         let failed = |e: sqlx::Error| self.query_failed(e);
         let pairs: Vec<(String, String)> = match &self.pool {
-            Pool::Sqlite(pool) => sqlx::query("SELECT name, type FROM pragma_table_info(?1, ?2) ORDER BY cid")
+            Pool::Sqlite(pool, _) => sqlx::query("SELECT name, type FROM pragma_table_info(?1, ?2) ORDER BY cid")
                 .bind(name)
                 .bind(schema.unwrap_or("main"))
                 .fetch_all(pool)
@@ -172,7 +179,7 @@ impl Source {
             .collect(),
         };
         let classify = match self.pool {
-            Pool::Sqlite(_) => sqlite_class,
+            Pool::Sqlite(..) => sqlite_class,
             Pool::Postgres(_) => postgres_class,
             Pool::MySql(_) => mysql_class,
         };
@@ -206,7 +213,7 @@ impl Source {
         let (schema, name) = split_table(table);
         let failed = |e: sqlx::Error| self.query_failed(e);
         let rows: Vec<String> = match &self.pool {
-            Pool::Sqlite(pool) => sqlx::query(
+            Pool::Sqlite(pool, _) => sqlx::query(
                 "SELECT name FROM pragma_table_info(?1, ?2) WHERE pk = 1
                  UNION
                  SELECT ii.name FROM pragma_index_list(?1, ?2) AS il,

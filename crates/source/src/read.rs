@@ -281,7 +281,7 @@ fn write_filter(
     Ok(())
 }
 
-enum ColumnBuilder {
+pub(crate) enum ColumnBuilder {
     Text(StringBuilder),
     Int(Int64Builder),
     Float(Float64Builder),
@@ -319,7 +319,7 @@ impl ColumnBuilder {
 }
 
 /// Days since 1970-01-01 of a `YYYY-MM-DD` prefix, by the proleptic Gregorian calendar.
-fn parse_date(text: &str) -> Option<i32> {
+pub(crate) fn parse_date(text: &str) -> Option<i32> {
     let b = text.as_bytes();
     if b.len() < 10 || b[4] != b'-' || b[7] != b'-' || !text.is_char_boundary(10) {
         return None;
@@ -341,7 +341,7 @@ fn parse_date(text: &str) -> Option<i32> {
 }
 
 /// Microseconds since the epoch of `YYYY-MM-DD[ T]HH:MM:SS[.ffffff]`.
-fn parse_timestamp(text: &str) -> Option<i64> {
+pub(crate) fn parse_timestamp(text: &str) -> Option<i64> {
     let days = parse_date(text)? as i64;
     let rest = text.get(10..).unwrap_or("");
     if rest.is_empty() {
@@ -480,11 +480,149 @@ fn text_values(array: &ArrayRef, field_type: FieldType) -> Vec<Option<String>> {
 /// A stream of masked record batches.
 pub type BatchStream = mpsc::Receiver<Result<SourceBatch, SourceError>>;
 
+/// Turns rows into masked batches of at most `batch_rows` rows: column
+/// builders for the output fields and the subject keys, filled row by row
+/// by whichever driver reads the cursor.
+pub(crate) struct Assembler {
+    builders: Vec<ColumnBuilder>,
+    columns: Vec<Projection>,
+    subject_keys: Vec<FieldSpec>,
+    schema: SchemaRef,
+    key: HashKey,
+    rows: usize,
+    pub(crate) batch_rows: usize,
+}
+
+impl Assembler {
+    pub(crate) fn new(plan: ReadPlan, schema: SchemaRef, key: HashKey) -> Assembler {
+        let batch_rows = plan.batch_rows.clamp(1, 1 << 20);
+        // Builders start small and double as rows come: a key lookup
+        // returning one row must not allocate (and fault in) room for a
+        // full batch of every column.
+        let initial_rows = batch_rows
+            .min(INITIAL_BUILDER_ROWS)
+            .min(plan.limit.map_or(usize::MAX, |l| l.max(1) as usize));
+        let builders = plan
+            .columns
+            .iter()
+            .map(|p| p.field.field_type)
+            .chain(plan.subject_keys.iter().map(|f| f.field_type))
+            .map(|t| ColumnBuilder::new(t, initial_rows))
+            .collect();
+        Assembler {
+            builders,
+            columns: plan.columns,
+            subject_keys: plan.subject_keys,
+            schema,
+            key,
+            rows: 0,
+            batch_rows,
+        }
+    }
+
+    pub(crate) fn builders(&mut self) -> &mut [ColumnBuilder] {
+        &mut self.builders
+    }
+
+    /// Counts a row just appended; true when the batch is full.
+    pub(crate) fn row_added(&mut self) -> bool {
+        self.rows += 1;
+        self.rows == self.batch_rows
+    }
+
+    /// Drops the rows appended since the last batch.
+    pub(crate) fn discard(&mut self) {
+        for b in &mut self.builders {
+            b.finish();
+        }
+        self.rows = 0;
+    }
+
+    /// Rows appended since the last batch.
+    pub(crate) fn pending(&self) -> usize {
+        self.rows
+    }
+
+    /// Finishes the rows appended so far into one masked batch.
+    pub(crate) fn emit(&mut self) -> Result<SourceBatch, SourceError> {
+        self.rows = 0;
+        let outputs = self.columns.len();
+        let key = &self.key;
+        let arrays: Vec<ArrayRef> = self.builders[..outputs]
+            .iter_mut()
+            .zip(&self.columns)
+            .map(|(b, p)| mask_array(&b.finish(), p.field.field_type, p.mask, key))
+            .collect();
+        let subject_keys = self.builders[outputs..]
+            .iter_mut()
+            .zip(&self.subject_keys)
+            .map(|(b, f)| {
+                text_values(&b.finish(), f.field_type)
+                    .into_iter()
+                    .flatten()
+                    .collect()
+            })
+            .collect();
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays)
+            .map_err(|e| SourceError::Plan(e.to_string()))?;
+        Ok(SourceBatch {
+            batch,
+            subject_keys,
+        })
+    }
+}
+
+/// Reads a sqlx cursor into batches sent on `tx`, stopping when the
+/// receiver is gone.
+macro_rules! read_sqlx {
+    ($pool:expr, $bind:ident, $name:expr, $sql:expr, $params:expr, $assembler:expr, $tx:expr) => {{
+        let name = $name;
+        let mut assembler = $assembler;
+        let tx = $tx;
+        let failed = |e: sqlx::Error| match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::Io(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => SourceError::Unreachable {
+                name: name.clone(),
+                reason: e.to_string(),
+            },
+            other => SourceError::Query {
+                name: name.clone(),
+                reason: other.to_string(),
+            },
+        };
+        let mut q = sqlx::query(&$sql);
+        for (v, t) in &$params {
+            q = $bind(q, v, *t);
+        }
+        let mut rows = q.fetch($pool);
+        while let Some(row) = rows.next().await {
+            let appended = row
+                .map_err(failed)
+                .and_then(|r| append_row(&r, assembler.builders()).map_err(failed));
+            if let Err(e) = appended {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+            if assembler.row_added() && tx.send(assembler.emit()).await.is_err() {
+                return;
+            }
+        }
+        if assembler.pending() > 0 {
+            let _ = tx.send(assembler.emit()).await;
+        }
+    }};
+}
+
 impl Source {
-    /// Runs the plan and streams masked batches. The database cursor is read
-    /// by a task that stops when the receiver is dropped; at most two
-    /// batches wait in the channel, so memory stays bounded whatever the
-    /// result size.
+    /// Runs the plan and streams masked batches. The database cursor is
+    /// read until the receiver is dropped; at most two batches wait in the
+    /// channel, so memory stays bounded whatever the result size.
+    ///
+    /// SQLite is read by [`crate::sqlite`]: a short result is read here and
+    /// now, a long one on a blocking thread. PostgreSQL and MySQL are read
+    /// by a task through sqlx.
     pub fn read(
         &self,
         plan: ReadPlan,
@@ -493,115 +631,31 @@ impl Source {
         let (sql, params) = build_select(self.kind(), &plan)?;
         let schema = output_schema(&plan.columns);
         let (tx, rx) = mpsc::channel(2);
-        let pool = self.pool.clone();
+        let assembler = Assembler::new(plan, schema.clone(), key);
         let name = self.name.clone();
-        let out_schema = schema.clone();
-        tokio::spawn(async move {
-            let failed = |e: sqlx::Error| match e {
-                sqlx::Error::PoolTimedOut
-                | sqlx::Error::Io(_)
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Tls(_) => SourceError::Unreachable {
-                    name: name.clone(),
-                    reason: e.to_string(),
-                },
-                other => SourceError::Query {
-                    name: name.clone(),
-                    reason: other.to_string(),
-                },
-            };
-            let types: Vec<FieldType> = plan
-                .columns
-                .iter()
-                .map(|p| p.field.field_type)
-                .chain(plan.subject_keys.iter().map(|f| f.field_type))
-                .collect();
-            let outputs = plan.columns.len();
-            let batch_rows = plan.batch_rows.clamp(1, 1 << 20);
-            // Builders start small and double as rows come: a key lookup
-            // returning one row must not allocate (and fault in) room for a
-            // full batch of every column.
-            let initial_rows = batch_rows
-                .min(INITIAL_BUILDER_ROWS)
-                .min(plan.limit.map_or(usize::MAX, |l| l.max(1) as usize));
-            let mut builders: Vec<ColumnBuilder> = types
-                .iter()
-                .map(|t| ColumnBuilder::new(*t, initial_rows))
-                .collect();
-            let mut rows_in_batch = 0usize;
-            let emit = |builders: &mut Vec<ColumnBuilder>| -> Result<SourceBatch, SourceError> {
-                let arrays: Vec<ArrayRef> = builders[..outputs]
-                    .iter_mut()
-                    .zip(&plan.columns)
-                    .map(|(b, p)| mask_array(&b.finish(), p.field.field_type, p.mask, &key))
-                    .collect();
-                let subject_keys = builders[outputs..]
-                    .iter_mut()
-                    .zip(&plan.subject_keys)
-                    .map(|(b, f)| {
-                        text_values(&b.finish(), f.field_type)
-                            .into_iter()
-                            .flatten()
-                            .collect()
-                    })
-                    .collect();
-                let batch = RecordBatch::try_new(out_schema.clone(), arrays)
-                    .map_err(|e| SourceError::Plan(e.to_string()))?;
-                Ok(SourceBatch {
-                    batch,
-                    subject_keys,
-                })
-            };
-            macro_rules! run {
-                ($pool:expr, $bind:ident) => {{
-                    let mut q = sqlx::query(&sql);
-                    for (v, t) in &params {
-                        q = $bind(q, v, *t);
-                    }
-                    let mut rows = q.fetch($pool);
-                    while let Some(row) = rows.next().await {
-                        let appended = row
-                            .map_err(failed)
-                            .and_then(|r| append_row(&r, &mut builders).map_err(failed));
-                        if let Err(e) = appended {
-                            let _ = tx.send(Err(e)).await;
-                            return;
-                        }
-                        rows_in_batch += 1;
-                        if rows_in_batch == batch_rows {
-                            rows_in_batch = 0;
-                            if tx.send(emit(&mut builders)).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }};
+        match &self.pool {
+            Pool::Sqlite(_, readers) => {
+                crate::sqlite::read(readers.clone(), sql, params, assembler, tx)
             }
-            match &pool {
-                Pool::Sqlite(p) => run!(p, bind_sqlite),
-                Pool::Postgres(p) => run!(p, bind_postgres),
-                Pool::MySql(p) => run!(p, bind_mysql),
+            Pool::Postgres(p) => {
+                let p = p.clone();
+                tokio::spawn(async move {
+                    read_sqlx!(&p, bind_postgres, name, sql, params, assembler, tx)
+                });
             }
-            if rows_in_batch > 0 {
-                let _ = tx.send(emit(&mut builders)).await;
+            Pool::MySql(p) => {
+                let p = p.clone();
+                tokio::spawn(async move {
+                    read_sqlx!(&p, bind_mysql, name, sql, params, assembler, tx)
+                });
             }
-        });
+        }
         Ok((schema, rx))
     }
 }
 
-type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 type MySqlQuery<'q> = sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>;
-
-fn bind_sqlite<'q>(q: SqliteQuery<'q>, v: &'q Value, _t: FieldType) -> SqliteQuery<'q> {
-    match v {
-        Value::Text(s) => q.bind(s.as_str()),
-        Value::Integer(i) => q.bind(*i),
-        Value::Float(x) => q.bind(*x),
-        Value::Bool(b) => q.bind(i64::from(*b)),
-    }
-}
 
 fn bind_postgres<'q>(q: PgQuery<'q>, v: &'q Value, t: FieldType) -> PgQuery<'q> {
     match (v, t) {
