@@ -26,6 +26,7 @@ use exchange_policy::ticket::{Ticket as QueryTicket, TicketField};
 use exchange_policy::FieldType;
 use exchange_query::{FieldInfo, QueryCommand};
 use exchange_transport::client::{connect, ClientOptions, ExpectedServer};
+use exchange_transport::prefetch::ready_first;
 use exchange_transport::require_role;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -554,7 +555,13 @@ impl FlightService for CoordinatorFlight {
                 };
                 futures::future::ready(out)
             });
-        Ok(Response::new(counted.boxed()))
+        // Relay the node's answer with its first batch (and its end, when
+        // that came along), not the headers alone.
+        let counted = ready_first(counted.boxed(), 4, |frame: &Result<FlightData, Status>| {
+            frame.as_ref().is_ok_and(|f| f.data_body.is_empty())
+        })
+        .await;
+        Ok(Response::new(counted))
     }
 
     async fn handshake(

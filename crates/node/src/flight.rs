@@ -27,6 +27,7 @@ use exchange_policy::ticket::{ReplayGuard, Ticket as QueryTicket};
 use exchange_policy::{Mask, Sensitivity};
 use exchange_query::{FieldInfo, Filter};
 use exchange_source::{Projection, ReadPlan, DEFAULT_BATCH_ROWS};
+use exchange_transport::prefetch::ready_first;
 use exchange_transport::require_role;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -275,6 +276,11 @@ impl WriteAhead {
     }
 }
 
+/// A frame that carries no rows yet: the schema (an error is an answer).
+fn is_schema_frame(frame: &Result<FlightData, Status>) -> bool {
+    frame.as_ref().is_ok_and(|f| f.data_body.is_empty())
+}
+
 /// Writes the node's completion record when the stream ends or is dropped.
 struct ServedGuard {
     flight: Arc<NodeState>,
@@ -503,7 +509,10 @@ impl FlightService for NodeFlight {
                 };
                 futures::future::ready(out)
             });
-        Ok(Response::new(frames.boxed()))
+        // Leave with the first batch (and the end, when it is the only one)
+        // rather than with the headers alone.
+        let frames = ready_first(frames.boxed(), 4, is_schema_frame).await;
+        Ok(Response::new(frames))
     }
 
     async fn handshake(

@@ -15,9 +15,12 @@
 //!   PEM files.
 //! - [`caller`]: how handlers learn who is calling. Identity comes only from
 //!   the certificate.
+//! - [`prefetch`]: streaming answers that leave with their first items, so
+//!   a short answer costs one write instead of three.
 
 pub mod client;
 pub mod metrics;
+pub mod prefetch;
 pub mod server;
 
 use std::path::Path;
