@@ -90,22 +90,15 @@ impl SqliteReaders {
             .push(conn);
     }
 
+    /// The error a failed read reports: trouble with the file itself makes
+    /// the source unreachable, anything else is the query's.
     fn failed(&self, e: rusqlite::Error) -> SourceError {
+        let name = self.name.clone();
         let reason = e.to_string();
-        match e.sqlite_error_code() {
-            Some(
-                rusqlite::ErrorCode::CannotOpen
-                | rusqlite::ErrorCode::NotADatabase
-                | rusqlite::ErrorCode::SystemIoFailure
-                | rusqlite::ErrorCode::DatabaseCorrupt,
-            ) => SourceError::Unreachable {
-                name: self.name.clone(),
-                reason,
-            },
-            _ => SourceError::Query {
-                name: self.name.clone(),
-                reason,
-            },
+        if is_reusable(&e) {
+            SourceError::Query { name, reason }
+        } else {
+            SourceError::Unreachable { name, reason }
         }
     }
 }
@@ -293,7 +286,8 @@ fn stream(
 }
 
 /// Whether a connection whose read failed this way can serve again: not
-/// after trouble with the file itself.
+/// after trouble with the file itself (which [`SqliteReaders::failed`]
+/// reports as the source being unreachable).
 fn is_reusable(e: &rusqlite::Error) -> bool {
     !matches!(
         e.sqlite_error_code(),
