@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::coalesce::Coalescing;
 use crate::{provider, Result, TlsIdentity, TransportError};
 
 /// Which federation identity the server must prove.
@@ -85,7 +86,7 @@ fn endpoint(addr: &str, options: ClientOptions) -> Result<Endpoint> {
 
 type Connector = tower::util::BoxCloneSyncService<
     http::Uri,
-    TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
+    TokioIo<Coalescing<tokio_rustls::client::TlsStream<TcpStream>>>,
     std::io::Error,
 >;
 
@@ -108,7 +109,7 @@ fn connector(config: Arc<rustls::ClientConfig>) -> Connector {
             let name = ServerName::try_from(host)
                 .map_err(|e| std::io::Error::other(format!("bad server name: {e}")))?;
             let stream = tls.connect(name, tcp).await?;
-            Ok(TokioIo::new(stream))
+            Ok(TokioIo::new(Coalescing::new(stream)))
         }
     }))
 }

@@ -19,6 +19,7 @@
 //!   a short answer costs one write instead of three.
 
 pub mod client;
+pub mod coalesce;
 pub mod metrics;
 pub mod prefetch;
 pub mod server;

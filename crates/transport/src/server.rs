@@ -17,6 +17,7 @@ use tonic::service::InterceptorLayer;
 use tonic::transport::server::Connected;
 use tonic::{Request, Status};
 
+use crate::coalesce::Coalescing;
 use crate::{provider, Result, Revocations, TlsIdentity, TransportError};
 
 /// How long a peer may take to complete the TLS handshake.
@@ -41,7 +42,7 @@ pub struct ConnInfo {
 
 /// A TLS connection ready for tonic.
 pub struct TlsConn {
-    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    stream: Coalescing<tokio_rustls::server::TlsStream<TcpStream>>,
     info: ConnInfo,
 }
 
@@ -178,7 +179,7 @@ pub fn incoming(
                     _ => None,
                 };
                 let conn = TlsConn {
-                    stream,
+                    stream: Coalescing::new(stream),
                     info: ConnInfo { remote_addr, peer },
                 };
                 let _ = tx.send(Ok(conn)).await;
