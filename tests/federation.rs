@@ -150,7 +150,11 @@ async fn enrol_publish_search_and_revoke() {
     let ticket_key = cluster.coordinator.state.ticket_signer.public_key();
     for (member, node) in &cluster.nodes {
         let held = node.state.ticket_key.read().unwrap().clone();
-        assert_eq!(held.as_deref(), Some(ticket_key.as_slice()), "{member}");
+        assert_eq!(
+            held.map(|v| v.public_key().to_vec()),
+            Some(ticket_key.clone()),
+            "{member}"
+        );
     }
     let key_mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(cluster.coordinator_config.pki_dir().join("ticket.key"))

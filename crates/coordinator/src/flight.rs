@@ -438,9 +438,12 @@ impl FlightService for CoordinatorFlight {
         } else {
             let envelope = std::str::from_utf8(&ticket_bytes)
                 .map_err(|_| Status::invalid_argument("the ticket is not text"))?;
-            let payload =
-                exchange_pki::open_envelope(envelope, &self.state.ticket_signer.public_key())
-                    .map_err(|e| Status::permission_denied(e.to_string()))?;
+            let payload = self
+                .state
+                .ticket_signer
+                .verifier()
+                .open(envelope)
+                .map_err(|e| Status::permission_denied(e.to_string()))?;
             serde_json::from_slice(&payload)
                 .map_err(|_| Status::invalid_argument("the ticket is malformed"))?
         };

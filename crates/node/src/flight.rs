@@ -69,14 +69,14 @@ impl NodeFlight {
     /// Everything between the ticket and the read plan, so it can be tested
     /// without a network.
     pub fn plan(&self, envelope: &str, now_unix: i64) -> Result<(QueryTicket, ReadPlan), Status> {
-        let key = self
+        let verifier = self
             .state
             .ticket_key
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(|| Status::unavailable("this node has not yet received the coordinator's ticket key; retry after its next heartbeat"))?;
-        let ticket = QueryTicket::open(envelope, &key, &self.state.member_id, now_unix)
+        let ticket = QueryTicket::open(envelope, &verifier, &self.state.member_id, now_unix)
             .map_err(|e| Status::permission_denied(e.to_string()))?;
         let config = &self.state.config;
         if config.veto_consumers.iter().any(|c| c == &ticket.consumer) {

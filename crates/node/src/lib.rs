@@ -63,7 +63,7 @@ pub struct NodeState {
     pub revocations: Revocations,
     pub catalog: RwLock<Arc<Published>>,
     /// The coordinator's ticket-signing public key, learned over mutual TLS.
-    pub ticket_key: RwLock<Option<Vec<u8>>>,
+    pub ticket_key: RwLock<Option<exchange_pki::TicketVerifier>>,
     /// The federation-wide secret of the `hash` mask, learned the same way.
     pub mask_hash_key: RwLock<Option<exchange_policy::HashKey>>,
     pki_tree: Tree,
@@ -92,10 +92,12 @@ impl NodeState {
     /// Records the coordinator's ticket key (received over mutual TLS from
     /// the verified coordinator) and persists it.
     pub fn set_ticket_key(&self, key: &[u8]) -> anyhow::Result<()> {
+        let verifier = exchange_pki::TicketVerifier::new(key)
+            .context("the coordinator sent a ticket key that is not a valid Ed25519 public key")?;
         let mut current = self.ticket_key.write().unwrap_or_else(|p| p.into_inner());
-        if current.as_deref() != Some(key) {
+        if current.as_ref() != Some(&verifier) {
             self.pki_tree.insert("ticket_key", &hex::encode(key))?;
-            *current = Some(key.to_vec());
+            *current = Some(verifier);
             tracing::info!("coordinator ticket key installed");
         }
         Ok(())
@@ -265,7 +267,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         ticket_key: RwLock::new(
             pki_tree
                 .get::<String>("ticket_key")?
-                .and_then(|h| hex::decode(h).ok()),
+                .and_then(|h| hex::decode(h).ok())
+                .and_then(|k| exchange_pki::TicketVerifier::new(&k).ok()),
         ),
         mask_hash_key: RwLock::new(
             pki_tree

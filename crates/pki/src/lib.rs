@@ -28,7 +28,7 @@ pub use authority::{CertificateAuthority, IssuedCertificate, LocalKey, RevokedEn
 pub use identity::{validate_member_id, Identity, Role, RESERVED_MEMBER_ID};
 pub use inspect::{fingerprint, normalize_fingerprint, CertificateInfo, RevocationList};
 pub use signing::{certificate_identity, verify_member_signature, MemberSigner};
-pub use ticket_key::{open_envelope, EnvelopeError, TicketSigner};
+pub use ticket_key::{open_envelope, EnvelopeError, TicketSigner, TicketVerifier};
 
 /// Everything that can go wrong with certificates, keys and identities.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use exchange_pki::{open_envelope, EnvelopeError, TicketSigner};
+use exchange_pki::{EnvelopeError, TicketSigner, TicketVerifier};
 use serde::{Deserialize, Serialize};
 
 use crate::Mask;
@@ -83,11 +83,11 @@ impl Ticket {
     /// Verifies a sealed ticket for the node of `member` at time `now_unix`.
     pub fn open(
         envelope: &str,
-        public_key: &[u8],
+        verifier: &TicketVerifier,
         member: &str,
         now_unix: i64,
     ) -> Result<Ticket, TicketError> {
-        let payload = open_envelope(envelope, public_key)?;
+        let payload = verifier.open(envelope)?;
         let ticket: Ticket =
             serde_json::from_slice(&payload).map_err(|e| TicketError::Malformed(e.to_string()))?;
         if ticket.version != 1 {
@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn a_sealed_ticket_opens_at_its_node_only_within_its_window() {
         let signer = TicketSigner::generate().unwrap();
-        let key = signer.public_key();
+        let key = signer.verifier();
         let now = 1_800_000_000;
         let sealed = ticket(now).seal(&signer);
         assert_eq!(
@@ -202,7 +202,7 @@ mod tests {
         ));
         let other = TicketSigner::generate().unwrap();
         assert!(matches!(
-            Ticket::open(&sealed, &other.public_key(), "vehicle-admin", now),
+            Ticket::open(&sealed, &other.verifier(), "vehicle-admin", now),
             Err(TicketError::Envelope(EnvelopeError::BadSignature))
         ));
     }
@@ -217,7 +217,7 @@ mod tests {
         assert!(matches!(
             Ticket::open(
                 &long.seal(&signer),
-                &signer.public_key(),
+                &signer.verifier(),
                 "vehicle-admin",
                 now
             ),
@@ -228,7 +228,7 @@ mod tests {
         assert!(matches!(
             Ticket::open(
                 &bad_mask.seal(&signer),
-                &signer.public_key(),
+                &signer.verifier(),
                 "vehicle-admin",
                 now
             ),
@@ -244,7 +244,7 @@ mod tests {
             .replace("id_number", "none");
         let edited = format!("{}.{sig}", engine.encode(text));
         assert!(matches!(
-            Ticket::open(&edited, &signer.public_key(), "vehicle-admin", now),
+            Ticket::open(&edited, &signer.verifier(), "vehicle-admin", now),
             Err(TicketError::Envelope(EnvelopeError::BadSignature))
         ));
     }
