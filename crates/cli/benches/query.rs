@@ -34,9 +34,9 @@
 //! Run: `cargo bench -p exchange-cli --bench query` (`BULK_ROWS=...` to change the
 //! size, `BENCH=lookups`, `audit`, `fanout`, `bulk`, `batch` or `join` to run one part).
 //! Diagnostics: `LOOKUPS_PER_CLIENT=N` (default 1,000) changes the
-//! measured lookup round; `FSYNC=off` runs the fan-out with the audit logs' `fdatasync`
-//! switched off, to show what write-ahead costs there (a testkit builder
-//! option: no configuration file can turn it off).
+//! measured lookup round; `FSYNC=off` runs the lookups and the fan-out with the
+//! audit logs' `fdatasync` switched off, to show what write-ahead costs
+//! there (a testkit builder option: no configuration file can turn it off).
 
 use std::process::{Child, Command, Stdio};
 
@@ -100,6 +100,7 @@ async fn lookups() -> anyhow::Result<()> {
         .add_node("vehicle-admin")
         .add_node("civil-affairs")
         .persons(100_000)
+        .audit_fsync(std::env::var("FSYNC").as_deref() != Ok("off"))
         .start()
         .await?;
     let civil = cluster.analyst("civil-affairs").await?;
