@@ -13,7 +13,7 @@
 //!   private key never travels.
 //! - [`CertificateInfo`] and [`RevocationList`]: parsed views used by the
 //!   transport layer to check peers.
-//! - [`TicketSigner`] and [`open_envelope`]: the coordinator's Ed25519
+//! - [`TicketSigner`] and [`TicketVerifier`]: the coordinator's Ed25519
 //!   signatures over query tickets, checked by nodes.
 //! - [`files`]: writing key material with owner-only permissions.
 
@@ -28,7 +28,7 @@ pub use authority::{CertificateAuthority, IssuedCertificate, LocalKey, RevokedEn
 pub use identity::{validate_member_id, Identity, Role, RESERVED_MEMBER_ID};
 pub use inspect::{fingerprint, normalize_fingerprint, CertificateInfo, RevocationList};
 pub use signing::{certificate_identity, verify_member_signature, MemberSigner};
-pub use ticket_key::{open_envelope, EnvelopeError, TicketSigner, TicketVerifier};
+pub use ticket_key::{EnvelopeError, TicketSigner, TicketVerifier};
 
 /// Everything that can go wrong with certificates, keys and identities.
 #[derive(Debug, thiserror::Error)]

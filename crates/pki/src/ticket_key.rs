@@ -138,13 +138,6 @@ impl TicketVerifier {
     }
 }
 
-/// Checks an envelope against the coordinator's public key and returns its
-/// payload (decodes the key each time; keep a [`TicketVerifier`] instead on
-/// a hot path).
-pub fn open_envelope(envelope: &str, public_key: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
-    TicketVerifier::new(public_key)?.open(envelope)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,7 +147,7 @@ mod tests {
         let signer = TicketSigner::generate().unwrap();
         let env = signer.seal(b"{\"fields\":[\"plate_no\"]}");
         assert_eq!(
-            open_envelope(&env, &signer.public_key()).unwrap(),
+            signer.verifier().open(&env).unwrap(),
             b"{\"fields\":[\"plate_no\"]}"
         );
         // Reloaded from its PEM, the key signs the same way.
@@ -173,12 +166,12 @@ mod tests {
             URL_SAFE_NO_PAD.encode(b"{\"fields\":[\"plate_no\",\"owner_id\"]}")
         );
         assert_eq!(
-            open_envelope(&widened, &signer.public_key()),
+            signer.verifier().open(&widened),
             Err(EnvelopeError::BadSignature)
         );
         let forger = TicketSigner::generate().unwrap();
         assert_eq!(
-            open_envelope(&forger.seal(b"x"), &signer.public_key()),
+            signer.verifier().open(&forger.seal(b"x")),
             Err(EnvelopeError::BadSignature)
         );
         // A key that is not a point, or a point of small order, is refused
@@ -195,7 +188,7 @@ mod tests {
             &format!("{payload}."),
             &format!("{payload}.{sig}.x"),
         ] {
-            assert!(open_envelope(bad, &signer.public_key()).is_err(), "{bad:?}");
+            assert!(signer.verifier().open(bad).is_err(), "{bad:?}");
         }
     }
 
