@@ -28,6 +28,9 @@ pub enum StorageError {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+/// How long [`Db::open`] waits for a lock held by a store that is closing.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// An open state store.
 #[derive(Clone)]
 pub struct Db {
@@ -41,16 +44,33 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
+    /// Opens the store at `path`, waiting up to [`LOCK_WAIT`] for a file
+    /// lock that a store closed a moment ago in this process still holds:
+    /// sled's background threads release it shortly after the last handle
+    /// drops, so a component restarted in place would otherwise fail. A
+    /// store held by another process is refused after that wait.
     pub fn open(path: &Path) -> Result<Db> {
-        let inner = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
-            .cache_capacity(64 * 1024 * 1024)
-            .open()
-            .map_err(|source| StorageError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
-        Ok(Db { inner })
+            .cache_capacity(64 * 1024 * 1024);
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match config.open() {
+                Ok(inner) => return Ok(Db { inner }),
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(source) => {
+                    return Err(StorageError::Open {
+                        path: path.display().to_string(),
+                        source,
+                    })
+                }
+            }
+        }
     }
 
     /// A throw-away store for tests and benchmarks.
