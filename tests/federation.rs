@@ -576,3 +576,74 @@ async fn manifest_changes_are_republished_and_bad_changes_refused() {
 
     cluster.shutdown().await;
 }
+
+/// A channel holds one connection: when its server goes away, calls fail
+/// at once with an error naming the address, and once the server is back
+/// on the same address the same channel reaches it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_names_a_dead_server_and_redials_when_it_is_back() {
+    let mut cluster = two_departments().await;
+    let node = cluster.nodes.remove("vehicle-admin").unwrap();
+    let addr = node.addr.to_string();
+    let mut config = node.state.config.clone();
+    let tls = TlsIdentity::load(&cluster.member_dir("vehicle-admin"), "client").unwrap();
+    let options = ClientOptions {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+    };
+    let expected = ExpectedServer::Identity(Identity::new("vehicle-admin", Role::Node).unwrap());
+    let channel = connect(&addr, &tls, expected.clone(), options)
+        .await
+        .unwrap();
+    let describe = |channel: exchange_transport::Channel| async move {
+        pb::node_client::NodeClient::new(channel)
+            .describe(pb::DescribeRequest {})
+            .await
+            .map(|r| r.into_inner().datasets.len())
+    };
+    assert!(describe(channel.clone()).await.unwrap() > 0);
+
+    node.shutdown().await;
+    let started = tokio::time::Instant::now();
+    let status = describe(channel.clone()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains(&addr), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    config.listen = addr.clone();
+    let restarted = exchange_node::start(config).await.unwrap();
+    assert_eq!(restarted.addr.to_string(), addr);
+    cluster.nodes.insert("vehicle-admin".into(), restarted);
+    assert!(describe(channel.clone()).await.unwrap() > 0);
+
+    // A listener that accepts but never completes the handshake: the call
+    // fails within the connect deadline instead of hanging.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let lazy = exchange_transport::client::connect_lazy(
+        &silent_addr,
+        &tls,
+        expected,
+        ClientOptions {
+            connect_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(5),
+        },
+    )
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    let status = describe(lazy).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains(&silent_addr) && status.message().contains("no answer"),
+        "{status:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    holder.abort();
+    cluster.shutdown().await;
+}

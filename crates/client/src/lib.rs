@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use exchange_pki::{files, normalize_fingerprint, CertificateInfo, Identity, LocalKey, Role};
 use exchange_proto::v1 as pb;
 use exchange_transport::client::{connect, connect_pinned, ClientOptions, ExpectedServer};
+use exchange_transport::Channel;
 use exchange_transport::{TlsIdentity, TransportError};
 use serde::{Deserialize, Serialize};
-use tonic::transport::Channel;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

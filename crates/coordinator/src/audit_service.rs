@@ -389,7 +389,7 @@ impl AuditService {
     async fn node_client(
         &self,
         member: &str,
-    ) -> Result<pb::node_client::NodeClient<tonic::transport::Channel>, Status> {
+    ) -> Result<pb::node_client::NodeClient<exchange_transport::Channel>, Status> {
         let view = self.0.federation.node_view(member);
         if !view.online || view.address.is_empty() {
             return Err(Status::unavailable(format!("{member}'s node is offline")));

@@ -28,9 +28,9 @@ use exchange_query::{FieldInfo, QueryCommand};
 use exchange_transport::client::{connect, ClientOptions, ExpectedServer};
 use exchange_transport::prefetch::ready_first;
 use exchange_transport::require_role;
+use exchange_transport::Channel;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::registry::now_unix;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use exchange_pki::Role;
 use exchange_proto::v1 as pb;
 use exchange_transport::client::{connect_lazy, ClientOptions, ExpectedServer};
+use exchange_transport::Channel;
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 use crate::{load_and_check, NodeState};
 

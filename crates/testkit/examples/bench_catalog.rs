@@ -180,7 +180,7 @@ async fn node_client(
     registry: &exchange_coordinator::registry::Registry,
     addr: &str,
     id: &str,
-) -> anyhow::Result<pb::catalog_client::CatalogClient<tonic::transport::Channel>> {
+) -> anyhow::Result<pb::catalog_client::CatalogClient<exchange_transport::Channel>> {
     let n: usize = id
         .trim_start_matches(|c: char| !c.is_ascii_digit())
         .parse()

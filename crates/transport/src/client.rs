@@ -4,16 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use exchange_pki::{fingerprint, CertificateInfo, Identity, Role};
-use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tonic::transport::{Channel, Endpoint};
 
-use crate::coalesce::Coalescing;
+pub use crate::channel::Channel;
 use crate::{provider, Result, TlsIdentity, TransportError};
 
 /// Which federation identity the server must prove.
@@ -62,7 +58,8 @@ impl Default for ClientOptions {
     }
 }
 
-fn endpoint(addr: &str, options: ClientOptions) -> Result<Endpoint> {
+/// Checks `host:port` and splits it; the host names the TLS server.
+fn host_port(addr: &str) -> Result<(String, u16)> {
     let bad = |reason: String| TransportError::Address {
         addr: addr.to_string(),
         reason,
@@ -70,48 +67,43 @@ fn endpoint(addr: &str, options: ClientOptions) -> Result<Endpoint> {
     if addr.contains("://") {
         return Err(bad("give host:port without a scheme".into()));
     }
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| bad(e.to_string()))?
-        .connect_timeout(options.connect_timeout)
-        .timeout(options.request_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10));
-    let uri = endpoint.uri();
-    if uri.host().is_none() || uri.port_u16().is_none() {
+    let uri: http::Uri = format!("http://{addr}")
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
+    if addr.contains(['/', '?', '#']) {
         return Err(bad("expected host:port".into()));
     }
-    Ok(endpoint)
+    match (uri.host(), uri.port_u16()) {
+        (Some(host), Some(port)) if !host.is_empty() => Ok((
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+        )),
+        _ => Err(bad("expected host:port".into())),
+    }
 }
 
-type Connector = tower::util::BoxCloneSyncService<
-    http::Uri,
-    TokioIo<Coalescing<tokio_rustls::client::TlsStream<TcpStream>>>,
-    std::io::Error,
->;
+fn channel(
+    addr: &str,
+    config: Arc<rustls::ClientConfig>,
+    options: ClientOptions,
+) -> Result<Channel> {
+    let (host, port) = host_port(addr)?;
+    Channel::lazy(addr, host, port, config, options).map_err(|reason| TransportError::Address {
+        addr: addr.to_string(),
+        reason,
+    })
+}
 
-fn connector(config: Arc<rustls::ClientConfig>) -> Connector {
-    let tls = TlsConnector::from(config);
-    tower::util::BoxCloneSyncService::new(tower::service_fn(move |uri: http::Uri| {
-        let tls = tls.clone();
-        async move {
-            let host = uri
-                .host()
-                .ok_or_else(|| std::io::Error::other("address has no host"))?
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string();
-            let port = uri
-                .port_u16()
-                .ok_or_else(|| std::io::Error::other("address has no port"))?;
-            let tcp = TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
-            let name = ServerName::try_from(host)
-                .map_err(|e| std::io::Error::other(format!("bad server name: {e}")))?;
-            let stream = tls.connect(name, tcp).await?;
-            Ok(TokioIo::new(Coalescing::new(stream)))
-        }
-    }))
+async fn connected(channel: Channel) -> Result<Channel> {
+    match channel.connect_now().await {
+        Ok(()) => Ok(channel),
+        Err(status) => Err(TransportError::Connect {
+            addr: channel.addr().to_string(),
+            reason: status.message().to_string(),
+        }),
+    }
 }
 
 fn client_config(
@@ -144,14 +136,7 @@ pub async fn connect(
     expected: ExpectedServer,
     options: ClientOptions,
 ) -> Result<Channel> {
-    let config = mutual_config(tls, expected)?;
-    endpoint(addr, options)?
-        .connect_with_connector(connector(config))
-        .await
-        .map_err(|e| TransportError::Connect {
-            addr: addr.to_string(),
-            reason: error_chain(&e),
-        })
+    connected(channel(addr, mutual_config(tls, expected)?, options)?).await
 }
 
 /// A channel that connects on first use and reconnects after failures.
@@ -161,8 +146,7 @@ pub fn connect_lazy(
     expected: ExpectedServer,
     options: ClientOptions,
 ) -> Result<Channel> {
-    let config = mutual_config(tls, expected)?;
-    Ok(endpoint(addr, options)?.connect_with_connector_lazy(connector(config)))
+    channel(addr, mutual_config(tls, expected)?, options)
 }
 
 /// Connects to the coordinator's enrolment listener before we hold any
@@ -176,13 +160,7 @@ pub async fn connect_pinned(
 ) -> Result<Channel> {
     let pinned = exchange_pki::normalize_fingerprint(ca_fingerprint)?;
     let config = client_config(Arc::new(PinnedCaVerifier { pinned }), None)?;
-    endpoint(addr, options)?
-        .connect_with_connector(connector(config))
-        .await
-        .map_err(|e| TransportError::Connect {
-            addr: addr.to_string(),
-            reason: error_chain(&e),
-        })
+    connected(channel(addr, config, options)?).await
 }
 
 /// Renders an error with its sources, since tonic's top-level transport

@@ -8,6 +8,9 @@
 //!   certificate and attaches it to every request as [`ConnInfo`]. The
 //!   [`server::authenticate`] layer refuses every request from a revoked,
 //!   expired or anonymous peer before any handler runs.
+//! - [`channel`]: the client side's gRPC channel, one HTTP/2 connection
+//!   that takes requests directly (no buffer task in between) and redials
+//!   after the connection closes.
 //! - [`client`]: dials with a client certificate and verifies that the server
 //!   holds the expected federation identity, or, for enrolment only, pins the
 //!   CA by its SHA-256 fingerprint.
@@ -18,6 +21,7 @@
 //! - [`prefetch`]: streaming answers that leave with their first items, so
 //!   a short answer costs one write instead of three.
 
+pub mod channel;
 pub mod client;
 pub mod coalesce;
 pub mod metrics;
@@ -31,6 +35,7 @@ use exchange_pki::{files, CertificateInfo, Identity, PkiError, RevocationList, R
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tonic::Status;
 
+pub use channel::Channel;
 pub use server::{ConnInfo, PeerInfo};
 
 #[derive(Debug, thiserror::Error)]
