@@ -102,8 +102,9 @@ impl Channel {
         })
     }
 
-    /// Dials now, so that a wrong address or certificate shows at once.
-    pub(crate) async fn connect_now(&self) -> Result<(), Status> {
+    /// Dials now, so that a wrong address or certificate shows at once;
+    /// the error is the reason, without the address.
+    pub(crate) async fn connect_now(&self) -> Result<(), String> {
         self.inner.sender().await.map(drop)
     }
 
@@ -131,7 +132,8 @@ impl Dialer {
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    async fn sender(&self) -> Result<SendRequest<Body>, Status> {
+    /// The live connection, or a new one; the error is why dialling failed.
+    async fn sender(&self) -> Result<SendRequest<Body>, String> {
         if let Some(sender) = self.live() {
             return Ok(sender);
         }
@@ -144,7 +146,7 @@ impl Dialer {
         Ok(sender)
     }
 
-    async fn dial(&self) -> Result<SendRequest<Body>, Status> {
+    async fn dial(&self) -> Result<SendRequest<Body>, String> {
         let handshake = async {
             let tcp = TcpStream::connect((self.host.as_str(), self.port)).await?;
             tcp.set_nodelay(true)?;
@@ -167,17 +169,16 @@ impl Dialer {
         };
         match tokio::time::timeout(self.options.connect_timeout, handshake).await {
             Ok(Ok(sender)) => Ok(sender),
-            Ok(Err(e)) => Err(Status::unavailable(format!(
-                "cannot connect to {}: {}",
-                self.addr,
-                error_chain(&e)
-            ))),
-            Err(_) => Err(Status::unavailable(format!(
-                "cannot connect to {}: no answer within {} s",
-                self.addr,
+            Ok(Err(e)) => Err(error_chain(&e)),
+            Err(_) => Err(format!(
+                "no answer within {} s",
                 self.options.connect_timeout.as_secs_f64()
-            ))),
+            )),
         }
+    }
+
+    fn unreachable(&self, reason: String) -> Status {
+        Status::unavailable(format!("cannot connect to {}: {reason}", self.addr))
     }
 
     fn closed(&self, error: &hyper::Error) -> Status {
@@ -193,11 +194,11 @@ impl Dialer {
         &self,
         request: http::Request<Body>,
     ) -> Result<http::Response<hyper::body::Incoming>, Status> {
-        let mut sender = self.sender().await?;
+        let mut sender = self.sender().await.map_err(|r| self.unreachable(r))?;
         if sender.ready().await.is_err() {
             // The connection closed since it was last used: dial once more.
             self.forget();
-            sender = self.sender().await?;
+            sender = self.sender().await.map_err(|r| self.unreachable(r))?;
             if let Err(e) = sender.ready().await {
                 return Err(self.closed(&e));
             }

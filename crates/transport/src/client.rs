@@ -99,9 +99,9 @@ fn channel(
 async fn connected(channel: Channel) -> Result<Channel> {
     match channel.connect_now().await {
         Ok(()) => Ok(channel),
-        Err(status) => Err(TransportError::Connect {
+        Err(reason) => Err(TransportError::Connect {
             addr: channel.addr().to_string(),
-            reason: status.message().to_string(),
+            reason,
         }),
     }
 }
