@@ -150,15 +150,20 @@ async fn lookups() -> anyhow::Result<()> {
     let full_elapsed = started.elapsed();
     let full_cpu = cpu_seconds() - cpu_before;
 
-    // Direct: the same lookups against the same SQLite file.
+    // Direct: the same lookups against the same SQLite file, with sqlx and
+    // with rusqlite (the binding the node itself reads SQLite with).
     direct_round(&pool, &owners, WARM_UP_PER_CLIENT, 0).await?;
     let started = Instant::now();
     let direct = direct_round(&pool, &owners, per_client, CLIENTS * WARM_UP_PER_CLIENT).await?;
     let direct_elapsed = started.elapsed();
+    direct_rusqlite_round(&db, &owners, WARM_UP_PER_CLIENT, 0).await?;
+    let (rusqlite_direct, rusqlite_elapsed) =
+        direct_rusqlite_round(&db, &owners, per_client, CLIENTS * WARM_UP_PER_CLIENT).await?;
 
     let n = (CLIENTS * per_client) as f64;
     let full_rate = n / full_elapsed.as_secs_f64();
     let direct_rate = n / direct_elapsed.as_secs_f64();
+    let rusqlite_rate = n / rusqlite_elapsed.as_secs_f64();
     println!(
         "single-key lookups, {CLIENTS} concurrent clients, {} lookups each way after a warm-up of {} each way, 100,000 persons",
         n as usize,
@@ -170,9 +175,11 @@ async fn lookups() -> anyhow::Result<()> {
     );
     println!("  full path   {:>8.0} lookups/s   p50 {:>6.2} ms   p99 {:>6.2} ms   (client, coordinator, node, SQLite, Flight, masks)", full_rate, ms(percentile(&full, 0.5)), ms(percentile(&full, 0.99)));
     println!("  direct      {:>8.0} lookups/s   p50 {:>6.2} ms   p99 {:>6.2} ms   (sqlx on the same SQLite file)", direct_rate, ms(percentile(&direct, 0.5)), ms(percentile(&direct, 0.99)));
+    println!("  direct      {:>8.0} lookups/s   p50 {:>6.2} ms   p99 {:>6.2} ms   (rusqlite, {CLIENTS} threads, one connection each, the node's binding)", rusqlite_rate, ms(percentile(&rusqlite_direct, 0.5)), ms(percentile(&rusqlite_direct, 0.99)));
     println!(
-        "  ratio       full path runs at {:.2}x the direct rate",
-        full_rate / direct_rate
+        "  ratio       full path runs at {:.2}x the direct sqlx rate, {:.2}x the direct rusqlite rate",
+        full_rate / direct_rate,
+        full_rate / rusqlite_rate
     );
     println!(
         "  cpu         full path {:.0} us of CPU per lookup (client, coordinator and node together), {:.0}% of the machine's 2 cores",
@@ -265,6 +272,62 @@ async fn direct_round(
     }
     all.sort();
     Ok(all)
+}
+
+/// The direct lookups with rusqlite: one thread and one read-only
+/// connection per client, all starting together. Sorted latencies and the
+/// round's wall time.
+async fn direct_rusqlite_round(
+    db: &std::path::Path,
+    owners: &Arc<Vec<String>>,
+    per_client: usize,
+    first: usize,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let db = db.to_path_buf();
+    let owners = owners.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<Duration>, Duration)> {
+        let mut connections = Vec::with_capacity(CLIENTS);
+        for _ in 0..CLIENTS {
+            connections.push(rusqlite::Connection::open_with_flags(
+                &db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )?);
+        }
+        let start = std::sync::Barrier::new(CLIENTS + 1);
+        let (mut latencies, elapsed) = std::thread::scope(|scope| {
+            let mut threads = Vec::with_capacity(CLIENTS);
+            for (c, conn) in connections.into_iter().enumerate() {
+                let (owners, start) = (&owners, &start);
+                threads.push(scope.spawn(move || -> rusqlite::Result<Vec<Duration>> {
+                    let mut statement = conn.prepare(
+                        "SELECT plate_no, owner_id, brand FROM vehicles WHERE owner_id = ?",
+                    )?;
+                    let mut latencies = Vec::with_capacity(per_client);
+                    start.wait();
+                    for i in 0..per_client {
+                        let id = &owners[(first + c * per_client + i) % owners.len()];
+                        let t = Instant::now();
+                        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = statement
+                            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                            .collect::<rusqlite::Result<_>>()?;
+                        assert!(!rows.is_empty());
+                        latencies.push(t.elapsed());
+                    }
+                    Ok(latencies)
+                }));
+            }
+            start.wait();
+            let started = Instant::now();
+            let mut all = Vec::new();
+            for thread in threads {
+                all.extend(thread.join().expect("lookup thread")?);
+            }
+            Ok::<_, rusqlite::Error>((all, started.elapsed()))
+        })?;
+        latencies.sort();
+        Ok((latencies, elapsed))
+    })
+    .await?
 }
 
 async fn fanout() -> anyhow::Result<()> {
