@@ -293,3 +293,339 @@ async fn no_row_reaches_a_consumer_without_its_audit_record_whatever_the_crash_p
     assert!(text.contains("TAMPERED: first bad entry"), "{text}");
     cluster.shutdown().await;
 }
+
+/// A `coordinator serve` process on fixed ports, killed with SIGKILL on drop.
+struct CoordinatorProcess {
+    child: Child,
+}
+
+impl Drop for CoordinatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn_coordinator(data: &Path, main: &str, enrol: &str) -> CoordinatorProcess {
+    let child = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["serve", "--listen", main, "--enroll-listen", enrol])
+        .env("EXCHANGE_LOG_FORMAT", "text")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the coordinator starts");
+    CoordinatorProcess { child }
+}
+
+/// The bureau's admin client, once the coordinator answers.
+async fn admin_when_up(data: &Path, main: &str) -> Client {
+    let tls = exchange_transport::TlsIdentity::load(&data.join("pki"), "admin").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(admin) = Client::connect(main, &tls).await {
+            if admin.members().await.is_ok() {
+                return admin;
+            }
+        }
+        assert!(Instant::now() < deadline, "the coordinator never came up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Enrols `role` for `member` with `token` into `dir`; the client for it.
+async fn enrol(
+    enrol_addr: &str,
+    main: &str,
+    token: String,
+    fingerprint: &str,
+    role: exchange_pki::Role,
+    dir: &Path,
+) -> anyhow::Result<Client> {
+    let server_names = match role {
+        exchange_pki::Role::Node => vec!["127.0.0.1".to_string()],
+        _ => vec![],
+    };
+    exchange_client::enroll(&exchange_client::EnrollOptions {
+        enroll_addr: enrol_addr.to_string(),
+        token,
+        ca_fingerprint: fingerprint.to_string(),
+        role,
+        server_names,
+        out_dir: dir.to_path_buf(),
+        force: true,
+    })
+    .await?;
+    let tls = exchange_transport::TlsIdentity::load(dir, &role.to_string())?;
+    Ok(Client::connect(main, &tls).await?)
+}
+
+/// What was acknowledged before a kill, to be found after the restart.
+#[derive(Default)]
+struct Acknowledged {
+    members: Vec<String>,
+    /// Member, and the certificate count acknowledged for it.
+    enrolled: Vec<(String, u32)>,
+    spent_tokens: Vec<String>,
+    revoked_members: Vec<(String, PathBuf)>,
+    grants: Vec<String>,
+    revoked_grants: Vec<String>,
+    /// Every request and grant number ever handed out.
+    numbers: std::collections::BTreeSet<String>,
+}
+
+impl Acknowledged {
+    fn issue(&mut self, number: &str) {
+        assert!(
+            self.numbers.insert(number.to_string()),
+            "{number} was handed out twice: the restart forgot it"
+        );
+    }
+
+    async fn check(&self, admin: &Client, consumer: &Client, addrs: (&str, &str), fp: &str) {
+        let (main, enrol_addr) = addrs;
+        let members = admin.members().await.unwrap();
+        let member = |id: &str| members.iter().find(|m| m.id == id).cloned();
+        for id in &self.members {
+            assert!(member(id).is_some(), "member {id} was lost");
+        }
+        for (id, certificates) in &self.enrolled {
+            let m = member(id).unwrap();
+            assert!(
+                m.certificates >= *certificates,
+                "{id}: the certificate issued before the kill was forgotten"
+            );
+        }
+        for (id, dir) in &self.revoked_members {
+            assert_eq!(member(id).unwrap().status, "revoked", "{id} came back");
+            let tls = exchange_transport::TlsIdentity::load(dir, "node").unwrap();
+            let refused = match Client::connect(main, &tls).await {
+                Ok(c) => c.who_am_i().await.is_err(),
+                Err(_) => true,
+            };
+            assert!(refused, "the certificate of revoked {id} works again");
+        }
+        for token in &self.spent_tokens {
+            let scratch = tempfile::tempdir().unwrap();
+            let again = exchange_client::enroll(&exchange_client::EnrollOptions {
+                enroll_addr: enrol_addr.to_string(),
+                token: token.clone(),
+                ca_fingerprint: fp.to_string(),
+                role: exchange_pki::Role::Node,
+                server_names: vec!["127.0.0.1".into()],
+                out_dir: scratch.path().to_path_buf(),
+                force: true,
+            })
+            .await;
+            assert!(again.is_err(), "a spent enrolment token worked again");
+        }
+        let grants = consumer.grants().await.unwrap();
+        let status = |id: &str| grants.iter().find(|g| g.id == id).map(|g| g.status.clone());
+        for id in &self.grants {
+            assert!(status(id).is_some(), "grant {id} was lost");
+        }
+        for id in &self.revoked_grants {
+            assert_eq!(
+                status(id).as_deref(),
+                Some("revoked"),
+                "grant {id} came back"
+            );
+        }
+    }
+}
+
+/// A delay of 0 to 100 ms, different each round.
+fn kill_delay(round: u64) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    Duration::from_millis((nanos ^ round.wrapping_mul(2_654_435_761)) % 101)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_state_change_survives_kill_9_within_100_ms() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("coordinator");
+    let status = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["init", "--server-name", "127.0.0.1"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let main = format!("127.0.0.1:{}", free_port());
+    let enrol_addr = format!("127.0.0.1:{}", free_port());
+    let mut coordinator = spawn_coordinator(&data, &main, &enrol_addr);
+    let mut admin = admin_when_up(&data, &main).await;
+
+    // An owner with a node and an analyst, and a consuming department.
+    let demo = work.path().join("demo");
+    exchange_demo_data::generate(
+        &demo,
+        &exchange_demo_data::Options {
+            persons: 1_000,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let owner_dir = work.path().join("vehicle-admin");
+    let added = admin
+        .add_member("vehicle-admin", "车辆管理所", 0)
+        .await
+        .unwrap();
+    let fp = added.ca_fingerprint.clone();
+    let node_token = added.token.unwrap().token;
+    let owner_node_role = exchange_pki::Role::Node;
+    enrol(
+        &enrol_addr,
+        &main,
+        node_token,
+        &fp,
+        owner_node_role,
+        &owner_dir,
+    )
+    .await
+    .unwrap();
+    let analyst = |member: &'static str, dir: PathBuf| {
+        let (admin, enrol_addr, main, fp) = (&admin, &enrol_addr, &main, &fp);
+        async move {
+            let token = admin
+                .issue_token(member, exchange_pki::Role::Client, 0)
+                .await
+                .unwrap()
+                .token
+                .unwrap()
+                .token;
+            let client = exchange_pki::Role::Client;
+            enrol(enrol_addr, main, token, fp, client, &dir)
+                .await
+                .unwrap();
+        }
+    };
+    analyst("vehicle-admin", owner_dir.clone()).await;
+    let consumer_dir = work.path().join("civil-affairs");
+    admin
+        .add_member("civil-affairs", "民政局", 0)
+        .await
+        .unwrap();
+    analyst("civil-affairs", consumer_dir.clone()).await;
+    let node = exchange_node::start(exchange_node::NodeConfig {
+        manifest: demo.join("vehicle-admin.toml"),
+        coordinator: main.clone(),
+        listen: "127.0.0.1:0".into(),
+        cert_dir: owner_dir.clone(),
+        data_dir: work.path().join("node"),
+        heartbeat_interval_secs: 1,
+        manifest_poll_secs: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let connect = |dir: &Path| {
+        let tls = exchange_transport::TlsIdentity::load(dir, "client").unwrap();
+        let main = main.clone();
+        async move { Client::connect(&main, &tls).await.unwrap() }
+    };
+    let mut owner = connect(&owner_dir).await;
+    let mut consumer = connect(&consumer_dir).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while consumer.dataset("vehicle-admin/vehicles").await.is_err() {
+        assert!(Instant::now() < deadline, "the catalog was never published");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut acked = Acknowledged::default();
+    let mut tokens: Vec<(String, String)> = Vec::new();
+    let mut enrolled_members: Vec<(String, PathBuf)> = Vec::new();
+    let mut last_grant: Option<String> = None;
+    let mut kinds = std::collections::BTreeMap::<&str, u32>::new();
+    for round in 0..50u64 {
+        // One acknowledged change, then kill -9 within 0 to 100 ms.
+        let kind = match round % 5 {
+            0 => {
+                let id = format!("m{round}");
+                let added = admin.add_member(&id, "测试部门", 0).await.unwrap();
+                acked.members.push(id.clone());
+                tokens.push((id, added.token.unwrap().token));
+                "member added"
+            }
+            1 => {
+                let (id, token) = tokens.pop().unwrap();
+                let dir = work.path().join(&id);
+                enrol(
+                    &enrol_addr,
+                    &main,
+                    token.clone(),
+                    &fp,
+                    exchange_pki::Role::Node,
+                    &dir,
+                )
+                .await
+                .unwrap();
+                acked.enrolled.push((id.clone(), 1));
+                acked.spent_tokens.push(token);
+                enrolled_members.push((id, dir));
+                "certificate issued"
+            }
+            2 => {
+                let request = consumer
+                    .request_access(pb::AccessRequest {
+                        dataset: "vehicle-admin/vehicles".into(),
+                        fields: vec!["plate_no".into(), "owner_id".into()],
+                        purpose: "崩溃测试".into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                acked.issue(&request.id);
+                let approved = owner
+                    .approve(pb::ApproveRequest {
+                        request_id: request.id.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                acked.issue(&approved.grant_id);
+                acked.grants.push(approved.grant_id.clone());
+                last_grant = Some(approved.grant_id);
+                "grant approved"
+            }
+            3 => {
+                let grant = last_grant.take().unwrap();
+                owner.revoke_grant(&grant, "崩溃测试").await.unwrap();
+                acked.revoked_grants.push(grant);
+                "grant revoked"
+            }
+            _ => {
+                let (id, dir) = enrolled_members.pop().unwrap();
+                admin.revoke_member(&id, "崩溃测试").await.unwrap();
+                acked.revoked_members.push((id, dir));
+                "member revoked"
+            }
+        };
+        *kinds.entry(kind).or_default() += 1;
+        tokio::time::sleep(kill_delay(round)).await;
+        drop(coordinator);
+        coordinator = spawn_coordinator(&data, &main, &enrol_addr);
+        admin = admin_when_up(&data, &main).await;
+        owner = connect(&owner_dir).await;
+        consumer = connect(&consumer_dir).await;
+        acked
+            .check(&admin, &consumer, (&main, &enrol_addr), &fp)
+            .await;
+    }
+    assert_eq!(kinds.values().sum::<u32>(), 50, "{kinds:?}");
+    node.shutdown().await;
+}

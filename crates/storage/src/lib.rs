@@ -4,6 +4,15 @@
 //! offers a small typed interface, [`Db`], [`Tree`] and [`Batch`], with values
 //! stored as JSON so that state stays inspectable and the engine can be
 //! swapped without touching callers.
+//!
+//! **Every write is durable when it returns.** `insert`, `remove`,
+//! `update` and `apply` flush sled's log to disk (`fsync`) before they
+//! return, so a change the caller acknowledges survives a kill -9 the
+//! moment after (sled alone flushes every 500 ms, and lost grants,
+//! revocations and certificate serials to crashes inside that window).
+//! Concurrent writers share flushes where sled allows. The one exception is
+//! [`Tree::update_relaxed`], for counters that are rebuilt or tolerated
+//! after a crash, whose callers say why.
 
 use std::path::Path;
 
@@ -123,19 +132,38 @@ impl Tree {
         }
     }
 
+    /// Stores `value` under `key`, durably.
     pub fn insert<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
         let bytes = serde_json::to_vec(value).map_err(StorageError::Encode)?;
         self.inner.insert(key.as_bytes(), bytes)?;
-        Ok(())
+        self.sync()
     }
 
+    /// Removes `key`, durably; returns whether it was there.
     pub fn remove(&self, key: &str) -> Result<bool> {
-        Ok(self.inner.remove(key.as_bytes())?.is_some())
+        let removed = self.inner.remove(key.as_bytes())?.is_some();
+        self.sync()?;
+        Ok(removed)
     }
 
-    /// Atomically replaces `key`'s value with `f(old)`; `f` may run more than
-    /// once under contention and must be pure. Returns the new value.
-    pub fn update<T, F>(&self, key: &str, mut f: F) -> Result<Option<T>>
+    /// Atomically replaces `key`'s value with `f(old)`, durably; `f` may run
+    /// more than once under contention and must be pure. Returns the new
+    /// value.
+    pub fn update<T, F>(&self, key: &str, f: F) -> Result<Option<T>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Option<T>) -> Option<T>,
+    {
+        let new = self.update_relaxed(key, f)?;
+        self.sync()?;
+        Ok(new)
+    }
+
+    /// [`Self::update`] without waiting for the disk: the change reaches it
+    /// with the next durable write or sled's own flush (within 500 ms), and
+    /// a crash before then loses it. Only for values whose loss the caller
+    /// can tolerate or repair, such as a counter on the query path.
+    pub fn update_relaxed<T, F>(&self, key: &str, mut f: F) -> Result<Option<T>>
     where
         T: Serialize + DeserializeOwned,
         F: FnMut(Option<T>) -> Option<T>,
@@ -183,9 +211,15 @@ impl Tree {
         self.inner.is_empty()
     }
 
-    /// Applies a batch atomically.
+    /// Applies a batch atomically and durably.
     pub fn apply(&self, batch: Batch) -> Result<()> {
         self.inner.apply_batch(batch.inner)?;
+        self.sync()
+    }
+
+    /// Waits until every write so far, this tree's and others', is on disk.
+    fn sync(&self) -> Result<()> {
+        self.inner.flush()?;
         Ok(())
     }
 }
