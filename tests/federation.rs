@@ -647,3 +647,79 @@ async fn a_channel_names_a_dead_server_and_redials_when_it_is_back() {
     holder.abort();
     cluster.shutdown().await;
 }
+
+/// Hundreds of connections that finish the TLS handshake and then say
+/// nothing once exhausted the coordinator's file descriptors. Now each
+/// listener holds at most its budget (16 per address on the enrolment
+/// port), closes silent connections after its idle time, and the
+/// coordinator keeps serving real clients throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_cannot_starve_the_coordinator() {
+    let cluster = ClusterBuilder::new()
+        .add_node("vehicle-admin")
+        .start()
+        .await
+        .unwrap();
+    let enroll_addr = cluster.coordinator.enroll_addr.to_string();
+    let main_addr = cluster.coordinator.addr.to_string();
+    let fingerprint = cluster.ca_fingerprint.clone();
+    let quick = ClientOptions {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+    };
+
+    // 300 attempts on the enrolment port, no certificate needed: each
+    // completes TLS and the HTTP/2 preface, then stays silent.
+    let mut held = Vec::new();
+    let mut turned_away = 0;
+    for _ in 0..300 {
+        match connect_pinned(&enroll_addr, &fingerprint, quick).await {
+            Ok(channel) => held.push(channel),
+            Err(_) => turned_away += 1,
+        }
+    }
+    let limit = exchange_transport::limits::ListenerLimits::ENROLMENT.max_per_address;
+    assert!(
+        held.len() <= limit,
+        "{} silent connections held from one address (limit {limit})",
+        held.len()
+    );
+    assert!(turned_away >= 300 - limit, "{turned_away}");
+
+    // 300 silent mutual-TLS connections of a member on the main port.
+    let tls = TlsIdentity::load(&cluster.member_dir("vehicle-admin"), "client").unwrap();
+    let coordinator = ExpectedServer::Identity(Identity::coordinator());
+    for _ in 0..300 {
+        held.push(
+            connect(&main_addr, &tls, coordinator.clone(), quick)
+                .await
+                .unwrap(),
+        );
+    }
+    // A real client is served meanwhile.
+    let members = cluster.admin.members().await.unwrap();
+    assert!(members.iter().any(|m| m.id == "vehicle-admin"));
+
+    // Once the enrolment listener's idle time has passed, the silent
+    // connections are closed and a real enrolment gets through.
+    let idle = exchange_transport::limits::ListenerLimits::ENROLMENT.idle_timeout;
+    tokio::time::sleep(idle + Duration::from_secs(1)).await;
+    let added = cluster
+        .admin
+        .add_member("education", "教育局", 0)
+        .await
+        .unwrap();
+    enroll(&EnrollOptions {
+        enroll_addr: enroll_addr.clone(),
+        token: added.token.unwrap().token,
+        ca_fingerprint: fingerprint,
+        role: Role::Node,
+        server_names: vec!["127.0.0.1".into()],
+        out_dir: cluster.dir.join("education"),
+        force: false,
+    })
+    .await
+    .expect("enrolment works once the silent connections were closed");
+    drop(held);
+    cluster.shutdown().await;
+}

@@ -35,6 +35,7 @@ use anyhow::{bail, Context};
 use exchange_pki::{files, CertificateAuthority, Identity, Role};
 use exchange_proto::v1 as pb;
 use exchange_storage::Db;
+use exchange_transport::limits::{BodyLimitLayer, ListenerLimits};
 use exchange_transport::{server, Revocations, TlsIdentity};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -251,6 +252,12 @@ pub async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// The largest request body on the main listener, except a published
+/// catalog: searches, queries and decisions are small.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// The largest catalog a node may publish.
+pub const MAX_CATALOG_BYTES: usize = 64 << 20;
+
 /// Starts the coordinator on the configured listeners.
 pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordinator> {
     config.validate().map_err(|e| anyhow::anyhow!(e))?;
@@ -340,6 +347,10 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
     let main_router = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(60))
         .layer(server::authenticate(revocations.clone()))
+        .layer(BodyLimitLayer {
+            default: MAX_REQUEST_BYTES,
+            exceptions: &[("/exchange.v1.Catalog/Publish", MAX_CATALOG_BYTES)],
+        })
         .add_service(health_service)
         .add_service(pb::admin_server::AdminServer::new(service::AdminService(
             state.clone(),
@@ -366,9 +377,9 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         )
         .add_service(
             pb::catalog_server::CatalogServer::new(service::CatalogService(state.clone()))
-                .max_decoding_message_size(64 * 1024 * 1024),
+                .max_decoding_message_size(MAX_CATALOG_BYTES),
         );
-    let main_incoming = server::incoming(main_listener, main_tls);
+    let main_incoming = server::incoming(main_listener, main_tls, ListenerLimits::MUTUAL_TLS);
     let rx = stop_rx.clone();
     let main_task = tokio::spawn(async move {
         if let Err(e) = main_router
@@ -382,10 +393,14 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
     let enroll_tls = server::server_only_tls_config(&tls)?;
     let enroll_router = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
+        .layer(BodyLimitLayer {
+            default: 64 << 10,
+            exceptions: &[],
+        })
         .add_service(pb::enrollment_server::EnrollmentServer::new(
             service::EnrollmentService(state.clone()),
         ));
-    let enroll_incoming = server::incoming(enroll_listener, enroll_tls);
+    let enroll_incoming = server::incoming(enroll_listener, enroll_tls, ListenerLimits::ENROLMENT);
     let rx = stop_rx.clone();
     let enroll_task = tokio::spawn(async move {
         if let Err(e) = enroll_router

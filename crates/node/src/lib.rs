@@ -32,6 +32,7 @@ use exchange_pki::{RevocationList, Role};
 use exchange_proto::v1 as pb;
 use exchange_source::Source;
 use exchange_storage::{Db, Tree};
+use exchange_transport::limits::{BodyLimitLayer, ListenerLimits};
 use exchange_transport::{server, Revocations, TlsIdentity};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -290,6 +291,10 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let router = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(60))
         .layer(server::authenticate(revocations))
+        .layer(BodyLimitLayer {
+            default: 1 << 20,
+            exceptions: &[],
+        })
         .add_service(health_service)
         .add_service(pb::node_server::NodeServer::new(service::NodeService(
             state.clone(),
@@ -310,7 +315,11 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         metrics_addr = Some(maddr);
         tasks.push(task);
     }
-    let incoming = server::incoming(listener, server::mutual_tls_config(&tls)?);
+    let incoming = server::incoming(
+        listener,
+        server::mutual_tls_config(&tls)?,
+        ListenerLimits::MUTUAL_TLS,
+    );
     let mut rx = stop_rx.clone();
     let serve = tokio::spawn(async move {
         let signal = async move {

@@ -1,0 +1,347 @@
+//! What one listener lets its peers hold: connections in all, connections
+//! per address, and how long a connection may stay silent.
+//!
+//! An attacker with no certificate can still open TCP connections, finish
+//! the TLS handshake on the enrolment listener and then say nothing. Each
+//! such connection holds a file descriptor; enough of them once exhausted
+//! the coordinator's. Here every accepted connection takes a slot from a
+//! global and a per-address budget before its handshake starts (over
+//! budget, it is closed at once), gives it back when it closes, and is
+//! closed when its peer sends nothing for the listener's idle time.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// The bounds of one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Connections open at once, handshakes included.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address.
+    pub max_per_address: usize,
+    /// How long the peer may send nothing (its first bytes included)
+    /// before the connection is closed. Clients redial a closed connection
+    /// on their next call; a call in progress keeps its connection alive
+    /// through HTTP/2 keep-alive pings (every 30 s from our clients).
+    pub idle_timeout: Duration,
+}
+
+impl ListenerLimits {
+    /// The mutual-TLS listeners of the coordinator and the nodes: every
+    /// peer holds a federation certificate.
+    pub const MUTUAL_TLS: ListenerLimits = ListenerLimits {
+        max_connections: 4096,
+        max_per_address: 1024,
+        idle_timeout: Duration::from_secs(120),
+    };
+    /// The enrolment listener, which anyone can reach without a
+    /// certificate: an enrolment is one short call.
+    pub const ENROLMENT: ListenerLimits = ListenerLimits {
+        max_connections: 256,
+        max_per_address: 16,
+        idle_timeout: Duration::from_secs(10),
+    };
+
+    /// These limits, with the global one kept under half of the process's
+    /// file descriptor limit so that the listener alone cannot exhaust it.
+    pub fn within_descriptor_limit(self) -> ListenerLimits {
+        let Some(soft) = open_files_limit() else {
+            return self;
+        };
+        let cap = (soft / 2).max(16);
+        ListenerLimits {
+            max_connections: self.max_connections.min(cap),
+            max_per_address: self.max_per_address.min(cap),
+            ..self
+        }
+    }
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (Linux).
+fn open_files_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Connection counts of one listener.
+#[derive(Debug)]
+pub struct Budget {
+    limits: ListenerLimits,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// Why a connection was turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    ListenerFull,
+    AddressFull,
+}
+
+impl Budget {
+    pub fn new(limits: ListenerLimits) -> Arc<Budget> {
+        Arc::new(Budget {
+            limits,
+            counts: Mutex::new(Counts::default()),
+        })
+    }
+
+    pub fn limits(&self) -> ListenerLimits {
+        self.limits
+    }
+
+    /// Takes a slot for a connection from `ip`, or says why there is none.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.total >= self.limits.max_connections {
+            return Err(Refusal::ListenerFull);
+        }
+        let from_ip = counts.by_address.entry(ip).or_insert(0);
+        if *from_ip >= self.limits.max_per_address {
+            return Err(Refusal::AddressFull);
+        }
+        *from_ip += 1;
+        counts.total += 1;
+        Ok(Slot {
+            budget: self.clone(),
+            ip,
+        })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).total
+    }
+}
+
+/// One connection's place in its listener's budget, given back on drop.
+#[derive(Debug)]
+pub struct Slot {
+    budget: Arc<Budget>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.budget.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.total -= 1;
+        if let Some(n) = counts.by_address.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.by_address.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A stream that fails its reads with `TimedOut` once the peer has sent
+/// nothing for `idle`, so the server closes it. Each read only notes the
+/// time; the timer is moved when it fires, not on every read.
+pub struct IdleTimeout<S> {
+    inner: S,
+    idle: Duration,
+    last_read: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl<S> IdleTimeout<S> {
+    pub fn new(inner: S, idle: Duration) -> IdleTimeout<S> {
+        let now = Instant::now();
+        IdleTimeout {
+            inner,
+            idle,
+            last_read: now,
+            timer: Box::pin(tokio::time::sleep_until(now + idle)),
+        }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Whether the peer has been silent too long; re-arms the timer if not.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let deadline = self.last_read + self.idle;
+            if Instant::now() >= deadline {
+                return true;
+            }
+            self.timer.as_mut().reset(deadline);
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for IdleTimeout<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.last_read = Instant::now();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the peer sent nothing for {} s", self.idle.as_secs()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Bounds the bytes a request body may carry, by gRPC method: `default`
+/// for every method but those in `exceptions` (full paths such as
+/// `/exchange.v1.Catalog/Publish`). A body over its bound fails while it
+/// is read, so no handler sees it and no peer can make the server buffer
+/// more than the bound (a 64 MiB search once grew the coordinator by
+/// 190 MB). Install it with `Server::layer`.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimitLayer {
+    pub default: usize,
+    pub exceptions: &'static [(&'static str, usize)],
+}
+
+impl<S> tower::Layer<S> for BodyLimitLayer {
+    type Service = BodyLimit<S>;
+    fn layer(&self, inner: S) -> BodyLimit<S> {
+        BodyLimit {
+            inner,
+            limits: *self,
+        }
+    }
+}
+
+/// The service [`BodyLimitLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct BodyLimit<S> {
+    inner: S,
+    limits: BodyLimitLayer,
+}
+
+impl<S> tower::Service<http::Request<tonic::body::Body>> for BodyLimit<S>
+where
+    S: tower::Service<http::Request<tonic::body::Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let path = request.uri().path();
+        let limit = self
+            .limits
+            .exceptions
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map_or(self.limits.default, |(_, l)| *l);
+        let request =
+            request.map(|body| tonic::body::Body::new(http_body_util::Limited::new(body, limit)));
+        self.inner.call(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn slots_are_bounded_globally_and_per_address_and_given_back() {
+        let budget = Budget::new(ListenerLimits {
+            max_connections: 3,
+            max_per_address: 2,
+            idle_timeout: Duration::from_secs(1),
+        });
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let first = budget.admit(a).unwrap();
+        let _second = budget.admit(a).unwrap();
+        assert_eq!(budget.admit(a).unwrap_err(), Refusal::AddressFull);
+        let _third = budget.admit(b).unwrap();
+        assert_eq!(budget.admit(b).unwrap_err(), Refusal::ListenerFull);
+        drop(first);
+        assert_eq!(budget.open(), 2);
+        budget.admit(a).unwrap();
+    }
+
+    #[test]
+    fn the_global_limit_stays_under_half_the_descriptors() {
+        let limits = ListenerLimits {
+            max_connections: usize::MAX,
+            max_per_address: usize::MAX,
+            idle_timeout: Duration::from_secs(1),
+        }
+        .within_descriptor_limit();
+        let soft = open_files_limit().expect("Linux reports its limits");
+        assert!(limits.max_connections <= soft / 2, "{limits:?} with {soft}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_is_cut_off_and_a_talking_one_is_not() {
+        let (client, server) = tokio::io::duplex(64);
+        let mut server = IdleTimeout::new(server, Duration::from_secs(10));
+        let mut client = client;
+        let mut buf = [0u8; 8];
+        // The peer talks every 6 s: more than 10 s in all, never 10 s silent.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            client.write_all(b"x").await.unwrap();
+            assert_eq!(server.read(&mut buf).await.unwrap(), 1);
+        }
+        let err = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    }
+}
