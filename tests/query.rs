@@ -336,6 +336,35 @@ async fn grants_masks_and_denials_on_the_query_path() {
             .unwrap_or_default(),
     };
     assert!(replay_error.contains("already used"), "{replay_error}");
+    // The replay left the original query's record alone: one completion,
+    // ok, with its rows (a second one once marked it failed with 0 rows).
+    let envelope = std::str::from_utf8(&ticket.ticket).unwrap();
+    let payload = cluster
+        .coordinator
+        .state
+        .ticket_signer
+        .verifier()
+        .open(envelope)
+        .unwrap();
+    let query_id = serde_json::from_slice::<Ticket>(&payload).unwrap().query_id;
+    let completions = || {
+        let mut found = Vec::new();
+        exchange_audit::read::scan(cluster.coordinator.state.audit.dir(), |_, r| {
+            if let exchange_audit::Event::QueryCompletion(c) = r.event {
+                if c.query_id == query_id {
+                    found.push(c);
+                }
+            }
+            true
+        })
+        .unwrap();
+        found
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let found = completions();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].status, "ok");
+    assert!(found[0].rows > 0);
 
     // The node's own checks, whatever the coordinator signed: secret fields,
     // tickets for other nodes, expired tickets.
@@ -546,5 +575,96 @@ async fn the_owner_node_has_the_last_word() {
         "{}",
         e.message()
     );
+    cluster.shutdown().await;
+}
+
+/// A filter means the same at the coordinator and at the node, and the
+/// owner's row filter holds whatever fields the consumer selects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_mean_the_same_at_both_ends() {
+    let cluster = ClusterBuilder::new()
+        .add_node("vehicle-admin")
+        .add_node("market-regulation")
+        .add_node("civil-affairs")
+        .add_node("tax")
+        .start()
+        .await
+        .unwrap();
+    let civil = cluster.analyst("civil-affairs").await.unwrap();
+    let companies = "market-regulation/companies";
+    cluster
+        .grant(
+            "civil-affairs",
+            companies,
+            &[],
+            pb::ApproveRequest::default(),
+        )
+        .await
+        .unwrap();
+    // Once re-printed as 1e16 and 1e-5, which the node could not read.
+    for filter in [
+        "registered_capital < 10000000000000000",
+        "registered_capital < 0.00001",
+    ] {
+        rows(
+            &civil,
+            cmd(companies, &["org_code", "registered_capital"], filter),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{filter}: {e}"));
+    }
+    // Too many values in all: refused by the coordinator, naming the limit,
+    // instead of an internal database error from the node.
+    let list: Vec<String> = (0..10_000).map(|i| i.to_string()).collect();
+    let many = vec![format!("registered_capital IN ({})", list.join(",")); 3].join(" OR ");
+    let e = rows(&civil, cmd(companies, &["registered_capital"], &many))
+        .await
+        .unwrap_err();
+    assert!(e.contains("at most 20000"), "{e}");
+    assert!(!e.contains("SQL"), "{e}");
+
+    // The README's example: a row filter on plate_no; the consumer reads
+    // only owner_id, and the row filter still holds.
+    let vehicles = "vehicle-admin/vehicles";
+    let row_filter = |f: &str| pb::ApproveRequest {
+        row_filter: f.into(),
+        ..Default::default()
+    };
+    cluster
+        .grant(
+            "civil-affairs",
+            vehicles,
+            &["plate_no", "owner_id"],
+            row_filter("plate_no LIKE '粤EA%'"),
+        )
+        .await
+        .unwrap();
+    let ids = rows(&civil, cmd(vehicles, &["owner_id"], ""))
+        .await
+        .unwrap();
+    let plates = rows(&civil, cmd(vehicles, &["plate_no"], ""))
+        .await
+        .unwrap();
+    let plates = column(&plates, "plate_no");
+    assert!(!plates.is_empty());
+    assert!(plates.iter().flatten().all(|p| p.starts_with("粤EA")));
+    assert_eq!(column(&ids, "owner_id").len(), plates.len());
+
+    // The owner's row filter may use a field the consumer sees masked, or
+    // one outside the grant: it is the owner's rule, not a probe.
+    let tax = cluster.analyst("tax").await.unwrap();
+    cluster
+        .grant(
+            "tax",
+            vehicles,
+            &["owner_id"],
+            row_filter("owner_id LIKE '4406%' AND plate_no LIKE '粤E%'"),
+        )
+        .await
+        .unwrap();
+    let masked = rows(&tax, cmd(vehicles, &["owner_id"], "")).await.unwrap();
+    let masked = column(&masked, "owner_id");
+    assert!(!masked.is_empty());
+    assert!(masked.iter().flatten().all(|id| id.contains('*')));
     cluster.shutdown().await;
 }

@@ -200,6 +200,7 @@ pub fn reconcile(node: &str, response: &pb::ReconcileResponse, as_json: bool) ->
     if as_json {
         return json!({
             "node": node, "authorized": response.authorized, "served": response.served,
+            "explained": response.explained,
             "discrepancies": response.discrepancies.iter().map(|d| json!({
                 "kind": d.kind, "query": d.query_id, "detail": d.detail, "time": time_ms(d.time_ms),
             })).collect::<Vec<_>>(),
@@ -210,6 +211,20 @@ pub fn reconcile(node: &str, response: &pb::ReconcileResponse, as_json: bool) ->
         "{node}: {} queries authorized by the coordinator, {} served by the node\n",
         response.authorized, response.served
     );
+    let mut explained: Vec<_> = response.explained.iter().collect();
+    explained.sort();
+    for (reason, count) in explained {
+        let meaning = match reason.as_str() {
+            "refused_by_node" => "refused by the owner node",
+            "cancelled" => "cancelled by the consumer before any row",
+            "owner_unreachable" => "not served: the owner node was offline or unreachable",
+            "never_redeemed" => "ticket never presented",
+            _ => "not served, no row left",
+        };
+        out.push_str(&format!(
+            "  {count} {meaning} ({reason}); both ends agree\n"
+        ));
+    }
     if response.discrepancies.is_empty() {
         out.push_str("no discrepancies: both ends agree");
         return out;

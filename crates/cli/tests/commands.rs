@@ -1340,3 +1340,93 @@ async fn joins_and_conflict_reports_from_the_command_line() {
     );
     cluster.shutdown().await;
 }
+
+/// A second `exchange demo` in the directory of a running one stops before
+/// it changes anything: the running federation keeps its data and its
+/// department certificates.
+#[test]
+fn a_second_demo_stops_before_it_wipes_the_running_one() {
+    use std::io::{BufRead, BufReader};
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("demo-data");
+    let certs = work.path().join("certs-dev");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .min(65_000);
+    let (d, c, p) = (
+        dir.to_str().unwrap(),
+        certs.to_str().unwrap(),
+        port.to_string(),
+    );
+    let mut first = Command::new(env!("CARGO_BIN_EXE_exchange"))
+        .args([
+            "demo",
+            "--persons",
+            "1000",
+            "--dir",
+            d,
+            "--certs",
+            c,
+            "--port",
+            &p,
+        ])
+        .env_remove("EXCHANGE_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut banner = BufReader::new(first.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("Press Ctrl-C") {
+        line.clear();
+        assert!(
+            banner.read_line(&mut line).unwrap() > 0,
+            "the demo ended early"
+        );
+    }
+    let analyst = certs.join("civil-affairs/client.crt");
+    let before = std::fs::read(&analyst).unwrap();
+
+    let second_demo = |port: &str| {
+        let args = [
+            "demo",
+            "--persons",
+            "1000",
+            "--dir",
+            d,
+            "--certs",
+            c,
+            "--port",
+            port,
+        ];
+        fails(&run("exchange", &args))
+    };
+    // Same ports: they are taken.
+    let e = second_demo(&p);
+    assert!(
+        e.contains("not free") && e.contains("nothing was changed"),
+        "{e}"
+    );
+    // Other ports, same directory: the running demo holds it.
+    let e = second_demo(&(port + 2).to_string());
+    assert!(
+        e.contains("is running from") && e.contains("nothing was changed"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&analyst).unwrap(), before);
+    assert!(dir.join("data").exists());
+
+    // The running demo still answers its analysts.
+    let config = certs.join("civil-affairs/exchange.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_exchange"))
+        .args(["catalog", "search", "机动车"])
+        .env("EXCHANGE_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert!(ok(&out).contains("vehicle-admin/vehicles"));
+    let _ = first.kill();
+    let _ = first.wait();
+}

@@ -76,9 +76,12 @@ pub fn query_rows(records: &[Record]) -> Vec<(pb::AuditQueryRow, String)> {
     rows
 }
 
+/// Whether a record's time falls in `[since, until)` (0: open). Seconds
+/// are widened to milliseconds without overflow: a bound past the year
+/// 292 million (`i64::MAX`) selects nothing after it, not everything.
 fn in_window(time_ms: i64, since_unix: i64, until_unix: i64) -> bool {
-    (since_unix == 0 || time_ms >= since_unix * 1000)
-        && (until_unix == 0 || time_ms < until_unix * 1000)
+    (since_unix == 0 || time_ms >= since_unix.saturating_mul(1000))
+        && (until_unix == 0 || time_ms < until_unix.saturating_mul(1000))
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -342,26 +345,26 @@ pub fn reconcile(
             Some(_) => {}
         }
     }
+    let mut explained: HashMap<String, u64> = HashMap::new();
     for (q, (time_ms, _)) in &authorized {
         if served.contains_key(q) || *time_ms > settle_before_ms {
             continue;
         }
-        let detail = if refused.contains(q) {
-            format!("{node_id} refused the ticket")
-        } else {
-            match relayed_rows.get(q) {
-                Some((_, status)) => {
-                    format!("no record at {node_id}; the coordinator recorded status {status:?}")
-                }
-                None => "the ticket was never redeemed".to_string(),
-            }
-        };
-        discrepancies.push(pb::Discrepancy {
-            kind: "authorized_not_served".into(),
-            query_id: q.clone(),
-            detail,
-            time_ms: *time_ms,
-        });
+        let relayed = relayed_rows.get(q);
+        let reason = unserved_reason(
+            refused.contains(q),
+            node_rows.get(q).copied(),
+            relayed.map(|(rows, status)| (*rows, status.as_str())),
+        );
+        match reason {
+            Ok(reason) => *explained.entry(reason.to_string()).or_default() += 1,
+            Err(detail) => discrepancies.push(pb::Discrepancy {
+                kind: "authorized_not_served".into(),
+                query_id: q.clone(),
+                detail: format!("no served record at {node_id}; {detail}"),
+                time_ms: *time_ms,
+            }),
+        }
     }
     for (q, rows) in &node_rows {
         if let Some((relayed, _)) = relayed_rows.get(q) {
@@ -382,6 +385,41 @@ pub fn reconcile(
         authorized: authorized.len() as u64,
         served: served.len() as u64,
         discrepancies,
+        explained,
+    }
+}
+
+/// Why an authorized query has no served record at the node, when both
+/// ends agree that no row left (`Ok`, a reason counted apart), or what the
+/// coordinator recorded when they do not (`Err`, a discrepancy): the
+/// coordinator relayed rows, or reported success, for a query the node
+/// never recorded serving.
+fn unserved_reason(
+    node_refused: bool,
+    node_finished_rows: Option<u64>,
+    relayed: Option<(u64, &str)>,
+) -> Result<&'static str, String> {
+    let relayed_rows = relayed.map_or(0, |(rows, _)| rows);
+    if relayed_rows > 0 {
+        return Err(format!(
+            "the coordinator relayed {relayed_rows} rows for it"
+        ));
+    }
+    if node_refused {
+        return Ok("refused_by_node");
+    }
+    if node_finished_rows == Some(0) {
+        return Ok("cancelled");
+    }
+    match relayed {
+        None => Ok("never_redeemed"),
+        Some((_, "cancelled")) => Ok("cancelled"),
+        Some((_, status))
+            if status.contains("is offline") || status.contains("cannot be reached") =>
+        {
+            Ok("owner_unreachable")
+        }
+        Some((_, status)) => Err(format!("the coordinator recorded status {status:?}")),
     }
 }
 
@@ -597,7 +635,7 @@ impl pb::audit_server::Audit for AuditService {
         let req = request.into_inner();
         exchange_pki::validate_member_id(&req.node)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let since_ms = req.since_unix * 1000;
+        let since_ms = req.since_unix.saturating_mul(1000);
         let mut client = self.node_client(&req.node).await?;
         let node_records: Vec<Record> = client
             .audit_records(pb::NodeAuditRequest { since_ms })
@@ -627,6 +665,15 @@ mod tests {
 
     fn at(time_ms: i64, event: Event) -> Record {
         Record { time_ms, event }
+    }
+
+    #[test]
+    fn a_window_at_the_end_of_time_selects_nothing_instead_of_everything() {
+        let now_ms = 1_800_000_000_000;
+        assert!(!in_window(now_ms, i64::MAX, 0));
+        assert!(in_window(now_ms, 0, i64::MAX));
+        assert!(!in_window(now_ms, 0, i64::MIN));
+        assert!(in_window(now_ms, 1_700_000_000, 0));
     }
 
     fn allowed(q: &str, t: &str, time_ms: i64) -> Record {
@@ -681,6 +728,16 @@ mod tests {
             allowed("Q-short", "t5", 100),
             rows("Q-short", 3, false),
             allowed("Q-swapped", "t6", 100),
+            allowed("Q-offline", "t7", 100),
+            completion(
+                "Q-offline",
+                0,
+                "error: the owner node tax is offline; its data cannot be served now",
+            ),
+            allowed("Q-cancelled", "t8", 100),
+            completion("Q-cancelled", 0, "cancelled"),
+            allowed("Q-lost", "t9", 100),
+            completion("Q-lost", 7, "ok"),
         ];
         let node = vec![
             served("Q-ok", "t1"),
@@ -696,6 +753,14 @@ mod tests {
             rows("Q-short", 4, true),
             served("Q-bypass", "tx"),
             served("Q-swapped", "t-other"),
+            at(
+                1_000,
+                Event::QueryFinished(QueryCompletion {
+                    query_id: "Q-cancelled".into(),
+                    status: "cancelled".into(),
+                    ..Default::default()
+                }),
+            ),
         ];
         let r = reconcile(&coordinator, &node, "tax", 0, 5_000);
         let mut found: Vec<(String, String)> = r
@@ -705,8 +770,7 @@ mod tests {
             .collect();
         found.sort();
         let expected: Vec<(String, String)> = [
-            ("authorized_not_served", "Q-refused"),
-            ("authorized_not_served", "Q-unredeemed"),
+            ("authorized_not_served", "Q-lost"),
             ("row_count_mismatch", "Q-short"),
             ("served_without_authorization", "Q-bypass"),
             ("served_without_authorization", "Q-swapped"),
@@ -716,14 +780,39 @@ mod tests {
         .collect();
         assert_eq!(found, expected);
         // A ticket still inside its lifetime (Q-recent) is not reported yet.
-        assert_eq!(r.authorized, 6);
+        assert_eq!(r.authorized, 9);
         assert_eq!(r.served, 4);
-        let refused = r
+        let lost = r
             .discrepancies
             .iter()
-            .find(|d| d.query_id == "Q-refused")
+            .find(|d| d.query_id == "Q-lost")
             .unwrap();
-        assert!(refused.detail.contains("refused"));
+        assert!(lost.detail.contains("relayed 7 rows"), "{}", lost.detail);
+        // What both ends agree on is counted apart, not reported.
+        let mut explained: Vec<(&str, u64)> =
+            r.explained.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        explained.sort();
+        assert_eq!(
+            explained,
+            [
+                ("cancelled", 1),
+                ("never_redeemed", 1),
+                ("owner_unreachable", 1),
+                ("refused_by_node", 1)
+            ]
+        );
+    }
+
+    fn completion(q: &str, rows: u64, status: &str) -> Record {
+        at(
+            1_000,
+            Event::QueryCompletion(QueryCompletion {
+                query_id: q.into(),
+                rows,
+                status: status.into(),
+                ..Default::default()
+            }),
+        )
     }
 
     #[test]

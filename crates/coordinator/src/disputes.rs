@@ -4,6 +4,7 @@
 //! is also an audit record (an access event with action `dispute-*`).
 
 use exchange_pki::{Identity, Role};
+use exchange_policy::text::{request_text, TextRule};
 use exchange_proto::v1 as pb;
 use exchange_storage::{Db, Tree};
 use exchange_transport::require_role;
@@ -90,18 +91,17 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// Plain text of at most `max` characters, no control characters.
+/// Plain text of at most `max` characters (see `exchange_policy::text`):
+/// no control, invisible or direction-changing characters; a note may
+/// have line breaks.
 fn plain(name: &str, value: &str, max: usize, required: bool) -> Result<String, Status> {
-    let value = value.trim();
-    if required && value.is_empty() {
-        return Err(Status::invalid_argument(format!("{name} is required")));
-    }
-    if value.chars().count() > max || value.chars().any(|c| c.is_control()) {
-        return Err(Status::invalid_argument(format!(
-            "{name} must be plain text of at most {max} characters"
-        )));
-    }
-    Ok(value.to_string())
+    let multiline = name.starts_with("note");
+    let rule = TextRule {
+        max_chars: max,
+        required: required.then_some("it cannot be left out"),
+        multiline,
+    };
+    request_text(name, value, rule).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 fn actor(identity: &Identity, user: &str) -> String {

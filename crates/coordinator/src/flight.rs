@@ -22,7 +22,8 @@ use arrow_flight::{
 };
 use exchange_audit::{Event, QueryCompletion, QueryDecision, Record};
 use exchange_pki::{Identity, Role};
-use exchange_policy::ticket::{Ticket as QueryTicket, TicketField};
+use exchange_policy::text::{for_log, request_text, TextRule};
+use exchange_policy::ticket::{ReplayGuard, Ticket as QueryTicket, TicketField};
 use exchange_policy::FieldType;
 use exchange_query::{FieldInfo, QueryCommand};
 use exchange_transport::client::{connect, ClientOptions, ExpectedServer};
@@ -36,6 +37,12 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::registry::now_unix;
 use crate::service::State;
 
+/// A query's purpose: who uses the data answers for it.
+const PURPOSE_RULE: TextRule = TextRule::required_line(
+    500,
+    "a query must state its purpose (--purpose): who uses the data answers for it",
+);
+
 /// How long a ticket stays valid.
 pub const TICKET_LIFETIME_SECS: i64 = 60;
 /// The largest row limit a query may ask for.
@@ -44,6 +51,10 @@ pub const MAX_LIMIT: u64 = 100_000_000;
 pub struct CoordinatorFlight {
     state: Arc<State>,
     nodes: Mutex<HashMap<String, (String, Channel)>>,
+    /// Tickets already presented to `DoGet`: a replay is refused here,
+    /// before it reaches the node, and writes no second completion record
+    /// for the query it copies.
+    relayed: Mutex<ReplayGuard>,
 }
 
 impl std::fmt::Debug for CoordinatorFlight {
@@ -66,6 +77,7 @@ impl CoordinatorFlight {
         CoordinatorFlight {
             state,
             nodes: Mutex::new(HashMap::new()),
+            relayed: Mutex::new(ReplayGuard::default()),
         }
     }
 
@@ -75,23 +87,10 @@ impl CoordinatorFlight {
         consumer: &Identity,
         cmd: &QueryCommand,
     ) -> Result<QueryTicket, Status> {
-        let purpose = cmd.purpose.trim();
-        if purpose.is_empty() {
-            return Err(Status::invalid_argument(
-                "a query must state its purpose (--purpose): who uses the data answers for it",
-            ));
-        }
-        if purpose.chars().count() > 500
-            || cmd.user.chars().count() > 100
-            || purpose
-                .chars()
-                .chain(cmd.user.chars())
-                .any(char::is_control)
-        {
-            return Err(Status::invalid_argument(
-                "purpose (at most 500 characters) and user (at most 100) must be plain text",
-            ));
-        }
+        let purpose = request_text("purpose", &cmd.purpose, PURPOSE_RULE)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let user = request_text("user", &cmd.user, TextRule::line(100))
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let dataset = self.state.federation.dataset(&cmd.dataset).ok_or_else(|| {
             Status::not_found(format!(
                 "no dataset {:?}; find ids with `exchange catalog search`",
@@ -160,14 +159,16 @@ impl CoordinatorFlight {
                     masked: f.mask != "none",
                 })
             };
-            exchange_query::parse(&cmd.filter)
+            let checked = exchange_query::parse(&cmd.filter)
                 .and_then(|f| f.check(&lookup))
                 .map_err(|e| {
                     Status::invalid_argument(format!(
                         "{e} (a filter may use the fields you select)"
                     ))
-                })?
-                .to_string()
+                })?;
+            checked
+                .canonical()
+                .map_err(|e| Status::invalid_argument(e.to_string()))?
         };
         if cmd.limit.is_some_and(|l| l == 0 || l > MAX_LIMIT) {
             return Err(Status::invalid_argument(format!(
@@ -198,8 +199,8 @@ impl CoordinatorFlight {
             dataset: dataset.id.clone(),
             owner: dataset.department.clone(),
             consumer: consumer.member_id.clone(),
-            user: cmd.user.trim().to_string(),
-            purpose: purpose.to_string(),
+            user,
+            purpose,
             grant_id: grant.id.clone(),
             fields,
             filter,
@@ -268,7 +269,7 @@ impl CoordinatorFlight {
                 Ok(ticket)
             }
             Err(status) => {
-                tracing::warn!(%consumer, dataset = %cmd.dataset, reason = status.message(), "query denied");
+                tracing::warn!(%consumer, dataset = %for_log(&cmd.dataset, 200), reason = %for_log(status.message(), 500), "query denied");
                 Err(status)
             }
         }
@@ -326,6 +327,14 @@ pub fn filter_digest(filter: &str) -> String {
         filter.as_bytes(),
     ))
 }
+
+/// Whether the node refused a ticket because it was used before (the
+/// text of [`TicketError::Replayed`]).
+fn is_replay_refusal(status: &Status) -> bool {
+    status.code() == tonic::Code::PermissionDenied && status.message().contains(REPLAY_TEXT)
+}
+
+const REPLAY_TEXT: &str = "was already used: tickets are single-use";
 
 /// The rule a denial names (`denied by rule `x``), or the kind of error.
 fn denial_rule(status: &Status) -> String {
@@ -387,6 +396,13 @@ fn unsupported<T>(what: &str) -> Result<T, Status> {
     )))
 }
 
+#[cfg(test)]
+#[test]
+fn the_replay_text_is_the_node_s() {
+    let text = exchange_policy::ticket::TicketError::Replayed("t".into()).to_string();
+    assert!(text.contains(REPLAY_TEXT), "{text}");
+}
+
 #[tonic::async_trait]
 impl FlightService for CoordinatorFlight {
     type HandshakeStream = BoxStream<'static, Result<HandshakeResponse, Status>>;
@@ -444,15 +460,21 @@ impl FlightService for CoordinatorFlight {
                 .verifier()
                 .open(envelope)
                 .map_err(|e| Status::permission_denied(e.to_string()))?;
-            serde_json::from_slice(&payload)
-                .map_err(|_| Status::invalid_argument("the ticket is malformed"))?
+            let ticket: QueryTicket = serde_json::from_slice(&payload)
+                .map_err(|_| Status::invalid_argument("the ticket is malformed"))?;
+            if ticket.consumer != peer.identity.member_id {
+                return Err(Status::permission_denied(format!(
+                    "this ticket was issued to {}, not to {}",
+                    ticket.consumer, peer.identity.member_id
+                )));
+            }
+            self.relayed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .admit(&ticket, now_unix())
+                .map_err(|e| Status::permission_denied(e.to_string()))?;
+            ticket
         };
-        if ticket.consumer != peer.identity.member_id {
-            return Err(Status::permission_denied(format!(
-                "this ticket was issued to {}, not to {}",
-                ticket.consumer, peer.identity.member_id
-            )));
-        }
         let channel = self.node_channel(&ticket.owner).await;
         let failed = |status: &Status| {
             self.state
@@ -493,6 +515,10 @@ impl FlightService for CoordinatorFlight {
                 failed(&status);
                 return Err(status);
             }
+            // A ticket the node has served already (presented again after
+            // this coordinator restarted): the query it copies keeps its
+            // one completion record.
+            Err(status) if is_replay_refusal(&status) => return Err(status),
             Err(status) => {
                 failed(&status);
                 return Err(status);

@@ -12,6 +12,7 @@ use exchange_pki::{
     validate_member_id, CertificateAuthority, Identity, PkiError, RevocationList, RevokedEntry,
     Role, RESERVED_MEMBER_ID,
 };
+use exchange_policy::text::{request_text, TextRule};
 use exchange_storage::{Db, StorageError, Tree};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
@@ -30,8 +31,8 @@ pub enum RegistryError {
     UnknownMember(String),
     #[error("member {0:?} has been revoked; add it again under a new id to re-admit it")]
     MemberRevoked(String),
-    #[error("display name must be 1 to 100 characters")]
-    BadDisplayName,
+    #[error(transparent)]
+    BadText(exchange_policy::text::TextError),
     #[error("enrolment token not recognised: check that it was copied whole")]
     UnknownToken,
     #[error("enrolment token was already used at {0}; ask the bureau for a new one")]
@@ -40,7 +41,7 @@ pub enum RegistryError {
     TokenExpired(String),
     #[error("this token is for enrolling a {expected}, not a {got}")]
     TokenRole { expected: Role, got: Role },
-    #[error("tokens are issued for node or client roles only")]
+    #[error("enrolment issues node and client certificates only")]
     TokenRoleNotAllowed,
     #[error("a token lifetime must be between 60 seconds and 30 days")]
     BadTtl,
@@ -198,10 +199,16 @@ impl Registry {
         if id == RESERVED_MEMBER_ID {
             return Err(RegistryError::MemberExists(id.into()));
         }
-        let name = display_name.trim();
-        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(RegistryError::BadDisplayName);
-        }
+        let name = request_text(
+            "display name",
+            display_name,
+            TextRule::required_line(
+                100,
+                "give the department's name, e.g. --name \"车辆管理所\"",
+            ),
+        )
+        .map_err(RegistryError::BadText)?;
+        let name = name.as_str();
         let record = MemberRecord {
             id: id.to_string(),
             display_name: name.to_string(),
@@ -282,6 +289,9 @@ impl Registry {
         csr_der: &[u8],
         server_names: &[String],
     ) -> Result<Enrolled, RegistryError> {
+        if !matches!(role, Role::Node | Role::Client) {
+            return Err(RegistryError::TokenRoleNotAllowed);
+        }
         // Check the request before spending the token on it.
         let probe = Identity::new("probe", role).map_err(RegistryError::Pki)?;
         self.ca
@@ -369,11 +379,8 @@ impl Registry {
         reason: &str,
     ) -> Result<(MemberRecord, usize, u64), RegistryError> {
         let now = now_unix();
-        let reason: String = reason
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(500)
-            .collect();
+        let reason = request_text("reason", reason, TextRule::paragraph(500))
+            .map_err(RegistryError::BadText)?;
         let updated = self
             .members
             .update::<MemberRecord, _>(member_id, |old| {
@@ -567,11 +574,11 @@ mod tests {
         assert!(r.add_member("Tax Bureau", "x").is_err());
         assert!(matches!(
             r.add_member("tax", "  "),
-            Err(RegistryError::BadDisplayName)
+            Err(RegistryError::BadText(_))
         ));
         assert!(matches!(
             r.add_member("tax", "a\u{7}b"),
-            Err(RegistryError::BadDisplayName)
+            Err(RegistryError::BadText(_))
         ));
     }
 }

@@ -55,7 +55,7 @@ pub fn registry_status(e: RegistryError) -> Status {
         E::UnknownToken | E::TokenUsed(_) | E::TokenExpired(_) | E::TokenRole { .. } => {
             Status::permission_denied(e.to_string())
         }
-        E::Pki(_) | E::BadDisplayName | E::TokenRoleNotAllowed | E::BadTtl => {
+        E::Pki(_) | E::BadText(_) | E::TokenRoleNotAllowed | E::BadTtl => {
             Status::invalid_argument(e.to_string())
         }
     }
@@ -148,7 +148,9 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
         .await;
         match &enrolled {
             Ok(e) => tracing::info!(identity = %e.identity, "member enrolled"),
-            Err(status) => tracing::warn!(?remote, reason = status.message(), "enrolment refused"),
+            Err(status) => {
+                tracing::warn!(?remote, reason = %exchange_policy::text::for_log(status.message(), 500), "enrolment refused")
+            }
         }
         let enrolled = enrolled?;
         Ok(Response::new(pb::EnrollResponse {

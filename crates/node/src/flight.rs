@@ -135,25 +135,37 @@ impl NodeFlight {
                 mask,
             });
         }
-        let lookup = |name: &str| -> Option<FieldInfo> {
-            if let Some(p) = columns.iter().find(|p| p.field.name == name) {
-                return Some(FieldInfo {
-                    field_type: p.field.field_type,
-                    masked: p.mask != Mask::None,
-                });
-            }
-            // A grant's row filter may use granted fields only; the
-            // coordinator checked that, and the node checks again here.
-            None
+        // The consumer's filter may use the fields it selected, masked as
+        // its ticket says; the owner's row filter may use any field that is
+        // not secret, unmasked, whatever the consumer selected: exactly
+        // what the coordinator checked it against when the owner approved.
+        let consumer_lookup = |name: &str| -> Option<FieldInfo> {
+            let p = columns.iter().find(|p| p.field.name == name)?;
+            Some(FieldInfo {
+                field_type: p.field.field_type,
+                masked: p.mask != Mask::None,
+            })
+        };
+        let owner_lookup = |name: &str| -> Option<FieldInfo> {
+            let f = dataset_fields
+                .iter()
+                .find(|f| f.name == name && f.sensitivity != Sensitivity::Secret)?;
+            Some(FieldInfo {
+                field_type: f.field_type,
+                masked: false,
+            })
+        };
+        let checked = |text: &str, lookup: &dyn Fn(&str) -> Option<FieldInfo>| {
+            exchange_query::parse(text)
+                .and_then(|f| f.check(lookup))
+                .map_err(|e| Status::invalid_argument(e.to_string()))
         };
         let mut parts = Vec::new();
-        for text in [&ticket.filter, &ticket.row_filter] {
-            if !text.is_empty() {
-                let f = exchange_query::parse(text)
-                    .and_then(|f| f.check(&lookup))
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
-                parts.push(f);
-            }
+        if !ticket.filter.is_empty() {
+            parts.push(checked(&ticket.filter, &consumer_lookup)?);
+        }
+        if !ticket.row_filter.is_empty() {
+            parts.push(checked(&ticket.row_filter, &owner_lookup)?);
         }
         let filter = match parts.len() {
             0 => None,
@@ -371,7 +383,7 @@ impl FlightService for NodeFlight {
         let (ticket, plan) = match self.plan(&envelope, now_unix()) {
             Ok(p) => p,
             Err(status) => {
-                tracing::warn!(relay = %peer.identity, reason = status.message(), "query refused");
+                tracing::warn!(relay = %peer.identity, reason = %exchange_policy::text::for_log(status.message(), 500), "query refused");
                 // What the (possibly forged) ticket claims, for the record.
                 let claimed: Option<QueryTicket> = envelope
                     .split_once('.')

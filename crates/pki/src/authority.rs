@@ -124,6 +124,13 @@ impl CertificateAuthority {
     ) -> Result<IssuedCertificate> {
         let csr = CertificateSigningRequestParams::from_der(&csr_der.to_vec().into())
             .map_err(|e| PkiError::BadRequest(e.to_string()))?;
+        // The security model admits ECDSA P-256 keys only (what `LocalKey`
+        // generates and every verifier here expects).
+        if csr.public_key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
+            return Err(PkiError::BadRequest(
+                "the key is not an ECDSA P-256 key; this federation issues certificates for P-256 keys only (exchange enroll generates one)".into(),
+            ));
+        }
         let params = leaf_params(identity, server_names, validity)?;
         let serial = hex::encode(
             params
@@ -240,10 +247,7 @@ fn leaf_params(
         .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
     params.subject_alt_names.push(SanType::URI(uri));
     if !server_names.is_empty() && !identity.role.serves() {
-        return Err(PkiError::BadServerName(format!(
-            "{} certificates do not serve; drop the server names",
-            identity.role
-        )));
+        return Err(PkiError::ServerNamesOnClient(identity.role));
     }
     for name in server_names {
         params.subject_alt_names.push(server_name(name)?);

@@ -55,6 +55,8 @@ pub enum PkiError {
     CrlSignature,
     #[error("invalid server name {0:?}: use a DNS name or an IP address")]
     BadServerName(String),
+    #[error("{0} certificates do not serve, so they carry no server names; drop --server-name")]
+    ServerNamesOnClient(Role),
     #[error("could not read key material: {0}")]
     BadKey(String),
     #[error("certificate generation failed: {0}")]

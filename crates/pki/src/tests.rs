@@ -52,6 +52,26 @@ fn names_requested_in_a_csr_are_ignored() {
 }
 
 #[test]
+fn only_p256_keys_are_certified() {
+    let ca = ca();
+    let who = Identity::new("tax", Role::Client).unwrap();
+    for alg in [&rcgen::PKCS_ECDSA_P384_SHA384, &rcgen::PKCS_ED25519] {
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap()
+            .der()
+            .to_vec();
+        let err = ca
+            .sign_request(&csr, &who, &[], Duration::days(1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("P-256 keys only"), "{err}");
+    }
+}
+
+#[test]
 fn rejects_garbage_requests_and_names() {
     let ca = ca();
     let who = Identity::new("tax", Role::Node).unwrap();

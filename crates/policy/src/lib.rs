@@ -7,6 +7,7 @@
 
 pub mod ids;
 pub mod mask;
+pub mod text;
 pub mod ticket;
 mod vocabulary;
 

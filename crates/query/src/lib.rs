@@ -34,6 +34,12 @@ pub const MAX_IN_VALUES: usize = 10_000;
 pub const MAX_DEPTH: usize = 32;
 /// The longest single text value, in characters.
 pub const MAX_VALUE_CHARS: usize = 1_024;
+/// The longest number, in characters.
+pub const MAX_NUMBER_CHARS: usize = 40;
+/// The most values (each bound to one SQL parameter) a query's filters may
+/// hold together, the consumer's and the owner's row filter: under every
+/// supported database's limit on bound parameters (SQLite's is 32,766).
+pub const MAX_TOTAL_VALUES: usize = 20_000;
 
 /// A query, as any Flight client sends it: the JSON body of the
 /// `FlightDescriptor` command given to `GetFlightInfo` on the coordinator.
@@ -91,7 +97,12 @@ impl fmt::Display for Value {
         match self {
             Value::Text(t) => write!(f, "'{}'", t.replace('\'', "''")),
             Value::Integer(i) => write!(f, "{i}"),
-            Value::Float(x) => write!(f, "{x:?}"),
+            // Positional notation, never an exponent (which the filter
+            // language does not read), and always with a point, so the
+            // text parses back to the same float: Rust prints the shortest
+            // digits that round-trip.
+            Value::Float(x) if x.fract() == 0.0 => write!(f, "{x}.0"),
+            Value::Float(x) => write!(f, "{x}"),
             Value::Bool(b) => write!(f, "{b}"),
         }
     }
@@ -255,8 +266,17 @@ fn tokenize(text: &str) -> Result<Vec<(usize, Token)>, FilterError> {
                         break;
                     }
                 }
-                if n.len() > 40 {
-                    return err(start, "number too long");
+                if n.len() > MAX_NUMBER_CHARS {
+                    return err(
+                        start,
+                        format!("number longer than {MAX_NUMBER_CHARS} characters"),
+                    );
+                }
+                if n.ends_with('.') {
+                    return err(
+                        start,
+                        format!("{n} ends with a point: write {} or {n}0", &n[..n.len() - 1]),
+                    );
                 }
                 out.push((start, Token::Number(n)));
             }
@@ -366,9 +386,10 @@ impl Parser {
             Some(Token::Text(t)) => Ok(Value::Text(t)),
             Some(Token::Number(n)) => {
                 if n.contains('.') {
-                    n.parse::<f64>()
-                        .map(Value::Float)
-                        .or_else(|_| err(at, format!("{n} is not a number")))
+                    match n.parse::<f64>() {
+                        Ok(x) if x.is_finite() => Ok(Value::Float(x)),
+                        _ => err(at, format!("{n} is not a number")),
+                    }
                 } else {
                     n.parse::<i64>()
                         .map(Value::Integer)
@@ -673,6 +694,32 @@ impl Filter {
             Filter::In { values, .. } => values.len(),
             Filter::And(parts) | Filter::Or(parts) => parts.iter().map(Filter::value_count).sum(),
         }
+    }
+
+    /// The canonical text, within the limits a node will hold it to: at
+    /// most [`MAX_FILTER_BYTES`] and [`MAX_TOTAL_VALUES`]. The coordinator
+    /// checks a filter here, once, on the text the node will read (which
+    /// may be longer than what the user wrote: spacing is normalized), so
+    /// a node never refuses what the coordinator let through.
+    pub fn canonical(&self) -> Result<String, FilterError> {
+        let values = self.value_count();
+        if values > MAX_TOTAL_VALUES {
+            return err(
+                0,
+                format!("the filter holds {values} values; at most {MAX_TOTAL_VALUES} are allowed in one query: split it, or use a batch lookup"),
+            );
+        }
+        let text = self.to_string();
+        if text.len() > MAX_FILTER_BYTES {
+            return err(
+                0,
+                format!(
+                    "the filter is {} bytes once written in canonical form; at most {MAX_FILTER_BYTES} are allowed: split it, or use a batch lookup",
+                    text.len()
+                ),
+            );
+        }
+        Ok(text)
     }
 
     /// SHA-256 of the canonical text, for audit records that must not hold

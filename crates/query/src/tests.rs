@@ -184,3 +184,146 @@ fn limits_and_malformed_input() {
         }
     );
 }
+
+/// A small deterministic generator (xorshift), so the property test needs
+/// no dependency and every failure reproduces from its seed.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn digits(&mut self, len: u64) -> String {
+        (0..len)
+            .map(|_| char::from(b'0' + self.below(10) as u8))
+            .collect()
+    }
+    fn text(&mut self) -> String {
+        const PIECES: [&str; 9] = ["a", "'", "粤E", " ", "O''", "𠀀", "e\u{301}", "\\", "%"];
+        (0..self.below(6))
+            .map(|_| PIECES[self.below(PIECES.len() as u64) as usize])
+            .collect()
+    }
+    fn value(&mut self) -> Value {
+        match self.below(5) {
+            0 => Value::Text(self.text()),
+            1 => Value::Integer(self.next() as i64 >> self.below(63)),
+            2 => Value::Bool(self.below(2) == 0),
+            // A float as a user could write it: at most 40 characters.
+            _ => {
+                let whole = self.below(20) + 1;
+                let frac = self.below(39 - whole) + 1;
+                let sign = if self.below(2) == 0 { "" } else { "-" };
+                let text = format!("{sign}{}.{}", self.digits(whole), self.digits(frac));
+                Value::Float(text.parse().unwrap())
+            }
+        }
+    }
+    fn field(&mut self) -> String {
+        ["brand", "year", "kwh", "owner_id", "x_1"][self.below(5) as usize].into()
+    }
+    fn filter(&mut self, depth: u32) -> Filter {
+        let kind = if depth == 0 {
+            self.below(4)
+        } else {
+            self.below(6)
+        };
+        match kind {
+            0 => Filter::Compare {
+                field: self.field(),
+                op: [
+                    CompareOp::Eq,
+                    CompareOp::Ne,
+                    CompareOp::Lt,
+                    CompareOp::Le,
+                    CompareOp::Gt,
+                    CompareOp::Ge,
+                ][self.below(6) as usize],
+                value: self.value(),
+            },
+            1 => Filter::In {
+                field: self.field(),
+                values: (0..self.below(5) + 1).map(|_| self.value()).collect(),
+            },
+            2 => Filter::Between {
+                field: self.field(),
+                low: self.value(),
+                high: self.value(),
+            },
+            3 => Filter::Prefix {
+                field: self.field(),
+                prefix: format!("{}p", self.text().replace('%', "")),
+            },
+            4 => Filter::And(
+                (0..self.below(3) + 2)
+                    .map(|_| self.filter(depth - 1))
+                    .collect(),
+            ),
+            _ => Filter::Or(
+                (0..self.below(3) + 2)
+                    .map(|_| self.filter(depth - 1))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+#[test]
+fn parse_print_parse_gives_the_same_filter() {
+    for seed in 1..=3_000u64 {
+        let mut g = Gen(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let f = g.filter(3);
+        let text = f.to_string();
+        let back = parse(&text).unwrap_or_else(|e| panic!("seed {seed}: {text}: {e}"));
+        assert_eq!(back, f, "seed {seed}: {text}");
+        assert_eq!(back.to_string(), text, "seed {seed}: printing is stable");
+    }
+}
+
+#[test]
+fn numbers_print_as_the_parser_reads_them() {
+    // Floats once printed as 1e16 and 1e-5, which the node could not read.
+    let kwh = |t: &str| ok(&format!("kwh < {t}"));
+    for (written, canonical) in [
+        ("10000000000000000", "kwh < 10000000000000000.0"),
+        ("0.00001", "kwh < 0.00001"),
+        ("1000.5", "kwh < 1000.5"),
+        ("-0.5", "kwh < -0.5"),
+        (
+            "9999999999999999999999999999999999999.5",
+            "kwh < 10000000000000000000000000000000000000.0",
+        ),
+    ] {
+        let f = kwh(written);
+        assert_eq!(f.to_string(), canonical);
+        assert_eq!(ok(&f.to_string()), f);
+    }
+    assert!(fails("kwh < 100.").contains("ends with a point"));
+    let huge = format!("kwh < {}.0", "9".repeat(39));
+    assert!(fails(&huge).contains("longer than 40"));
+}
+
+#[test]
+fn limits_hold_on_the_canonical_text_the_node_reads() {
+    // Written tightly, the filter fits; spaced out canonically, it would
+    // not: the coordinator refuses it, naming the limit.
+    let values: Vec<String> = (0..MAX_IN_VALUES).map(|i| format!("{i:0>23}")).collect();
+    let tight = format!("brand IN ('{}')", values.join("','"));
+    assert!(tight.len() <= MAX_FILTER_BYTES);
+    let f = ok(&tight);
+    assert!(f.to_string().len() > MAX_FILTER_BYTES);
+    let e = f.canonical().unwrap_err().to_string();
+    assert!(e.contains(&format!("at most {MAX_FILTER_BYTES}")), "{e}");
+    // Too many values in all, although each IN list is within its limit.
+    let list: Vec<String> = (0..MAX_IN_VALUES).map(|i| i.to_string()).collect();
+    let two = format!("year IN ({0}) OR year IN ({0}) OR year = 1", list.join(","));
+    let e = ok(&two).canonical().unwrap_err().to_string();
+    assert!(e.contains(&format!("at most {MAX_TOTAL_VALUES}")), "{e}");
+    assert_eq!(ok("year = 1").canonical().unwrap(), "year = 1");
+}

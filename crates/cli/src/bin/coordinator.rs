@@ -172,7 +172,7 @@ async fn main() {
     let cli = Cli::parse();
     logging::init(cli.log_format, "info");
     if let Err(e) = run(cli).await {
-        eprintln!("error: {e:#}");
+        exchange_cli::say_err!("error: {e:#}");
         std::process::exit(1);
     }
 }
@@ -187,10 +187,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             let report = exchange_coordinator::init(&config.pki_dir(), &server_names)?;
-            println!("federation CA created in {}", report.pki_dir.display());
-            println!("CA fingerprint (give it to every department with its token):");
-            println!("  {}", report.ca_fingerprint);
-            println!("next: coordinator serve, then coordinator member add <id> --name <name>");
+            exchange_cli::say!("federation CA created in {}", report.pki_dir.display());
+            exchange_cli::say!("CA fingerprint (give it to every department with its token):");
+            exchange_cli::say!("  {}", report.ca_fingerprint);
+            exchange_cli::say!(
+                "next: coordinator serve, then coordinator member add <id> --name <name>"
+            );
         }
         Command::Serve {
             listen,
@@ -207,9 +209,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config.advertise_addr = advertise_addr;
             }
             let running = exchange_coordinator::start(&config).await?;
-            eprintln!(
+            exchange_cli::say_err!(
                 "coordinator serving on {} (mutual TLS) and {} (enrolment); CA fingerprint {}",
-                running.addr, running.enroll_addr, running.ca_fingerprint
+                running.addr,
+                running.enroll_addr,
+                running.ca_fingerprint
             );
             running.run_until_signal().await;
         }
@@ -227,7 +231,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let since = exchange_cli::audit::parse_time(&since)?;
             let client = admin_client(&config, coordinator).await?;
             let response = client.reconcile(&node, since).await?;
-            println!("{}", exchange_cli::audit::reconcile(&node, &response, json));
+            exchange_cli::say!("{}", exchange_cli::audit::reconcile(&node, &response, json));
             if !response.discrepancies.is_empty() {
                 std::process::exit(1);
             }
@@ -261,20 +265,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &refs,
                 &["localhost".into(), "127.0.0.1".into()],
             )?;
-            println!("development PKI written:");
-            println!(
+            exchange_cli::say!("development PKI written:");
+            exchange_cli::say!(
                 "  bureau CA and admin certificate: {}",
                 report.pki_dir.display()
             );
             for m in written {
-                println!(
+                exchange_cli::say!(
                     "  {:<18} {}/node.{{crt,key}} and client.{{crt,key}}",
                     m.id,
                     m.dir.display()
                 );
             }
-            println!("CA fingerprint: {}", report.ca_fingerprint);
-            println!(
+            exchange_cli::say!("CA fingerprint: {}", report.ca_fingerprint);
+            exchange_cli::say!(
                 "coordinator state (members and certificate serials): {}",
                 config.state_dir().display()
             );
@@ -291,7 +295,7 @@ async fn member(client: &Client, command: MemberCommand) -> anyhow::Result<()> {
             token_ttl,
         } => {
             let added = client.add_member(&id, &name, token_ttl).await?;
-            println!("member {id} added ({name}).");
+            exchange_cli::say!("member {id} added ({name}).");
             print_token(
                 &id,
                 Role::Node,
@@ -310,11 +314,11 @@ async fn member(client: &Client, command: MemberCommand) -> anyhow::Result<()> {
             );
         }
         MemberCommand::List { json } => {
-            println!("{}", output::members(&client.members().await?, json));
+            exchange_cli::say!("{}", output::members(&client.members().await?, json));
         }
         MemberCommand::Revoke { id, reason } => {
             let r = client.revoke_member(&id, &reason).await?;
-            println!(
+            exchange_cli::say!(
                 "member {id} revoked: {} certificate(s) listed in CRL #{}. The coordinator refuses them now; nodes within one heartbeat.",
                 r.revoked_certificates, r.crl_number
             );
@@ -330,20 +334,20 @@ fn print_token(
     token: &exchange_proto::v1::EnrolmentToken,
     fingerprint: &str,
 ) {
-    println!(
+    exchange_cli::say!(
         "one-time {role} enrolment token for {member} (expires {}):",
         output::unix_time(token.expires_unix)
     );
-    println!("  {}", token.token);
-    println!("CA fingerprint:");
-    println!("  {fingerprint}");
+    exchange_cli::say!("  {}", token.token);
+    exchange_cli::say!("CA fingerprint:");
+    exchange_cli::say!("  {fingerprint}");
     let command = if role == Role::Node {
         "exchange-node enroll"
     } else {
         "exchange enroll"
     };
-    println!("enrol with:");
-    println!(
+    exchange_cli::say!("enrol with:");
+    exchange_cli::say!(
         "  {command} --coordinator <enrolment address> --token {} --ca-fingerprint {fingerprint}",
         token.token
     );

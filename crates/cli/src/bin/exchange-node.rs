@@ -84,7 +84,7 @@ async fn main() {
     let cli = Cli::parse();
     logging::init(cli.log_format, "info");
     if let Err(e) = run(cli).await {
-        eprintln!("error: {e:#}");
+        exchange_cli::say_err!("error: {e:#}");
         std::process::exit(1);
     }
 }
@@ -118,18 +118,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 force,
             })
             .await?;
-            println!("enrolled as {}", enrolled.identity);
-            println!(
+            exchange_cli::say!("enrolled as {}", enrolled.identity);
+            exchange_cli::say!(
                 "  certificate {} (valid until {})",
                 enrolled.certificate_path.display(),
                 exchange_cli::output::unix_time(enrolled.not_after_unix)
             );
-            println!(
+            exchange_cli::say!(
                 "  private key {} (mode 0600, generated here, never sent)",
                 enrolled.key_path.display()
             );
-            println!("  coordinator {}", enrolled.coordinator_address);
-            println!(
+            exchange_cli::say!("  coordinator {}", enrolled.coordinator_address);
+            exchange_cli::say!(
                 "next: exchange-node serve --coordinator {} --manifest catalog.toml",
                 enrolled.coordinator_address
             );
@@ -138,13 +138,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let path = manifest.unwrap_or(config.manifest);
             let parsed = exchange_catalog::Manifest::load(&path).map_err(anyhow::Error::new)?;
             let published = exchange_node::load_and_check(&path, &parsed.department).await?;
-            println!(
+            exchange_cli::say!(
                 "{}: valid. {} dataset(s) checked against their source tables:",
                 path.display(),
                 published.manifest.datasets.len()
             );
             for d in &published.manifest.datasets {
-                println!(
+                exchange_cli::say!(
                     "  {:<28} {} ({} fields, {})",
                     d.id,
                     d.title,
@@ -153,7 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             for warning in &published.warnings {
-                println!("warning: {warning}");
+                exchange_cli::say!("warning: {warning}");
             }
         }
         Command::Serve {
@@ -179,7 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config.data_dir = d;
             }
             let node = exchange_node::start(config).await?;
-            eprintln!("node {} serving on {}", node.state.member_id, node.addr);
+            exchange_cli::say_err!("node {} serving on {}", node.state.member_id, node.addr);
             exchange_coordinator::wait_for_signal().await;
             node.shutdown().await;
         }

@@ -419,7 +419,7 @@ async fn main() {
     };
     logging::init(cli.log_format, level);
     if let Err(e) = run(cli).await {
-        eprintln!("error: {e:#}");
+        exchange_cli::say_err!("error: {e:#}");
         std::process::exit(1);
     }
 }
@@ -456,13 +456,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "client",
                 user.as_deref(),
             )?;
-            println!("enrolled as {}", enrolled.identity);
-            println!(
+            exchange_cli::say!("enrolled as {}", enrolled.identity);
+            exchange_cli::say!(
                 "  key {} (mode 0600, generated here, never sent)",
                 enrolled.key_path.display()
             );
-            println!("  config {}", path.display());
-            println!(
+            exchange_cli::say!("  config {}", path.display());
+            exchange_cli::say!(
                 "try: exchange --config {} catalog search 登记",
                 path.display()
             );
@@ -486,10 +486,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             limit,
                         })
                         .await?;
-                    println!("{}", output::search_results(&response, cli.json));
+                    exchange_cli::say!("{}", output::search_results(&response, cli.json));
                 }
                 CatalogCommand::Show { dataset } => {
-                    println!(
+                    exchange_cli::say!(
                         "{}",
                         output::dataset_detail(&client.dataset(&dataset).await?, cli.json)
                     );
@@ -562,7 +562,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
             };
-            println!("{text}");
+            exchange_cli::say!("{text}");
         }
         Command::Audit {
             command: AuditCommand::Verify { path, ca },
@@ -576,7 +576,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let report =
                 exchange_audit::verify(&path, ca_der.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
-            println!("{}", exchange_cli::audit::verify(&report, cli.json));
+            exchange_cli::say!("{}", exchange_cli::audit::verify(&report, cli.json));
             if !report.ok() {
                 std::process::exit(1);
             }
@@ -611,7 +611,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 limit,
             };
             let client = client(&cli.config).await?;
-            println!(
+            exchange_cli::say!(
                 "{}",
                 exchange_cli::audit::log(&client.audit_log(request).await?, cli.json)
             );
@@ -637,7 +637,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     include_embargoed,
                 })
                 .await?;
-            println!("{}", exchange_cli::audit::subject(&response, cli.json));
+            exchange_cli::say!("{}", exchange_cli::audit::subject(&response, cli.json));
         }
         Command::Lookup {
             person_id,
@@ -711,7 +711,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     std::time::Duration::from_millis(deadline_ms),
                 )
                 .await?;
-            println!("{}", output::lookup(&report, cli.json));
+            exchange_cli::say!("{}", output::lookup(&report, cli.json));
         }
         Command::Dispute { command } => {
             let client = client(&cli.config).await?;
@@ -750,7 +750,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .await?,
                 ],
             };
-            println!("{}", output::disputes(&disputes, cli.json));
+            exchange_cli::say!("{}", output::disputes(&disputes, cli.json));
         }
         Command::Conflicts {
             key,
@@ -768,9 +768,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await?;
             if cli.json {
-                println!("{}", output::conflicts_json(&report));
+                exchange_cli::say!("{}", output::conflicts_json(&report));
             } else {
-                print!("{}", report.render());
+                exchange_cli::say_part!("{}", report.render());
             }
         }
         Command::Join {
@@ -786,10 +786,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             match out_path {
                 Some(p) => std::fs::write(&p, text + "\n")
                     .with_context(|| format!("writing {}", p.display()))?,
-                None => println!("{text}"),
+                None => exchange_cli::say!("{text}"),
             }
             for read in &answer.reads {
-                eprintln!(
+                exchange_cli::say_err!(
                     "read {:<12} {} row(s) from {} in {} quer{}",
                     read.name,
                     read.rows,
@@ -820,7 +820,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let client = client(&cli.config).await?;
             let format = if cli.json { "json".to_string() } else { format };
-            println!(
+            exchange_cli::say!(
                 "{}",
                 exchange_cli::audit::report(&client.report(request).await?, &format)
             );
@@ -829,7 +829,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: MembersCommand::List,
         } => {
             let client = client(&cli.config).await?;
-            println!("{}", output::members(&client.members().await?, cli.json));
+            exchange_cli::say!("{}", output::members(&client.members().await?, cli.json));
         }
         Command::Query {
             dataset,
@@ -859,14 +859,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = client(&cli.config).await?;
             let me = client.who_am_i().await?;
             if cli.json {
-                println!(
+                exchange_cli::say!(
                     "{}",
                     serde_json::json!({ "identity": me.identity, "member": me.member_id, "role": me.role, "serial": me.certificate_serial })
                 );
             } else {
-                println!(
+                exchange_cli::say!(
                     "{} (member {}, role {}, certificate {})",
-                    me.identity, me.member_id, me.role, me.certificate_serial
+                    me.identity,
+                    me.member_id,
+                    me.role,
+                    me.certificate_serial
                 );
             }
         }
@@ -988,7 +991,7 @@ async fn query_output(
     }
     out.flush()?;
     if path.is_some() {
-        eprintln!("{rows} row(s) written");
+        exchange_cli::say_err!("{rows} row(s) written");
     }
     Ok(())
 }
@@ -1000,6 +1003,50 @@ fn flight_error_text(e: &arrow_flight::error::FlightError) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// A demo's hold on its directory: `demo.pid` names the running process,
+/// removed when the demo stops.
+struct DemoClaim {
+    pid_file: PathBuf,
+}
+
+impl Drop for DemoClaim {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
+}
+
+/// Checks, before anything is removed, that no running demo uses `dir` and
+/// that the demo's two ports are free, then claims `dir`. A second demo
+/// started by mistake thus stops with nothing changed, instead of wiping
+/// the running federation's data and certificates first.
+fn claim_demo_dir(dir: &Path, port: u16) -> anyhow::Result<DemoClaim> {
+    let enrol = port.checked_add(1).context("--port too high")?;
+    for p in [port, enrol] {
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", p)) {
+            anyhow::bail!(
+                "port {p} on 127.0.0.1 is not free ({e}); nothing was changed. Is a demo already running? Stop it, or start this one with --port {} (it uses that port and the next)",
+                port.saturating_add(10)
+            );
+        }
+    }
+    let pid_file = dir.join("demo.pid");
+    if let Ok(text) = std::fs::read_to_string(&pid_file) {
+        let pid = text.trim();
+        let alive = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .is_ok_and(|exe| exe.to_string_lossy().contains("exchange"));
+        if alive && pid != std::process::id().to_string() {
+            anyhow::bail!(
+                "a demo (process {pid}) is running from {}; nothing was changed. Stop it with Ctrl-C first, or give this one its own --dir, --certs and --port",
+                dir.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(&pid_file, std::process::id().to_string())
+        .with_context(|| format!("writing {}", pid_file.display()))?;
+    Ok(DemoClaim { pid_file })
 }
 
 /// Removes what a previous demo run created, and nothing else.
@@ -1040,8 +1087,9 @@ async fn demo(
     port: u16,
     scenario: Option<&str>,
 ) -> anyhow::Result<()> {
+    let _claim = claim_demo_dir(dir, port)?;
     clean_previous_demo(dir, certs)?;
-    eprintln!(
+    exchange_cli::say_err!(
         "generating {persons} synthetic persons for nine departments into {} ...",
         dir.join("data").display()
     );
@@ -1073,7 +1121,7 @@ async fn demo(
         } else {
             vec![name]
         };
-        eprintln!(
+        exchange_cli::say_err!(
             "demo federation up in {:.1} s; running {} ...",
             started.elapsed().as_secs_f64(),
             names.join(", ")
@@ -1082,17 +1130,17 @@ async fn demo(
         for name in names {
             let t = std::time::Instant::now();
             match exchange_testkit::scenarios::run(&cluster, name).await {
-                Ok(text) => println!(
+                Ok(text) => exchange_cli::say!(
                     "== scenario {name} ({:.2} s)\n{text}",
                     t.elapsed().as_secs_f64()
                 ),
                 Err(e) => {
-                    println!("== scenario {name}: FAILED: {e:#}");
+                    exchange_cli::say!("== scenario {name}: FAILED: {e:#}");
                     failed = Some(name);
                 }
             }
         }
-        println!(
+        exchange_cli::say!(
             "Every read above is in the audit logs under {}: `exchange audit verify {}`.",
             dir.display(),
             dir.join("coordinator").display()
@@ -1106,81 +1154,88 @@ async fn demo(
     let datasets = cluster.coordinator.state.federation.dataset_count();
     let analyst = certs.join("civil-affairs/exchange.toml");
     let bureau = certs.join("bureau");
-    println!();
-    println!(
+    exchange_cli::say!();
+    exchange_cli::say!(
         "Exchange demo federation is running ({:.1} s to start).",
         started.elapsed().as_secs_f64()
     );
-    println!(
+    exchange_cli::say!(
         "  coordinator     {} (mutual TLS)   enrolment {}",
-        cluster.coordinator.addr, cluster.coordinator.enroll_addr
+        cluster.coordinator.addr,
+        cluster.coordinator.enroll_addr
     );
-    println!("  CA fingerprint  {}", cluster.ca_fingerprint);
-    println!(
+    exchange_cli::say!("  CA fingerprint  {}", cluster.ca_fingerprint);
+    exchange_cli::say!(
         "  departments     {} nodes online, {datasets} datasets published",
         cluster.nodes.len()
     );
-    println!(
+    exchange_cli::say!(
         "  data            {} persons, {} companies in {}",
         cluster.planted.persons,
         cluster.planted.companies,
         dir.join("data").display()
     );
-    println!(
+    exchange_cli::say!(
         "  certificates    {} (one directory per department, plus bureau/)",
         certs.display()
     );
-    println!();
-    println!("In another terminal, act as a civil-affairs analyst:");
-    println!("  export EXCHANGE_CONFIG={}", analyst.display());
-    println!("  cargo run --release --bin exchange -- catalog search 机动车");
-    println!(
+    exchange_cli::say!();
+    exchange_cli::say!("In another terminal, act as a civil-affairs analyst:");
+    exchange_cli::say!("  export EXCHANGE_CONFIG={}", analyst.display());
+    exchange_cli::say!("  cargo run --release --bin exchange -- catalog search 机动车");
+    exchange_cli::say!(
         "  cargo run --release --bin exchange -- catalog search 登记 --department real-estate"
     );
-    println!("  cargo run --release --bin exchange -- catalog search --key-type person_id");
-    println!("  cargo run --release --bin exchange -- catalog show vehicle-admin/vehicles");
-    println!("  cargo run --release --bin exchange -- members list");
-    println!("  cargo run --release --bin exchange -- whoami");
-    println!("Act for another department with certs-dev/<department>/exchange.toml.");
-    println!();
-    println!("As the bureau operator:");
-    println!(
+    exchange_cli::say!(
+        "  cargo run --release --bin exchange -- catalog search --key-type person_id"
+    );
+    exchange_cli::say!(
+        "  cargo run --release --bin exchange -- catalog show vehicle-admin/vehicles"
+    );
+    exchange_cli::say!("  cargo run --release --bin exchange -- members list");
+    exchange_cli::say!("  cargo run --release --bin exchange -- whoami");
+    exchange_cli::say!("Act for another department with certs-dev/<department>/exchange.toml.");
+    exchange_cli::say!();
+    exchange_cli::say!("As the bureau operator:");
+    exchange_cli::say!(
         "  cargo run --release --bin coordinator -- --pki-dir {} member list --coordinator {}",
         bureau.display(),
         cluster.coordinator.addr
     );
-    println!("  cargo run --release --bin coordinator -- --pki-dir {} member add science --name '科学技术局' --coordinator {}", bureau.display(), cluster.coordinator.addr);
-    println!();
-    println!("The audit trail (every query is recorded at the coordinator and at the owner node):");
-    println!("  cargo run --release --bin exchange -- audit log        # your queries, and queries on your data");
-    println!("  cargo run --release --bin exchange -- report departments");
-    println!(
+    exchange_cli::say!("  cargo run --release --bin coordinator -- --pki-dir {} member add science --name '科学技术局' --coordinator {}", bureau.display(), cluster.coordinator.addr);
+    exchange_cli::say!();
+    exchange_cli::say!(
+        "The audit trail (every query is recorded at the coordinator and at the owner node):"
+    );
+    exchange_cli::say!("  cargo run --release --bin exchange -- audit log        # your queries, and queries on your data");
+    exchange_cli::say!("  cargo run --release --bin exchange -- report departments");
+    exchange_cli::say!(
         "  EXCHANGE_CONFIG={} cargo run --release --bin exchange -- audit subject --person-id {}",
         bureau.join("exchange.toml").display(),
         cluster.planted.official_person_id
     );
-    println!(
+    exchange_cli::say!(
         "  cargo run --release --bin exchange -- audit verify {} --ca {}",
         dir.join("nodes/vehicle-admin").display(),
         bureau.join("ca.crt").display()
     );
-    println!(
+    exchange_cli::say!(
         "  cargo run --release --bin coordinator -- --pki-dir {} audit reconcile --node vehicle-admin --coordinator {}",
         bureau.display(),
         cluster.coordinator.addr
     );
     if let Some(m) = cluster.coordinator.metrics_addr {
-        println!("  Prometheus: coordinator http://{m}/metrics; nodes:");
+        exchange_cli::say!("  Prometheus: coordinator http://{m}/metrics; nodes:");
         for (id, node) in &cluster.nodes {
             if let Some(m) = node.metrics_addr {
-                println!("    {id:<18} http://{m}/metrics");
+                exchange_cli::say!("    {id:<18} http://{m}/metrics");
             }
         }
     }
-    println!();
-    println!("Press Ctrl-C to stop.");
+    exchange_cli::say!();
+    exchange_cli::say!("Press Ctrl-C to stop.");
     exchange_coordinator::wait_for_signal().await;
-    eprintln!("stopping ...");
+    exchange_cli::say_err!("stopping ...");
     cluster.shutdown().await;
     Ok(())
 }
