@@ -668,3 +668,164 @@ async fn filters_mean_the_same_at_both_ends() {
     assert!(masked.iter().flatten().all(|id| id.contains('*')));
     cluster.shutdown().await;
 }
+
+/// Every resident ID that shows as `masked` under the `id_number` mask:
+/// the visible region and sequence, every birth date from 1920 to 2010, and
+/// the visible check character.
+fn id_candidates(masked: &str) -> Vec<String> {
+    let chars: Vec<char> = masked.chars().collect();
+    let region: String = chars[..6].iter().collect();
+    let tail: String = chars[14..17].iter().collect();
+    let check = chars[17];
+    let mut out = Vec::new();
+    let mut day = time::macros::date!(1920 - 01 - 01);
+    while day < time::macros::date!(2011 - 01 - 01) {
+        let birth = format!(
+            "{:04}{:02}{:02}",
+            day.year(),
+            u8::from(day.month()),
+            day.day()
+        );
+        let first17 = format!("{region}{birth}{tail}");
+        if exchange_policy::ids::resident_id_check(&first17) == Some(check) {
+            out.push(format!("{first17}{check}"));
+        }
+        day = day.next_day().unwrap();
+    }
+    out
+}
+
+fn quoted(ids: &[String]) -> String {
+    ids.iter()
+        .map(|i| format!("'{i}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The attack that once recovered a masked resident ID in 13 queries: pin
+/// one vehicle by its plate and bisect the candidate birth dates with IN
+/// lists on the masked owner_id. Each value tested against a masked field
+/// now counts against the grant's daily budget (1,000 unless the owner
+/// sets another), and the owner sees every count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_masked_id_cannot_be_bisected() {
+    let cluster = ClusterBuilder::new()
+        .add_node("vehicle-admin")
+        .add_node("civil-affairs")
+        .add_node("tax")
+        .add_consumer("procuratorate", "检察院")
+        .start()
+        .await
+        .unwrap();
+    let vehicles = "vehicle-admin/vehicles";
+    let both = ["plate_no", "owner_id"];
+    let approve = pb::ApproveRequest::default;
+    cluster
+        .grant("civil-affairs", vehicles, &both, approve())
+        .await
+        .unwrap();
+    let civil = cluster.analyst("civil-affairs").await.unwrap();
+    let first = rows(
+        &civil,
+        QueryCommand {
+            limit: Some(1),
+            ..cmd(vehicles, &both, "")
+        },
+    )
+    .await
+    .unwrap();
+    let plate = column(&first, "plate_no")[0].clone().unwrap();
+    let masked = column(&first, "owner_id")[0].clone().unwrap();
+    assert!(masked.contains("********"), "{masked}");
+    // The truth, as a department with the field unmasked sees it.
+    let unmask = pb::ApproveRequest {
+        unmask: vec!["owner_id".into()],
+        ..approve()
+    };
+    cluster.grant("tax", vehicles, &both, unmask).await.unwrap();
+    let tax = cluster.analyst("tax").await.unwrap();
+    let pin = format!("plate_no = '{plate}'");
+    let truth = column(
+        &rows(&tax, cmd(vehicles, &both, &pin)).await.unwrap(),
+        "owner_id",
+    )[0]
+    .clone()
+    .unwrap();
+    let candidates = id_candidates(&masked);
+    assert!(candidates.len() > 1_000 && candidates.contains(&truth));
+
+    // The whole candidate list at once, or its first half: over the
+    // budget, so the bisection cannot start.
+    let probe = |ids: &[String]| {
+        let filter = format!("{pin} AND owner_id IN ({})", quoted(ids));
+        cmd(vehicles, &both, &filter)
+    };
+    let e = rows(&civil, probe(&candidates)).await.unwrap_err();
+    assert!(
+        e.contains("masked value budget") && e.contains("allows 500"),
+        "{e}"
+    );
+    let half = &candidates[..candidates.len() / 2];
+    let e = rows(&civil, probe(half)).await.unwrap_err();
+    assert!(e.contains("masked value budget"), "{e}");
+    // Within the budget, one list cannot be tested over and over: the
+    // fourth test of the same values is refused.
+    let near: Vec<String> = candidates
+        .iter()
+        .filter(|c| *c != &truth)
+        .take(100)
+        .cloned()
+        .collect();
+    for _ in 0..3 {
+        rows(&civil, probe(&near)).await.unwrap();
+    }
+    let e = rows(&civil, probe(&near[..50])).await.unwrap_err();
+    assert!(e.contains("masked value repeats"), "{e}");
+
+    // The owner sees how hard each query probed.
+    let owner = cluster.analyst("vehicle-admin").await.unwrap();
+    let log = owner
+        .audit_log(pb::AuditLogRequest::default())
+        .await
+        .unwrap();
+    let probes: Vec<u64> = log
+        .rows
+        .iter()
+        .filter(|r| r.consumer == "civil-affairs" && r.allowed)
+        .map(|r| r.masked_values)
+        .collect();
+    assert_eq!(
+        probes.iter().filter(|n| **n == 100).count(),
+        3,
+        "{probes:?}"
+    );
+    assert!(log
+        .rows
+        .iter()
+        .any(|r| r.rule == "masked value budget" && r.consumer == "civil-affairs"));
+
+    // Legitimate work goes on: one exact lookup fits in what is left, and an
+    // owner who raises the budget allows a batch of 2,000 keys.
+    let exact = format!("owner_id = '{truth}'");
+    assert_eq!(
+        rows(&civil, cmd(vehicles, &both, &exact))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let raised = pb::ApproveRequest {
+        masked_value_budget_per_day: 5_000,
+        ..approve()
+    };
+    cluster
+        .grant("procuratorate", vehicles, &both, raised)
+        .await
+        .unwrap();
+    let procuratorate = cluster.analyst("procuratorate").await.unwrap();
+    let batch = format!("owner_id IN ({})", quoted(&candidates[..2_000]));
+    rows(&procuratorate, cmd(vehicles, &both, &batch))
+        .await
+        .unwrap();
+    cluster.shutdown().await;
+}

@@ -41,6 +41,7 @@ fn record(i: u64) -> Record {
         fields: vec![],
         filter_digest: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
         embargo_until: String::new(),
+        masked_values: 1,
     }))
 }
 

@@ -69,6 +69,9 @@ pub struct QueryDecision {
     /// Date until which subject reports hide this access; empty for none.
     #[serde(default)]
     pub embargo_until: String,
+    /// Values the filter tests against fields the consumer sees masked.
+    #[serde(default)]
+    pub masked_values: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -103,6 +106,10 @@ pub struct QueryServed {
     pub filter_digest: String,
     #[serde(default)]
     pub embargo_until: String,
+    /// Values the filter tests against fields the consumer sees masked,
+    /// as the node counted them.
+    #[serde(default)]
+    pub masked_values: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -31,8 +31,13 @@
 //!    `JOIN_PERSONS` (default 1,000,000) persons: total time and the peak
 //!    resident memory of the process (which hosts the whole federation).
 //!
+//! 7. State changes (issue 14): acknowledged access requests, approvals
+//!    (grants) and grant revocations per second, one operator at a time and
+//!    eight at once, each durable in the state store (and the audit log)
+//!    before it is acknowledged.
+//!
 //! Run: `cargo bench -p exchange-cli --bench query` (`BULK_ROWS=...` to change the
-//! size, `BENCH=lookups`, `audit`, `fanout`, `bulk`, `batch` or `join` to run one part).
+//! size, `BENCH=lookups`, `audit`, `fanout`, `bulk`, `batch`, `join` or `state` to run one part).
 //! Diagnostics: `LOOKUPS_PER_CLIENT=N` (default 1,000) changes the
 //! measured lookup round; `FSYNC=off` runs the lookups and the fan-out with the
 //! audit logs' `fdatasync` switched off, to show what write-ahead costs
@@ -113,9 +118,12 @@ async fn lookups() -> anyhow::Result<()> {
             ..Default::default()
         })
         .await?;
+    // owner_id stays masked, so every lookup is a probe the coordinator
+    // counts in its ledger: the owner allows a heavy consumer's volume.
     owner
         .approve(pb::ApproveRequest {
             request_id: r.id,
+            masked_value_budget_per_day: 10_000_000,
             ..Default::default()
         })
         .await?;
@@ -1025,6 +1033,90 @@ async fn join_bench() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Acknowledged state changes per second: requests, approvals and
+/// revocations, with `parallel` operators at a time.
+async fn state_round(
+    civil: &Arc<Client>,
+    owner: &Arc<Client>,
+    changes: usize,
+    parallel: usize,
+) -> anyhow::Result<[f64; 3]> {
+    let timed = |started: Instant| changes as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let requests: Vec<String> = futures::stream::iter(0..changes)
+        .map(|i| {
+            let civil = civil.clone();
+            async move {
+                let request = pb::AccessRequest {
+                    dataset: "vehicle-admin/vehicles".into(),
+                    fields: vec!["plate_no".into()],
+                    purpose: format!("bench {i}"),
+                    ..Default::default()
+                };
+                civil.request_access(request).await.map(|r| r.id)
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let requested = timed(started);
+    let started = Instant::now();
+    let grants: Vec<String> = futures::stream::iter(requests)
+        .map(|id| {
+            let owner = owner.clone();
+            async move {
+                let approve = pb::ApproveRequest {
+                    request_id: id,
+                    ..Default::default()
+                };
+                owner.approve(approve).await.map(|r| r.grant_id)
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let approved = timed(started);
+    let started = Instant::now();
+    futures::stream::iter(grants)
+        .map(|id| {
+            let owner = owner.clone();
+            async move { owner.revoke_grant(&id, "bench").await.map(|_| ()) }
+        })
+        .buffer_unordered(parallel)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()?;
+    Ok([requested, approved, timed(started)])
+}
+
+async fn state_changes() -> anyhow::Result<()> {
+    let cluster = ClusterBuilder::new()
+        .add_node("vehicle-admin")
+        .add_node("civil-affairs")
+        .persons(1_000)
+        .start()
+        .await?;
+    let civil = Arc::new(cluster.analyst("civil-affairs").await?);
+    let owner = Arc::new(cluster.analyst("vehicle-admin").await?);
+    state_round(&civil, &owner, 50, 1).await?;
+    println!(
+        "acknowledged state changes, each durable before its answer (state store and audit log)"
+    );
+    for parallel in [1, 8] {
+        let [requested, approved, revoked] = state_round(&civil, &owner, 400, parallel).await?;
+        println!(
+            "  {parallel} at a time   requests {requested:>7.0}/s   approvals (grants) {approved:>7.0}/s   grant revocations {revoked:>7.0}/s"
+        );
+    }
+    cluster.shutdown().await;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let rows: u64 = std::env::var("BULK_ROWS")
         .ok()
@@ -1053,6 +1145,10 @@ fn main() -> anyhow::Result<()> {
         }
         if which.is_empty() || which == "join" {
             join_bench().await?;
+            println!();
+        }
+        if which.is_empty() || which == "state" {
+            state_changes().await?;
             println!();
         }
         if which.is_empty() || which == "bulk" {

@@ -48,6 +48,7 @@ fn row_json(r: &pb::AuditQueryRow) -> Value {
         "purpose": r.purpose, "dataset": r.dataset, "fields": r.fields, "allowed": r.allowed,
         "rule": r.rule, "reason": r.reason, "rows": r.rows, "duration_ms": r.duration_ms,
         "status": r.status, "grant": r.grant_id, "filter_digest": r.filter_digest,
+        "masked_values": r.masked_values,
     })
 }
 
@@ -65,11 +66,14 @@ pub fn log(response: &pb::AuditLogResponse, as_json: bool) -> String {
         "status",
     ]);
     for r in &response.rows {
-        let decision = if r.allowed {
+        let mut decision = if r.allowed {
             format!("allowed ({})", r.grant_id)
         } else {
             format!("denied: {}", r.rule)
         };
+        if r.masked_values > 0 {
+            decision.push_str(&format!("\ntested {} masked values", r.masked_values));
+        }
         t.add_row(vec![
             time_ms(r.time_ms),
             r.query_id.clone(),

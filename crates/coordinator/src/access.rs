@@ -82,6 +82,20 @@ pub struct GrantRecord {
     /// Accesses under this grant are hidden from subject reports until this date.
     #[serde(default)]
     pub embargo_until: String,
+    /// Values the consumer may test per day against its masked fields; 0
+    /// for [`DEFAULT_MASKED_VALUE_BUDGET`].
+    #[serde(default)]
+    pub masked_value_budget_per_day: u64,
+}
+
+impl GrantRecord {
+    /// Values the consumer may test per day against its masked fields.
+    pub fn masked_value_budget(&self) -> u64 {
+        match self.masked_value_budget_per_day {
+            0 => DEFAULT_MASKED_VALUE_BUDGET,
+            n => n,
+        }
+    }
 }
 
 impl RequestRecord {
@@ -133,11 +147,11 @@ impl std::fmt::Debug for AccessBook {
     }
 }
 
-fn today() -> Date {
+pub fn today() -> Date {
     OffsetDateTime::now_utc().date()
 }
 
-fn date_text(d: Date) -> String {
+pub fn date_text(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
 }
 
@@ -151,6 +165,17 @@ fn parse_date(text: &str) -> Result<Date, AccessError> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     Date::parse(text.trim(), &fmt).map_err(|_| bad())
 }
+
+/// Values a consumer may test per day against the fields it sees masked,
+/// unless the owner set another budget when approving. Finding a masked
+/// resident ID by probing means testing its candidate birth dates (about
+/// 2,700 from 1920 to 2010, ~1,700 for a plausible age range): at this
+/// default that takes days of the grant's whole budget, every probe in the
+/// audit. A search among at most this many candidates remains possible in
+/// a day: that is what the budget means, and the owner sets it.
+pub const DEFAULT_MASKED_VALUE_BUDGET: u64 = 500;
+/// The largest budget an owner may set.
+pub const MAX_MASKED_VALUE_BUDGET: u64 = 10_000_000;
 
 /// The most values a grant's row filter may hold: with a consumer's filter
 /// (at most `exchange_query::MAX_TOTAL_VALUES`) it stays within every
@@ -386,6 +411,7 @@ impl AccessBook {
             revoked_by: String::new(),
             revocation_reason: String::new(),
             embargo_until: String::new(),
+            masked_value_budget_per_day: 0,
         };
         self.store_grant(&grant)?;
         Ok(grant)
@@ -461,6 +487,12 @@ impl AccessBook {
             }
             date_text(d)
         };
+        if req.masked_value_budget_per_day > MAX_MASKED_VALUE_BUDGET {
+            return Err(AccessError::Invalid(format!(
+                "--masked-value-budget {} is too large; at most {MAX_MASKED_VALUE_BUDGET}",
+                req.masked_value_budget_per_day
+            )));
+        }
         let row_filter = if req.row_filter.trim().is_empty() {
             String::new()
         } else {
@@ -517,8 +549,9 @@ impl AccessBook {
             &until,
             &decided_by,
         )?;
-        if !embargo_until.is_empty() {
+        if !embargo_until.is_empty() || req.masked_value_budget_per_day > 0 {
             grant.embargo_until = embargo_until;
+            grant.masked_value_budget_per_day = req.masked_value_budget_per_day;
             self.store_grant(&grant)?;
         }
         r.status = "granted".into();
@@ -742,6 +775,7 @@ pub fn grant_message(g: &GrantRecord) -> pb::Grant {
         created_unix: g.created_unix,
         revoked_unix: g.revoked_unix,
         embargo_until: g.embargo_until.clone(),
+        masked_value_budget_per_day: g.masked_value_budget(),
     }
 }
 

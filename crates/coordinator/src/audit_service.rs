@@ -57,6 +57,7 @@ pub fn query_rows(records: &[Record]) -> Vec<(pb::AuditQueryRow, String)> {
                         reason: d.reason.clone(),
                         grant_id: d.grant_id.clone(),
                         filter_digest: d.filter_digest.clone(),
+                        masked_values: d.masked_values,
                         ..Default::default()
                     },
                     d.owner.clone(),

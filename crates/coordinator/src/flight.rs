@@ -34,6 +34,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::probes::{ProbeRefusal, MAX_TESTS_PER_VALUE};
 use crate::registry::now_unix;
 use crate::service::State;
 
@@ -81,12 +82,13 @@ impl CoordinatorFlight {
         }
     }
 
-    /// Checks a query against the consumer's grant and builds its ticket.
+    /// Checks a query against the consumer's grant and builds its ticket;
+    /// also answers how many values it tests against masked fields.
     pub fn authorize(
         &self,
         consumer: &Identity,
         cmd: &QueryCommand,
-    ) -> Result<QueryTicket, Status> {
+    ) -> Result<(QueryTicket, u64), Status> {
         let purpose = request_text("purpose", &cmd.purpose, PURPOSE_RULE)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let user = request_text("user", &cmd.user, TextRule::line(100))
@@ -142,34 +144,7 @@ impl CoordinatorFlight {
                 }
             }
         }
-        let filter = if cmd.filter.trim().is_empty() {
-            String::new()
-        } else {
-            let lookup = |name: &str| -> Option<FieldInfo> {
-                let f = fields.iter().find(|f| f.name == name)?;
-                let field_type = dataset
-                    .fields
-                    .iter()
-                    .find(|d| d.name == name)?
-                    .r#type
-                    .parse::<FieldType>()
-                    .ok()?;
-                Some(FieldInfo {
-                    field_type,
-                    masked: f.mask != "none",
-                })
-            };
-            let checked = exchange_query::parse(&cmd.filter)
-                .and_then(|f| f.check(&lookup))
-                .map_err(|e| {
-                    Status::invalid_argument(format!(
-                        "{e} (a filter may use the fields you select)"
-                    ))
-                })?;
-            checked
-                .canonical()
-                .map_err(|e| Status::invalid_argument(e.to_string()))?
-        };
+        let (filter, masked_values) = consumer_filter(&cmd.filter, &dataset, &fields)?;
         if cmd.limit.is_some_and(|l| l == 0 || l > MAX_LIMIT) {
             return Err(Status::invalid_argument(format!(
                 "--limit must be 1 to {MAX_LIMIT}"
@@ -191,8 +166,11 @@ impl CoordinatorFlight {
             }
             limit = Some(limit.map_or(remaining, |l| l.min(remaining)));
         }
+        if !masked_values.is_empty() {
+            self.spend_masked_value_budget(&grant, &masked_values)?;
+        }
         let now = now_unix();
-        Ok(QueryTicket {
+        let ticket = QueryTicket {
             version: 1,
             id: random_id(),
             query_id: format!("Q-{}", &random_id()[..12]),
@@ -209,7 +187,37 @@ impl CoordinatorFlight {
             issued_unix: now,
             expires_unix: now + TICKET_LIFETIME_SECS,
             embargo_until: grant.embargo_until.clone(),
-        })
+        };
+        Ok((ticket, masked_values.len() as u64))
+    }
+
+    /// Counts the values a query tests against fields its consumer sees
+    /// masked in the grant's probe ledger, or refuses the query when they
+    /// would exceed the day's budget of distinct values or test one value
+    /// too often (see `crate::probes`).
+    fn spend_masked_value_budget(
+        &self,
+        grant: &crate::access::GrantRecord,
+        values: &[(String, String)],
+    ) -> Result<(), Status> {
+        let day = crate::access::date_text(crate::access::today());
+        let budget = grant.masked_value_budget();
+        let counted = self
+            .state
+            .probes
+            .admit(&grant.id, &day, budget, values)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        match counted {
+            Ok(_) => Ok(()),
+            Err(ProbeRefusal::Budget { tested_today, new }) => Err(Status::resource_exhausted(format!(
+                "denied by rule `masked value budget`: this query tests {new} new values against fields masked for you; grant {} has tested {tested_today} today and its owner allows {budget} a day. Ask {} to raise it (access approve ... --masked-value-budget), or to unmask the field",
+                grant.id, grant.owner
+            ))),
+            Err(ProbeRefusal::Repeated { field }) => Err(Status::resource_exhausted(format!(
+                "denied by rule `masked value repeats`: a value of {field}, which is masked for you, was already tested {MAX_TESTS_PER_VALUE} times today under grant {} (testing one hidden value again and again is how a mask is bisected); ask {} to unmask the field if your work needs it",
+                grant.id, grant.owner
+            ))),
+        }
     }
 
     /// [`Self::authorize`], with the decision made durable in the audit log
@@ -222,7 +230,7 @@ impl CoordinatorFlight {
     ) -> Result<QueryTicket, Status> {
         let decided = self.authorize(consumer, cmd);
         let decision = match &decided {
-            Ok(t) => QueryDecision {
+            Ok((t, masked_values)) => QueryDecision {
                 query_id: t.query_id.clone(),
                 ticket_id: t.id.clone(),
                 consumer: t.consumer.clone(),
@@ -237,6 +245,7 @@ impl CoordinatorFlight {
                 reason: String::new(),
                 grant_id: t.grant_id.clone(),
                 embargo_until: t.embargo_until.clone(),
+                masked_values: *masked_values,
             },
             Err(status) => QueryDecision {
                 query_id: format!("Q-{}", &random_id()[..12]),
@@ -264,7 +273,7 @@ impl CoordinatorFlight {
             return Err(Status::unavailable(format!("query refused: {e}")));
         }
         match decided {
-            Ok(ticket) => {
+            Ok((ticket, _)) => {
                 tracing::info!(query = %ticket.query_id, %consumer, user = %ticket.user, dataset = %ticket.dataset, grant = %ticket.grant_id, purpose = %ticket.purpose, "query authorized");
                 Ok(ticket)
             }
@@ -310,6 +319,49 @@ impl CoordinatorFlight {
             .insert(member.to_string(), (view.address, channel.clone()));
         Ok(channel)
     }
+}
+
+/// The consumer's filter, checked against the fields it selected (masked
+/// ones accept only `=` and `IN`), as canonical text within the limits the
+/// node holds it to, and the values it tests against masked fields (field,
+/// canonical value).
+fn consumer_filter(
+    text: &str,
+    dataset: &exchange_proto::v1::Dataset,
+    fields: &[TicketField],
+) -> Result<(String, Vec<(String, String)>), Status> {
+    if text.trim().is_empty() {
+        return Ok((String::new(), Vec::new()));
+    }
+    let lookup = |name: &str| -> Option<FieldInfo> {
+        let f = fields.iter().find(|f| f.name == name)?;
+        let field_type = dataset
+            .fields
+            .iter()
+            .find(|d| d.name == name)?
+            .r#type
+            .parse::<FieldType>()
+            .ok()?;
+        Some(FieldInfo {
+            field_type,
+            masked: f.mask != "none",
+        })
+    };
+    let checked = exchange_query::parse(text)
+        .and_then(|f| f.check(&lookup))
+        .map_err(|e| {
+            Status::invalid_argument(format!("{e} (a filter may use the fields you select)"))
+        })?;
+    let masked = |name: &str| fields.iter().any(|f| f.name == name && f.mask != "none");
+    let masked_values = checked
+        .values_on(&masked)
+        .into_iter()
+        .map(|(field, value)| (field.to_string(), value.to_string()))
+        .collect();
+    let canonical = checked
+        .canonical()
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok((canonical, masked_values))
 }
 
 fn clip(text: &str, max: usize) -> String {

@@ -22,6 +22,7 @@ mod config;
 pub mod disputes;
 pub mod federation;
 pub mod flight;
+pub mod probes;
 pub mod registry;
 pub mod service;
 
@@ -95,6 +96,16 @@ fn new_mask_hash_key() -> String {
 
 /// Loads the federation-wide secret of the `hash` mask (hex), creating it
 /// for federations initialised before it existed.
+/// The key of the probe ledger's digests, derived from the mask key so it
+/// survives restarts without another file to keep.
+fn probe_secret(mask_hash_key: &[u8]) -> [u8; 32] {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, mask_hash_key);
+    let tag = ring::hmac::sign(&key, b"exchange probe ledger v1");
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&tag.as_ref()[..32]);
+    out
+}
+
 fn load_mask_hash_key(pki: &Path) -> anyhow::Result<Vec<u8>> {
     let path = pki.join("mask-hash.key");
     if !path.exists() {
@@ -303,6 +314,7 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
     let access = access::AccessBook::open(&db, config.decision_sla_working_days)?;
     let ticket_signer = load_ticket_signer(&pki)?;
     let mask_hash_key = load_mask_hash_key(&pki)?;
+    let probes = probes::ProbeLedger::open(&db, probe_secret(&mask_hash_key));
     let metrics = Arc::new(exchange_audit::Metrics::default());
     let audit_options = config.audit.options(&config.data_dir);
     let audit = Arc::new(
@@ -321,6 +333,7 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         heartbeat_interval_secs: config.heartbeat_interval_secs,
         authoritative: config.authoritative.clone(),
         disputes: disputes::DisputeBook::open(&db)?,
+        probes,
         audit,
     });
 

@@ -31,6 +31,8 @@ pub struct State {
     /// attribute -> the dataset the bureau declared authoritative for it.
     pub authoritative: std::collections::BTreeMap<String, String>,
     pub disputes: crate::disputes::DisputeBook,
+    /// How hard each grant's consumer has probed its masked values today.
+    pub probes: crate::probes::ProbeLedger,
     /// The coordinator's audit log: every decision is durable here first.
     pub audit: Arc<exchange_audit::AuditLog>,
 }

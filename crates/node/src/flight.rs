@@ -189,6 +189,20 @@ impl NodeFlight {
     }
 }
 
+/// Values the consumer's filter tests against fields it receives masked,
+/// for the served record: the owner sees how hard each query probed.
+fn masked_values(filter: &str, columns: &[Projection]) -> u64 {
+    if filter.is_empty() {
+        return 0;
+    }
+    let masked = |name: &str| {
+        columns
+            .iter()
+            .any(|p| p.field.name == name && p.mask != Mask::None)
+    };
+    exchange_query::parse(filter).map_or(0, |f| f.values_on(&masked).len() as u64)
+}
+
 /// The manifest fields whose values identify data subjects.
 fn plan_subject_keys(
     fields: &[exchange_catalog::manifest::FieldSpec],
@@ -452,6 +466,7 @@ impl FlightService for NodeFlight {
                 .collect(),
             filter_digest: filter_digest(&ticket.filter, &ticket.row_filter),
             embargo_until: ticket.embargo_until.clone(),
+            masked_values: masked_values(&ticket.filter, &plan.columns),
         }));
         let key_types: Vec<String> = plan
             .subject_keys

@@ -686,6 +686,38 @@ impl Filter {
         })
     }
 
+    /// The values the filter tests against the fields `chosen` accepts,
+    /// with their fields (`=` gives one, `IN` one per value; ranges and
+    /// prefixes give their bounds). For fields the consumer sees masked,
+    /// each is a probe of a hidden value, counted against the grant's
+    /// budget.
+    pub fn values_on<'a>(&'a self, chosen: &dyn Fn(&str) -> bool) -> Vec<(&'a str, &'a Value)> {
+        let mut out = Vec::new();
+        self.collect_values(chosen, &mut out);
+        out
+    }
+
+    fn collect_values<'a>(
+        &'a self,
+        chosen: &dyn Fn(&str) -> bool,
+        out: &mut Vec<(&'a str, &'a Value)>,
+    ) {
+        match self {
+            Filter::Compare { field, value, .. } if chosen(field) => out.push((field, value)),
+            Filter::In { field, values } if chosen(field) => {
+                out.extend(values.iter().map(|v| (field.as_str(), v)))
+            }
+            Filter::Between { field, low, high } if chosen(field) => {
+                out.push((field, low));
+                out.push((field, high));
+            }
+            Filter::And(parts) | Filter::Or(parts) => {
+                parts.iter().for_each(|p| p.collect_values(chosen, out))
+            }
+            _ => {}
+        }
+    }
+
     /// Total number of values, to bound the work a filter can ask for.
     pub fn value_count(&self) -> usize {
         match self {

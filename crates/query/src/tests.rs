@@ -327,3 +327,16 @@ fn limits_hold_on_the_canonical_text_the_node_reads() {
     assert!(e.contains(&format!("at most {MAX_TOTAL_VALUES}")), "{e}");
     assert_eq!(ok("year = 1").canonical().unwrap(), "year = 1");
 }
+
+#[test]
+fn values_tested_against_masked_fields_are_counted() {
+    let masked = |f: &str| f == "owner_id";
+    let f = ok("plate_no = 'x' AND (owner_id IN ('a', 'b', 'c') OR owner_id = 'd')");
+    let values: Vec<String> = f
+        .values_on(&masked)
+        .iter()
+        .map(|(_, v)| v.to_string())
+        .collect();
+    assert_eq!(values, ["'a'", "'b'", "'c'", "'d'"]);
+    assert!(ok("brand = 'x'").values_on(&masked).is_empty());
+}

@@ -10,9 +10,10 @@
 //! return, so a change the caller acknowledges survives a kill -9 the
 //! moment after (sled alone flushes every 500 ms, and lost grants,
 //! revocations and certificate serials to crashes inside that window).
-//! Concurrent writers share flushes where sled allows. The one exception is
-//! [`Tree::update_relaxed`], for counters that are rebuilt or tolerated
-//! after a crash, whose callers say why.
+//! Concurrent writers share flushes where sled allows. The exceptions are
+//! [`Tree::update_relaxed`] and [`Tree::insert_relaxed`], for counters on
+//! the query path whose callers say why a crash may forget their last
+//! 500 ms.
 
 use std::path::Path;
 
@@ -96,6 +97,23 @@ impl Db {
         })
     }
 
+    /// The names of the trees in the store (sled's own default tree
+    /// included).
+    pub fn tree_names(&self) -> Vec<String> {
+        self.inner
+            .tree_names()
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect()
+    }
+
+    /// Removes a tree and everything in it; returns whether it existed.
+    pub fn drop_tree(&self, name: &str) -> Result<bool> {
+        let dropped = self.inner.drop_tree(name.as_bytes())?;
+        self.inner.flush()?;
+        Ok(dropped)
+    }
+
     /// Waits until everything written so far is on disk.
     pub fn flush(&self) -> Result<()> {
         self.inner.flush()?;
@@ -137,6 +155,14 @@ impl Tree {
         let bytes = serde_json::to_vec(value).map_err(StorageError::Encode)?;
         self.inner.insert(key.as_bytes(), bytes)?;
         self.sync()
+    }
+
+    /// [`Self::insert`] without waiting for the disk (see
+    /// [`Self::update_relaxed`] for when that is acceptable).
+    pub fn insert_relaxed<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(StorageError::Encode)?;
+        self.inner.insert(key.as_bytes(), bytes)?;
+        Ok(())
     }
 
     /// Removes `key`, durably; returns whether it was there.

@@ -325,6 +325,9 @@ enum AccessCommand {
         /// Hide accesses under this grant from data-subject reports until this date (auditors still see them).
         #[arg(long, default_value = "")]
         embargo_until: String,
+        /// Distinct values the consumer may test per day against fields it sees masked (each `=` or `IN` value counts once; default 500; one value at most 3 times a day). Raise it for batch lookups by a masked key.
+        #[arg(long, default_value_t = 0)]
+        masked_value_budget: u64,
     },
     /// Refuse a request; a reason is mandatory.
     Refuse {
@@ -531,6 +534,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     quota_rows_per_day,
                     until,
                     embargo_until,
+                    masked_value_budget,
                 } => {
                     let r = client
                         .approve(pb::ApproveRequest {
@@ -542,6 +546,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             until,
                             user: String::new(),
                             embargo_until,
+                            masked_value_budget_per_day: masked_value_budget,
                         })
                         .await?;
                     output::access_request(&r, json)

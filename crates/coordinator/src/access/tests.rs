@@ -140,6 +140,7 @@ fn the_owner_decides_and_may_only_narrow() {
             until: until.into(),
             user: "李科长".into(),
             embargo_until: String::new(),
+            masked_value_budget_per_day: 0,
         };
     // Only the owner.
     let err = b
