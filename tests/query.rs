@@ -829,3 +829,103 @@ async fn a_masked_id_cannot_be_bisected() {
         .unwrap();
     cluster.shutdown().await;
 }
+
+/// The `hash` mask is keyed per consumer: a department's hashed keys join
+/// across the departments it queries, and nothing its own node holds
+/// recomputes them (once, every node held the one federation-wide key and
+/// civil affairs could re-identify the legal representatives tax sent it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashed_keys_join_for_their_consumer_and_its_own_node_cannot_recompute_them() {
+    let cluster = ClusterBuilder::new()
+        .add_node("tax")
+        .add_node("market-regulation")
+        .add_node("civil-affairs")
+        .add_node("vehicle-admin")
+        .start()
+        .await
+        .unwrap();
+    let fields = ["org_code", "legal_rep_id"];
+    let (taxpayers, companies) = ("tax/taxpayers", "market-regulation/companies");
+    for consumer in ["civil-affairs", "vehicle-admin"] {
+        for dataset in [taxpayers, companies] {
+            let approve = pb::ApproveRequest::default();
+            cluster
+                .grant(consumer, dataset, &fields, approve)
+                .await
+                .unwrap();
+        }
+    }
+    // One company's legal representative, as the owner's database holds it.
+    use sqlx::Connection;
+    let db = cluster.dir.join("data/tax.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .unwrap();
+    let (org, raw): (String, String) = sqlx::query_as(
+        "SELECT org_code, legal_rep_id FROM taxpayers WHERE legal_rep_id <> '' LIMIT 1",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let received = |consumer: &'static str, dataset: &'static str| {
+        let filter = format!("org_code = '{org}'");
+        let cluster = &cluster;
+        async move {
+            let client = cluster.analyst(consumer).await.unwrap();
+            let batches = rows(&client, cmd(dataset, &fields, &filter)).await.unwrap();
+            column(&batches, "legal_rep_id")[0].clone().unwrap()
+        }
+    };
+    let civil_tax = received("civil-affairs", taxpayers).await;
+    let civil_market = received("civil-affairs", companies).await;
+    let vehicle_tax = received("vehicle-admin", taxpayers).await;
+    assert_ne!(civil_tax, raw);
+    // Joins where joining is the point: one consumer, two owners.
+    assert_eq!(
+        civil_tax, civil_market,
+        "the same person hashes alike for one consumer"
+    );
+    // Another consumer receives another hash of the same value.
+    assert_ne!(civil_tax, vehicle_tax);
+
+    // Everything civil affairs' own node holds: its keys file, and no key
+    // of its own department's answers among them.
+    let civil_node = &cluster.nodes["civil-affairs"].state;
+    // (Its keys as of now: it asks for those of members added since its
+    // last heartbeat.)
+    civil_node.mask_key_for("vehicle-admin").await.unwrap();
+    let own = civil_node.mask_key_for("civil-affairs").await.unwrap_err();
+    assert!(
+        own.message().contains("no mask key for civil-affairs"),
+        "{own:?}"
+    );
+    assert!(!civil_node
+        .mask_keys
+        .consumers()
+        .contains(&"civil-affairs".to_string()));
+    assert!(civil_node
+        .mask_keys
+        .consumers()
+        .contains(&"vehicle-admin".to_string()));
+    for member in civil_node.mask_keys.consumers() {
+        let key = civil_node.mask_keys.get(&member).unwrap();
+        assert_ne!(
+            key.digest(&raw),
+            civil_tax,
+            "{member}'s key recomputes civil's hash"
+        );
+    }
+    let data_dir = &civil_node.config.data_dir;
+    let file = data_dir.join(exchange_node::mask_keys::FILE);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // The owner's node holds civil's key: that is how it hashes for civil.
+    let tax_key = cluster.nodes["tax"]
+        .state
+        .mask_keys
+        .get("civil-affairs")
+        .unwrap();
+    assert_eq!(tax_key.digest(&raw), civil_tax);
+    cluster.shutdown().await;
+}

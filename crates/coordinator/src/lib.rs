@@ -94,8 +94,6 @@ fn new_mask_hash_key() -> String {
     hex::encode(secret)
 }
 
-/// Loads the federation-wide secret of the `hash` mask (hex), creating it
-/// for federations initialised before it existed.
 /// The key of the probe ledger's digests, derived from the mask key so it
 /// survives restarts without another file to keep.
 fn probe_secret(mask_hash_key: &[u8]) -> [u8; 32] {
@@ -106,6 +104,10 @@ fn probe_secret(mask_hash_key: &[u8]) -> [u8; 32] {
     out
 }
 
+/// Loads the master secret of the `hash` mask (hex), creating it for
+/// federations initialised before it existed. Only the coordinator holds
+/// it; nodes receive keys derived from it, one per consumer
+/// (`exchange_policy::mask::consumer_mask_secret`).
 fn load_mask_hash_key(pki: &Path) -> anyhow::Result<Vec<u8>> {
     let path = pki.join("mask-hash.key");
     if !path.exists() {

@@ -312,6 +312,28 @@ fn node_member(identity: &Identity) -> &str {
     &identity.member_id
 }
 
+impl CatalogService {
+    /// The `hash` mask's key of every member but `node_member` (see
+    /// `exchange_policy::mask::consumer_mask_secret`): what that node needs
+    /// to hash values it sends to any other department, and never the key
+    /// of its own department's answers.
+    fn consumer_mask_keys(
+        &self,
+        node_member: &str,
+    ) -> Result<std::collections::HashMap<String, Vec<u8>>, Status> {
+        let members = self.0.registry.members().map_err(registry_status)?;
+        Ok(members
+            .into_iter()
+            .filter(|m| m.id != node_member)
+            .map(|m| {
+                let secret =
+                    exchange_policy::mask::consumer_mask_secret(&self.0.mask_hash_key, &m.id);
+                (m.id, secret.to_vec())
+            })
+            .collect())
+    }
+}
+
 #[tonic::async_trait]
 impl pb::catalog_server::Catalog for CatalogService {
     async fn publish(
@@ -366,7 +388,18 @@ impl pb::catalog_server::Catalog for CatalogService {
             },
             interval_secs: self.0.heartbeat_interval_secs,
             ticket_public_key: self.0.ticket_signer.public_key(),
-            mask_hash_key: self.0.mask_hash_key.clone(),
+            mask_hash_key: Vec::new(),
+            consumer_mask_keys: self.consumer_mask_keys(node_member(&peer.identity))?,
+        }))
+    }
+
+    async fn mask_keys(
+        &self,
+        request: Request<pb::MaskKeysRequest>,
+    ) -> Result<Response<pb::MaskKeysResponse>, Status> {
+        let peer = require_role(&request, &[Role::Node])?;
+        Ok(Response::new(pb::MaskKeysResponse {
+            consumer_mask_keys: self.consumer_mask_keys(node_member(&peer.identity))?,
         }))
     }
 

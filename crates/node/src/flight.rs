@@ -435,13 +435,7 @@ impl FlightService for NodeFlight {
                 return Err(status);
             }
         };
-        let hash_key = self
-            .state
-            .mask_hash_key
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| Status::unavailable("this node has not yet received the federation mask key; retry after its next heartbeat"))?;
+        let hash_key = self.state.mask_key_for(&ticket.consumer).await?;
         let current = self.state.current();
         let source = current
             .sources

@@ -17,6 +17,7 @@
 
 mod config;
 pub mod flight;
+pub mod mask_keys;
 mod publisher;
 mod service;
 
@@ -65,8 +66,11 @@ pub struct NodeState {
     pub catalog: RwLock<Arc<Published>>,
     /// The coordinator's ticket-signing public key, learned over mutual TLS.
     pub ticket_key: RwLock<Option<exchange_pki::TicketVerifier>>,
-    /// The federation-wide secret of the `hash` mask, learned the same way.
-    pub mask_hash_key: RwLock<Option<exchange_policy::HashKey>>,
+    /// The `hash` mask's key for each consumer, learned the same way.
+    pub mask_keys: mask_keys::MaskKeys,
+    /// The coordinator, for keys of consumers enrolled since the last
+    /// heartbeat.
+    coordinator: exchange_transport::Channel,
     pki_tree: Tree,
     pub config: NodeConfig,
     pub advertise_addr: String,
@@ -83,6 +87,37 @@ impl std::fmt::Debug for NodeState {
 }
 
 impl NodeState {
+    /// The `hash` mask's key for values sent to `consumer`; asks the
+    /// coordinator once when the consumer enrolled after the last
+    /// heartbeat.
+    pub async fn mask_key_for(
+        &self,
+        consumer: &str,
+    ) -> Result<exchange_policy::HashKey, tonic::Status> {
+        if let Some(key) = self.mask_keys.get(consumer) {
+            return Ok(key);
+        }
+        let keys = pb::catalog_client::CatalogClient::new(self.coordinator.clone())
+            .mask_keys(pb::MaskKeysRequest {})
+            .await
+            .map_err(|e| {
+                tonic::Status::unavailable(format!(
+                    "this node holds no mask key for {consumer} and could not ask the coordinator: {}",
+                    e.message()
+                ))
+            })?
+            .into_inner()
+            .consumer_mask_keys;
+        self.mask_keys
+            .replace(&keys)
+            .map_err(|e| tonic::Status::internal(format!("storing the mask keys: {e:#}")))?;
+        self.mask_keys.get(consumer).ok_or_else(|| {
+            tonic::Status::permission_denied(format!(
+                "the coordinator holds no mask key for {consumer}: it is not a member this node may serve"
+            ))
+        })
+    }
+
     pub fn current(&self) -> Arc<Published> {
         self.catalog
             .read()
@@ -100,24 +135,6 @@ impl NodeState {
             self.pki_tree.insert("ticket_key", &hex::encode(key))?;
             *current = Some(verifier);
             tracing::info!("coordinator ticket key installed");
-        }
-        Ok(())
-    }
-
-    /// Records the federation-wide mask secret (received over mutual TLS).
-    pub fn set_mask_hash_key(&self, secret: &[u8]) -> anyhow::Result<()> {
-        let key = exchange_policy::HashKey::new(secret)
-            .context("the coordinator sent a mask key shorter than 32 bytes")?;
-        let stored = hex::encode(secret);
-        let mut current = self
-            .mask_hash_key
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        if current.is_none()
-            || self.pki_tree.get::<String>("mask_hash_key")?.as_deref() != Some(stored.as_str())
-        {
-            self.pki_tree.insert("mask_hash_key", &stored)?;
-            *current = Some(key);
         }
         Ok(())
     }
@@ -232,6 +249,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
 
     let db = Db::open(&config.data_dir)?;
     let pki_tree = db.tree("pki")?;
+    // Earlier versions kept one federation-wide mask key here, in clear.
+    pki_tree.remove("mask_hash_key")?;
+    let mask_keys = mask_keys::MaskKeys::load(&config.data_dir)?;
     let revocations = Revocations::default();
     if let Some(hex_der) = pki_tree.get::<String>("crl")? {
         match hex::decode(&hex_der)
@@ -271,12 +291,16 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
                 .and_then(|h| hex::decode(h).ok())
                 .and_then(|k| exchange_pki::TicketVerifier::new(&k).ok()),
         ),
-        mask_hash_key: RwLock::new(
-            pki_tree
-                .get::<String>("mask_hash_key")?
-                .and_then(|h| hex::decode(h).ok())
-                .and_then(|k| exchange_policy::HashKey::new(&k)),
-        ),
+        mask_keys,
+        coordinator: exchange_transport::client::connect_lazy(
+            &config.coordinator,
+            &tls,
+            exchange_transport::client::ExpectedServer::Role(Role::Coordinator),
+            exchange_transport::client::ClientOptions {
+                connect_timeout: Duration::from_secs(3),
+                request_timeout: Duration::from_secs(3),
+            },
+        )?,
         pki_tree,
         config,
         advertise_addr,

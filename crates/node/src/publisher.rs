@@ -118,9 +118,9 @@ pub async fn run(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
                             tracing::error!(error = %e, "could not store the ticket key");
                         }
                     }
-                    if !r.mask_hash_key.is_empty() {
-                        if let Err(e) = state.set_mask_hash_key(&r.mask_hash_key) {
-                            tracing::error!(error = %e, "could not store the mask key");
+                    if !r.consumer_mask_keys.is_empty() {
+                        if let Err(e) = state.mask_keys.replace(&r.consumer_mask_keys) {
+                            tracing::error!(error = %format!("{e:#}"), "could not store the mask keys");
                         }
                     }
                     if r.interval_secs > 0 {

@@ -26,9 +26,12 @@ const COMPOUND_SURNAMES: &[&str] = &[
     "濮阳", "太史", "申屠", "闻人",
 ];
 
-/// The federation-wide key of the `hash` mask. Equal inputs give equal
-/// outputs in every department, so masked keys still join; without the key
-/// the output cannot be reversed or recomputed from a guessed value.
+/// A key of the `hash` mask. Each consumer department has its own,
+/// derived from a master secret only the coordinator holds
+/// ([`consumer_mask_secret`]): every owner hashes what it sends one
+/// consumer with that consumer's key, so the consumer's masked keys still
+/// join across departments, while its own node, which never receives its
+/// own member's key, cannot recompute them from guessed values.
 #[derive(Clone)]
 pub struct HashKey(ring::hmac::Key);
 
@@ -49,6 +52,18 @@ impl HashKey {
         let tag = ring::hmac::sign(&self.0, value.as_bytes());
         hex::encode(&tag.as_ref()[..16])
     }
+}
+
+/// The `hash` mask's secret for values sent to `consumer`, derived from
+/// the coordinator's master secret.
+pub fn consumer_mask_secret(master: &[u8], consumer: &str) -> [u8; 32] {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, master);
+    let mut context = ring::hmac::Context::with_key(&key);
+    context.update(b"exchange hash mask v2\0");
+    context.update(consumer.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(context.sign().as_ref());
+    out
 }
 
 /// The result of masking one value.
