@@ -36,8 +36,13 @@
 //!    eight at once, each durable in the state store (and the audit log)
 //!    before it is acknowledged.
 //!
+//! 8. Soak (issue 14, only with `BENCH=soak`): 32 clients looking up
+//!    without pause for `SOAK_MINUTES` (default 20): lookups/s, p50, p99
+//!    and resident memory minute by minute, the last minute against the
+//!    first.
+//!
 //! Run: `cargo bench -p exchange-cli --bench query` (`BULK_ROWS=...` to change the
-//! size, `BENCH=lookups`, `audit`, `fanout`, `bulk`, `batch`, `join` or `state` to run one part).
+//! size, `BENCH=lookups`, `audit`, `fanout`, `bulk`, `batch`, `join`, `state` or `soak` to run one part).
 //! Diagnostics: `LOOKUPS_PER_CLIENT=N` (default 1,000) changes the
 //! measured lookup round; `FSYNC=off` runs the lookups and the fan-out with the
 //! audit logs' `fdatasync` switched off, to show what write-ahead costs
@@ -132,13 +137,7 @@ async fn lookups() -> anyhow::Result<()> {
         .max_connections(8)
         .connect(&format!("sqlite://{}?mode=ro", db.display()))
         .await?;
-    let owners: Vec<String> = sqlx::query("SELECT owner_id FROM vehicles ORDER BY plate_no")
-        .fetch_all(&pool)
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let owners = Arc::new(owners);
+    let owners = Arc::new(distinct_owners(&pool).await?);
     let per_client = lookups_per_client();
 
     // Full path: each client has its own connection to the coordinator.
@@ -569,6 +568,143 @@ async fn write_ahead_latency() -> anyhow::Result<()> {
         ms(percentile(&with, 0.99)) - ms(percentile(&without, 0.99))
     );
     Ok(())
+}
+
+/// Vehicle owners in plate order, each once: a lookup tests its key at
+/// most twice a day even when the round wraps around the list (the probe
+/// ledger allows 3 tests of one masked value a day).
+async fn distinct_owners(pool: &sqlx::SqlitePool) -> anyhow::Result<Vec<String>> {
+    let mut seen = std::collections::HashSet::new();
+    Ok(
+        sqlx::query("SELECT owner_id FROM vehicles ORDER BY plate_no")
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .filter(|o| seen.insert(o.clone()))
+            .collect(),
+    )
+}
+
+/// Minutes of the soak (`SOAK_MINUTES`, default 20).
+fn soak_minutes() -> u64 {
+    std::env::var("SOAK_MINUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(20)
+}
+
+/// Sustained load: 32 clients look vehicle owners up without pause for
+/// `SOAK_MINUTES`; each minute's lookups/s, p50, p99 and the resident
+/// memory of the process (which hosts the whole federation) are printed,
+/// then the last minute against the first. The grant unmasks owner_id, as
+/// for a department matching its own list, so the same keys can be looked
+/// up all day.
+async fn soak() -> anyhow::Result<()> {
+    let cluster = ClusterBuilder::new()
+        .add_node("vehicle-admin")
+        .add_node("civil-affairs")
+        .persons(100_000)
+        .start()
+        .await?;
+    let unmask = pb::ApproveRequest {
+        unmask: vec!["owner_id".into()],
+        ..Default::default()
+    };
+    cluster
+        .grant(
+            "civil-affairs",
+            "vehicle-admin/vehicles",
+            &["plate_no", "owner_id", "brand"],
+            unmask,
+        )
+        .await?;
+    let db = cluster.dir.join("data/vehicle-admin.db");
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await?;
+    let owners = Arc::new(distinct_owners(&pool).await?);
+    let tls = TlsIdentity::load(&cluster.member_dir("civil-affairs"), "client")?;
+    let addr = cluster.coordinator.addr.to_string();
+    let minutes = soak_minutes();
+    let deadline = Instant::now() + Duration::from_secs(60 * minutes);
+    let bucket = Arc::new(std::sync::Mutex::new(Vec::<Duration>::new()));
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let client = Client::connect(&addr, &tls).await?;
+        let (owners, bucket) = (owners.clone(), bucket.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = c * 7_919;
+            while Instant::now() < deadline {
+                let id = &owners[i % owners.len()];
+                i += CLIENTS;
+                let t = Instant::now();
+                let cmd = QueryCommand {
+                    dataset: "vehicle-admin/vehicles".into(),
+                    fields: vec![],
+                    filter: format!("owner_id = '{id}'"),
+                    purpose: "soak".into(),
+                    user: String::new(),
+                    limit: None,
+                };
+                let mut stream = client.query(cmd).await.expect("query");
+                while let Some(b) = stream.next().await {
+                    b.expect("batch");
+                }
+                bucket.lock().unwrap().push(t.elapsed());
+            }
+        }));
+    }
+    println!(
+        "soak: {CLIENTS} clients looking up vehicle owners for {minutes} minutes, 100,000 persons"
+    );
+    let mut per_minute = Vec::new();
+    for minute in 1..=minutes {
+        tokio::time::sleep_until((deadline - Duration::from_secs(60 * (minutes - minute))).into())
+            .await;
+        let mut lat = std::mem::take(&mut *bucket.lock().unwrap());
+        lat.sort();
+        let rate = lat.len() as f64 / 60.0;
+        let rss = rss_mb();
+        let at = |p| {
+            if lat.is_empty() {
+                f64::NAN
+            } else {
+                ms(percentile(&lat, p))
+            }
+        };
+        println!(
+            "  minute {minute:>3}   {rate:>7.0} lookups/s   p50 {:>6.2} ms   p99 {:>6.2} ms   RSS {rss:>5.0} MB",
+            at(0.5),
+            at(0.99)
+        );
+        per_minute.push((rate, rss));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let (first, last) = (per_minute[0], per_minute[per_minute.len() - 1]);
+    println!(
+        "  last minute against the first: {:.2}x the lookups/s, RSS {:+.0} MB (target: within 10%, RSS flat)",
+        last.0 / first.0,
+        last.1 - first.1
+    );
+    cluster.shutdown().await;
+    Ok(())
+}
+
+/// Resident memory of this process now.
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
@@ -1145,6 +1281,11 @@ fn main() -> anyhow::Result<()> {
         }
         if which.is_empty() || which == "join" {
             join_bench().await?;
+            println!();
+        }
+        // Twenty minutes: only when asked for.
+        if which == "soak" {
+            soak().await?;
             println!();
         }
         if which.is_empty() || which == "state" {
