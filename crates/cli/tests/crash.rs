@@ -379,7 +379,8 @@ struct Acknowledged {
     revoked_members: Vec<(String, PathBuf)>,
     grants: Vec<String>,
     revoked_grants: Vec<String>,
-    /// Every request and grant number ever handed out.
+    disputes: Vec<String>,
+    /// Every request, grant and dispute number ever handed out.
     numbers: std::collections::BTreeSet<String>,
 }
 
@@ -438,6 +439,13 @@ impl Acknowledged {
                 status(id).as_deref(),
                 Some("revoked"),
                 "grant {id} came back"
+            );
+        }
+        let disputes = consumer.disputes("").await.unwrap();
+        for id in &self.disputes {
+            assert!(
+                disputes.iter().any(|d| &d.id == id),
+                "dispute {id} was lost"
             );
         }
     }
@@ -553,7 +561,7 @@ async fn every_acknowledged_state_change_survives_kill_9_within_100_ms() {
     let mut kinds = std::collections::BTreeMap::<&str, u32>::new();
     for round in 0..50u64 {
         // One acknowledged change, then kill -9 within 0 to 100 ms.
-        let kind = match round % 5 {
+        let kind = match round % 6 {
             0 => {
                 let id = format!("m{round}");
                 let added = admin.add_member(&id, "测试部门", 0).await.unwrap();
@@ -607,6 +615,21 @@ async fn every_acknowledged_state_change_survives_kill_9_within_100_ms() {
                 owner.revoke_grant(&grant, "崩溃测试").await.unwrap();
                 acked.revoked_grants.push(grant);
                 "grant revoked"
+            }
+            5 => {
+                let dispute = consumer
+                    .file_dispute(pb::FileDisputeRequest {
+                        dataset: "vehicle-admin/vehicles".into(),
+                        key: format!("粤E{round:05}"),
+                        field: "plate_no".into(),
+                        note: "崩溃测试".into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                acked.issue(&dispute.id);
+                acked.disputes.push(dispute.id);
+                "dispute filed"
             }
             _ => {
                 let (id, dir) = enrolled_members.pop().unwrap();
