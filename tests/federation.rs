@@ -723,3 +723,97 @@ async fn idle_connections_cannot_starve_the_coordinator() {
     drop(held);
     cluster.shutdown().await;
 }
+
+/// Hostile text is refused where it enters, with the field, the character
+/// and its position named; oversized requests are refused before any
+/// handler reads them; enrolment errors name no internal placeholder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_text_and_oversized_requests_are_refused_clearly() {
+    let cluster = ClusterBuilder::new()
+        .add_node("vehicle-admin")
+        .add_node("civil-affairs")
+        .start()
+        .await
+        .unwrap();
+    let civil = cluster.analyst("civil-affairs").await.unwrap();
+    let query = |purpose: &str| exchange_query::QueryCommand {
+        dataset: "vehicle-admin/vehicles".into(),
+        fields: vec![],
+        filter: String::new(),
+        purpose: purpose.into(),
+        user: String::new(),
+        limit: Some(1),
+    };
+    for (purpose, named) in [
+        (
+            "核查\u{1b}]0;pwned\u{7}",
+            "escape character U+001B at position 3",
+        ),
+        ("核查\r覆盖", "control character U+000D"),
+        ("\u{200b}", "invisible character U+200B"),
+        ("\u{202e}查核", "text-direction character U+202E"),
+        ("   ", "purpose is required"),
+    ] {
+        let e = match civil.query(query(purpose)).await {
+            Ok(_) => panic!("{purpose:?} was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains(named), "{purpose:?}: {e}");
+    }
+    let e = civil
+        .request_access(pb::AccessRequest {
+            dataset: "vehicle-admin/vehicles".into(),
+            purpose: "低保\u{2066}核查".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("purpose contains the text-direction character"),
+        "{e}"
+    );
+    let e = cluster
+        .admin
+        .add_member("education", "教育局\u{1b}[2J", 0)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("display name contains the escape character"),
+        "{e}"
+    );
+
+    // A 2 MiB search is refused before the handler decodes it, and the
+    // coordinator answers the next one.
+    let huge = pb::SearchRequest {
+        text: "机".repeat(700_000),
+        ..Default::default()
+    };
+    assert!(civil.search(huge).await.is_err());
+    let hits = civil.search(search("机动车")).await.unwrap();
+    assert!(!hits.hits.is_empty());
+
+    // Enrolment for a bureau role: refused for what it is, not with an
+    // internal placeholder identity.
+    let token = cluster
+        .admin
+        .add_member("science", "科学技术局", 0)
+        .await
+        .unwrap();
+    let e = enroll(&EnrollOptions {
+        enroll_addr: cluster.coordinator.enroll_addr.to_string(),
+        token: token.token.unwrap().token,
+        ca_fingerprint: cluster.ca_fingerprint.clone(),
+        role: Role::Admin,
+        server_names: vec![],
+        out_dir: cluster.dir.join("science"),
+        force: false,
+    })
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("node and client certificates only"), "{e}");
+    assert!(!e.contains("probe"), "{e}");
+    cluster.shutdown().await;
+}
