@@ -358,7 +358,11 @@ pub fn grants(grants: &[pb::Grant], as_json: bool) -> String {
 
 pub use exchange_client::values::{cell, is_number};
 
+/// One CSV cell: control, invisible and direction-changing characters
+/// spelled `\uXXXX` (a CSV file is read on a screen too), then quoted when
+/// needed.
 fn csv_field(text: &str) -> String {
+    let text = exchange_policy::text::visible(text);
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
@@ -633,4 +637,18 @@ pub fn disputes(disputes: &[pb::Dispute], as_json: bool) -> String {
         ]);
     }
     format!("{t}\n{} dispute(s)", disputes.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_are_quoted_and_hidden_characters_spelled() {
+        assert_eq!(csv_field("张三"), "张三");
+        assert_eq!(csv_field("Zhang, San"), "\"Zhang, San\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("a\u{1b}[31mb"), "a\\u001b[31mb");
+        assert_eq!(csv_field("x\u{202e}y,z"), "\"x\\u202ey,z\"");
+    }
 }
