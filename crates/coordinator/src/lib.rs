@@ -336,6 +336,7 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         authoritative: config.authoritative.clone(),
         disputes: disputes::DisputeBook::open(&db)?,
         probes,
+        mask_key_cache: Default::default(),
         audit,
     });
 

@@ -31,11 +31,21 @@ pub struct State {
     /// attribute -> the dataset the bureau declared authoritative for it.
     pub authoritative: std::collections::BTreeMap<String, String>,
     pub disputes: crate::disputes::DisputeBook,
+    /// Every member's `hash` mask key and when they were derived.
+    pub mask_key_cache: MaskKeyCache,
     /// How hard each grant's consumer has probed its masked values today.
     pub probes: crate::probes::ProbeLedger,
     /// The coordinator's audit log: every decision is durable here first.
     pub audit: Arc<exchange_audit::AuditLog>,
 }
+
+/// Derived `hash` mask keys by member, and when they were derived.
+pub type MaskKeyCache = std::sync::Mutex<
+    Option<(
+        std::time::Instant,
+        Arc<std::collections::HashMap<String, [u8; 32]>>,
+    )>,
+>;
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -317,19 +327,41 @@ impl CatalogService {
     /// `exchange_policy::mask::consumer_mask_secret`): what that node needs
     /// to hash values it sends to any other department, and never the key
     /// of its own department's answers.
+    ///
+    /// Every member's key is derived at most once every 10 seconds (a
+    /// federation of hundreds of nodes heartbeats many times a second); a
+    /// node that meets a consumer added since asks `MaskKeys`, which reads
+    /// the registry afresh (`fresh`).
     fn consumer_mask_keys(
         &self,
         node_member: &str,
+        fresh: bool,
     ) -> Result<std::collections::HashMap<String, Vec<u8>>, Status> {
-        let members = self.0.registry.members().map_err(registry_status)?;
-        Ok(members
-            .into_iter()
-            .filter(|m| m.id != node_member)
-            .map(|m| {
-                let secret =
-                    exchange_policy::mask::consumer_mask_secret(&self.0.mask_hash_key, &m.id);
-                (m.id, secret.to_vec())
-            })
+        let mut cache = self
+            .0
+            .mask_key_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let stale = cache
+            .as_ref()
+            .is_none_or(|(at, _)| fresh || at.elapsed() > std::time::Duration::from_secs(10));
+        if stale {
+            let members = self.0.registry.members().map_err(registry_status)?;
+            let keys = members
+                .into_iter()
+                .map(|m| {
+                    let secret =
+                        exchange_policy::mask::consumer_mask_secret(&self.0.mask_hash_key, &m.id);
+                    (m.id, secret)
+                })
+                .collect();
+            *cache = Some((std::time::Instant::now(), Arc::new(keys)));
+        }
+        let (_, keys) = cache.as_ref().expect("filled above");
+        Ok(keys
+            .iter()
+            .filter(|(member, _)| member.as_str() != node_member)
+            .map(|(member, secret)| (member.clone(), secret.to_vec()))
             .collect())
     }
 }
@@ -389,7 +421,7 @@ impl pb::catalog_server::Catalog for CatalogService {
             interval_secs: self.0.heartbeat_interval_secs,
             ticket_public_key: self.0.ticket_signer.public_key(),
             mask_hash_key: Vec::new(),
-            consumer_mask_keys: self.consumer_mask_keys(node_member(&peer.identity))?,
+            consumer_mask_keys: self.consumer_mask_keys(node_member(&peer.identity), false)?,
         }))
     }
 
@@ -399,7 +431,7 @@ impl pb::catalog_server::Catalog for CatalogService {
     ) -> Result<Response<pb::MaskKeysResponse>, Status> {
         let peer = require_role(&request, &[Role::Node])?;
         Ok(Response::new(pb::MaskKeysResponse {
-            consumer_mask_keys: self.consumer_mask_keys(node_member(&peer.identity))?,
+            consumer_mask_keys: self.consumer_mask_keys(node_member(&peer.identity), true)?,
         }))
     }
 
