@@ -14,8 +14,11 @@ pub enum LogFormat {
 pub fn init(format: LogFormat, default_level: &str) {
     let filter =
         EnvFilter::try_from_env("EXCHANGE_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    // Colour only on a terminal: a log redirected to a file or a journal
+    // carries no escape codes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -129,8 +129,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 enrolled.key_path.display()
             );
             exchange_cli::say!("  coordinator {}", enrolled.coordinator_address);
+            // The certificate directory as an absolute path, so the hint
+            // works from any directory.
+            let cert_dir = std::path::absolute(&config.cert_dir).unwrap_or(config.cert_dir.clone());
             exchange_cli::say!(
-                "next: exchange-node serve --coordinator {} --manifest catalog.toml",
+                "next: exchange-node --cert-dir {} serve --coordinator {} --manifest catalog.toml",
+                cert_dir.display(),
                 enrolled.coordinator_address
             );
         }
