@@ -238,6 +238,9 @@ impl RunningCoordinator {
         for t in tasks {
             let _ = t.await;
         }
+        if let Err(e) = self.state.probes.write_behind() {
+            tracing::error!(error = %e, "the probe ledger's last counts could not be written");
+        }
         // Sign the tail of the audit log.
         let audit = self.state.audit.clone();
         let _ = tokio::task::spawn_blocking(move || audit.close()).await;
@@ -263,6 +266,21 @@ pub async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Writes the probe ledger's changed counts to the store once a second.
+fn write_probes_behind(state: Arc<State>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let state = state.clone();
+            let written = tokio::task::spawn_blocking(move || state.probes.write_behind()).await;
+            if let Ok(Err(e)) = written {
+                tracing::error!(error = %e, "the probe ledger could not be written");
+            }
+        }
+    })
 }
 
 /// The largest request body on the main listener, except a published
@@ -427,7 +445,7 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         }
     });
 
-    let mut tasks = vec![main_task, enroll_task];
+    let mut tasks = vec![main_task, enroll_task, write_probes_behind(state.clone())];
     let mut metrics_addr = None;
     if let Some(listen) = &config.metrics_listen {
         let render = metrics.clone();

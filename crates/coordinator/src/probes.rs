@@ -17,12 +17,15 @@
 //!
 //! A query over either bound is refused before its ticket is signed, and
 //! every decision record carries the count, so the owner sees the probing
-//! in `exchange audit log`. Values are kept only as keyed digests, one tree
-//! per day (`probes-YYYY-MM-DD`); earlier days are dropped. Counts are
-//! written without waiting for the disk, like the row quota: a kill -9 can
-//! forget the last 500 ms of probes.
+//! in `exchange audit log`. Values are kept only as keyed digests: in
+//! memory for the day, and in one store tree per day
+//! (`probes-YYYY-MM-DD`), written behind the queries once a second
+//! ([`ProbeLedger::write_behind`]) and read back at start; earlier days'
+//! trees are dropped. A kill -9 can forget the last second or so of probes
+//! (like the row quota, the ledger does not wait for the disk on the query
+//! path).
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use exchange_storage::{Db, StorageError, Tree};
@@ -40,11 +43,26 @@ pub enum ProbeRefusal {
     Repeated { field: String },
 }
 
-/// Per-day trees of tested values.
+/// Per-day counts of tested values, by grant.
 pub struct ProbeLedger {
     db: Db,
-    secret: [u8; 32],
-    today: Mutex<Option<(String, Tree)>>,
+    key: ring::hmac::Key,
+    today: Mutex<Day>,
+}
+
+/// One day's counts, and the entries not yet written to the store.
+#[derive(Default)]
+struct Day {
+    day: String,
+    tree: Option<Tree>,
+    grants: HashMap<String, GrantProbes>,
+    dirty: HashSet<(String, Option<[u8; 16]>)>,
+}
+
+#[derive(Default)]
+struct GrantProbes {
+    distinct: u64,
+    tests: HashMap<[u8; 16], u32>,
 }
 
 impl std::fmt::Debug for ProbeLedger {
@@ -59,15 +77,15 @@ impl ProbeLedger {
     pub fn open(db: &Db, secret: [u8; 32]) -> ProbeLedger {
         ProbeLedger {
             db: db.clone(),
-            secret,
-            today: Mutex::new(None),
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
+            today: Mutex::new(Day::default()),
         }
     }
 
     /// Counts the values `(field, value)` tested by one query under
-    /// `grant_id` today, if that keeps within `budget` distinct values and
-    /// [`MAX_TESTS_PER_VALUE`] tests of each; otherwise counts nothing.
-    /// Returns the distinct values tested today after this query.
+    /// `grant_id` on `day`, if that keeps within `budget` distinct values
+    /// and [`MAX_TESTS_PER_VALUE`] tests of each; otherwise counts nothing.
+    /// Returns the distinct values tested that day after this query.
     pub fn admit(
         &self,
         grant_id: &str,
@@ -75,60 +93,115 @@ impl ProbeLedger {
         budget: u64,
         values: &[(String, String)],
     ) -> Result<Result<u64, ProbeRefusal>, StorageError> {
+        let mut digests: Vec<([u8; 16], &str)> = values
+            .iter()
+            .map(|(field, value)| (self.digest(grant_id, field, value), field.as_str()))
+            .collect();
+        digests.sort_unstable();
+        digests.dedup_by_key(|(d, _)| *d);
         let mut today = self.today.lock().unwrap_or_else(|p| p.into_inner());
-        let tree = self.tree_for(&mut today, day)?;
-        let mut counts: BTreeMap<String, (u32, &str)> = BTreeMap::new();
-        for (field, value) in values {
-            let key = format!("{grant_id}:{}", self.digest(grant_id, field, value));
-            if let std::collections::btree_map::Entry::Vacant(slot) = counts.entry(key) {
-                let before = tree.get::<u32>(slot.key())?.unwrap_or(0);
-                slot.insert((before, field.as_str()));
-            }
-        }
-        if let Some((_, field)) = counts.values().find(|(n, _)| *n >= MAX_TESTS_PER_VALUE) {
+        self.turn_to(&mut today, day)?;
+        let Day { grants, dirty, .. } = &mut *today;
+        let probes = grants.entry(grant_id.to_string()).or_default();
+        let tests = |d: &[u8; 16]| probes.tests.get(d).copied().unwrap_or(0);
+        if let Some((_, field)) = digests
+            .iter()
+            .find(|(d, _)| tests(d) >= MAX_TESTS_PER_VALUE)
+        {
             return Ok(Err(ProbeRefusal::Repeated {
                 field: field.to_string(),
             }));
         }
-        let total_key = format!("{grant_id}:distinct");
-        let tested_today = tree.get::<u64>(&total_key)?.unwrap_or(0);
-        let new = counts.values().filter(|(n, _)| *n == 0).count() as u64;
-        if tested_today + new > budget {
-            return Ok(Err(ProbeRefusal::Budget { tested_today, new }));
+        let new = digests.iter().filter(|(d, _)| tests(d) == 0).count() as u64;
+        if probes.distinct + new > budget {
+            return Ok(Err(ProbeRefusal::Budget {
+                tested_today: probes.distinct,
+                new,
+            }));
         }
-        for (key, (before, _)) in &counts {
-            tree.insert_relaxed(key, &(before + 1))?;
+        for (digest, _) in &digests {
+            *probes.tests.entry(*digest).or_insert(0) += 1;
+            dirty.insert((grant_id.to_string(), Some(*digest)));
         }
-        tree.insert_relaxed(&total_key, &(tested_today + new))?;
-        Ok(Ok(tested_today + new))
+        probes.distinct += new;
+        dirty.insert((grant_id.to_string(), None));
+        Ok(Ok(probes.distinct))
     }
 
-    /// Today's tree, opened once per day; earlier days' trees are dropped.
-    fn tree_for<'a>(
-        &self,
-        today: &'a mut Option<(String, Tree)>,
-        day: &str,
-    ) -> Result<&'a Tree, StorageError> {
-        let name = format!("probes-{day}");
-        if today.as_ref().is_none_or(|(d, _)| d != day) {
-            for old in self.db.tree_names() {
-                if old.starts_with("probes-") && old != name {
-                    self.db.drop_tree(&old)?;
+    /// Writes the counts changed since the last call to the day's tree
+    /// (without waiting for the disk). The coordinator calls it once a
+    /// second and when it stops.
+    pub fn write_behind(&self) -> Result<usize, StorageError> {
+        let mut today = self.today.lock().unwrap_or_else(|p| p.into_inner());
+        let Day {
+            tree,
+            grants,
+            dirty,
+            ..
+        } = &mut *today;
+        let Some(tree) = tree else {
+            return Ok(0);
+        };
+        let written = dirty.len();
+        for (grant, digest) in dirty.drain() {
+            let Some(probes) = grants.get(&grant) else {
+                continue;
+            };
+            match digest {
+                Some(d) => {
+                    let tests = probes.tests.get(&d).copied().unwrap_or(0);
+                    tree.insert_relaxed(&format!("{grant}:{}", hex::encode(d)), &tests)?;
                 }
+                None => tree.insert_relaxed(&format!("{grant}:distinct"), &probes.distinct)?,
             }
-            *today = Some((day.to_string(), self.db.tree(&name)?));
         }
-        Ok(&today.as_ref().expect("set above").1)
+        Ok(written)
     }
 
-    fn digest(&self, grant_id: &str, field: &str, value: &str) -> String {
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.secret);
-        let mut context = ring::hmac::Context::with_key(&key);
+    /// Makes `day` the current one: on the first call, or when the date
+    /// changes, the previous day's unwritten counts are written, earlier
+    /// days' trees dropped, and the day's tree read into memory.
+    fn turn_to(&self, today: &mut Day, day: &str) -> Result<(), StorageError> {
+        if today.tree.is_some() && today.day == day {
+            return Ok(());
+        }
+        let name = format!("probes-{day}");
+        for old in self.db.tree_names() {
+            if old.starts_with("probes-") && old != name {
+                self.db.drop_tree(&old)?;
+            }
+        }
+        let tree = self.db.tree(&name)?;
+        let mut grants: HashMap<String, GrantProbes> = HashMap::new();
+        for (key, count) in tree.entries::<u64>()? {
+            let Some((grant, rest)) = key.rsplit_once(':') else {
+                continue;
+            };
+            let probes = grants.entry(grant.to_string()).or_default();
+            if rest == "distinct" {
+                probes.distinct = count;
+            } else if let Ok(Ok(d)) = hex::decode(rest).map(<[u8; 16]>::try_from) {
+                probes.tests.insert(d, count as u32);
+            }
+        }
+        *today = Day {
+            day: day.to_string(),
+            tree: Some(tree),
+            grants,
+            dirty: HashSet::new(),
+        };
+        Ok(())
+    }
+
+    fn digest(&self, grant_id: &str, field: &str, value: &str) -> [u8; 16] {
+        let mut context = ring::hmac::Context::with_key(&self.key);
         for part in [grant_id, field, value] {
             context.update(&(part.len() as u64).to_be_bytes());
             context.update(part.as_bytes());
         }
-        hex::encode(&context.sign().as_ref()[..16])
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&context.sign().as_ref()[..16]);
+        out
     }
 }
 
@@ -182,5 +255,39 @@ mod tests {
             Ok(1)
         );
         assert!(!db.tree_names().iter().any(|n| n == "probes-2026-11-30"));
+    }
+
+    #[test]
+    fn counts_written_behind_are_read_back_by_a_new_ledger() {
+        let db = Db::temporary().unwrap();
+        let day = "2026-11-30";
+        let ledger = ProbeLedger::open(&db, [7; 32]);
+        assert_eq!(
+            ledger.admit("G-1", day, 100, &values(0..60)).unwrap(),
+            Ok(60)
+        );
+        for _ in 0..2 {
+            ledger
+                .admit("G-1", day, 100, &values(0..1))
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(ledger.write_behind().unwrap(), 61);
+        assert_eq!(ledger.write_behind().unwrap(), 0);
+        // As after a restart: the day's counts come back from the store.
+        let again = ProbeLedger::open(&db, [7; 32]);
+        assert_eq!(
+            again.admit("G-1", day, 100, &values(50..110)).unwrap(),
+            Err(ProbeRefusal::Budget {
+                tested_today: 60,
+                new: 50
+            })
+        );
+        assert_eq!(
+            again.admit("G-1", day, 100, &values(0..1)).unwrap(),
+            Err(ProbeRefusal::Repeated {
+                field: "owner_id".into()
+            })
+        );
     }
 }

@@ -229,6 +229,19 @@ impl Tree {
         Ok(out)
     }
 
+    /// All keys and values in key order.
+    pub fn entries<T: DeserializeOwned>(&self) -> Result<Vec<(String, T)>> {
+        let mut out = Vec::new();
+        for item in self.inner.iter() {
+            let (k, v) = item?;
+            out.push((
+                String::from_utf8_lossy(&k).into_owned(),
+                self.decode(&k, &v)?,
+            ));
+        }
+        Ok(out)
+    }
+
     pub fn len(&self) -> usize {
         self.inner.len()
     }
