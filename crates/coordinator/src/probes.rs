@@ -56,13 +56,14 @@ struct Day {
     day: String,
     tree: Option<Tree>,
     grants: HashMap<String, GrantProbes>,
-    dirty: HashSet<(String, Option<[u8; 16]>)>,
 }
 
 #[derive(Default)]
 struct GrantProbes {
     distinct: u64,
     tests: HashMap<[u8; 16], u32>,
+    /// Values whose count changed since the last write-behind.
+    dirty: HashSet<[u8; 16]>,
 }
 
 impl std::fmt::Debug for ProbeLedger {
@@ -101,8 +102,11 @@ impl ProbeLedger {
         digests.dedup_by_key(|(d, _)| *d);
         let mut today = self.today.lock().unwrap_or_else(|p| p.into_inner());
         self.turn_to(&mut today, day)?;
-        let Day { grants, dirty, .. } = &mut *today;
-        let probes = grants.entry(grant_id.to_string()).or_default();
+        let Day { grants, .. } = &mut *today;
+        if !grants.contains_key(grant_id) {
+            grants.insert(grant_id.to_string(), GrantProbes::default());
+        }
+        let probes = grants.get_mut(grant_id).expect("inserted above");
         let tests = |d: &[u8; 16]| probes.tests.get(d).copied().unwrap_or(0);
         if let Some((_, field)) = digests
             .iter()
@@ -121,10 +125,9 @@ impl ProbeLedger {
         }
         for (digest, _) in &digests {
             *probes.tests.entry(*digest).or_insert(0) += 1;
-            dirty.insert((grant_id.to_string(), Some(*digest)));
+            probes.dirty.insert(*digest);
         }
         probes.distinct += new;
-        dirty.insert((grant_id.to_string(), None));
         Ok(Ok(probes.distinct))
     }
 
@@ -133,34 +136,29 @@ impl ProbeLedger {
     /// second and when it stops.
     pub fn write_behind(&self) -> Result<usize, StorageError> {
         let mut today = self.today.lock().unwrap_or_else(|p| p.into_inner());
-        let Day {
-            tree,
-            grants,
-            dirty,
-            ..
-        } = &mut *today;
+        let Day { tree, grants, .. } = &mut *today;
         let Some(tree) = tree else {
             return Ok(0);
         };
-        let written = dirty.len();
-        for (grant, digest) in dirty.drain() {
-            let Some(probes) = grants.get(&grant) else {
+        let mut written = 0;
+        for (grant, probes) in grants.iter_mut() {
+            if probes.dirty.is_empty() {
                 continue;
-            };
-            match digest {
-                Some(d) => {
-                    let tests = probes.tests.get(&d).copied().unwrap_or(0);
-                    tree.insert_relaxed(&format!("{grant}:{}", hex::encode(d)), &tests)?;
-                }
-                None => tree.insert_relaxed(&format!("{grant}:distinct"), &probes.distinct)?,
             }
+            for digest in probes.dirty.drain() {
+                let tests = probes.tests.get(&digest).copied().unwrap_or(0);
+                tree.insert_relaxed(&format!("{grant}:{}", hex::encode(digest)), &tests)?;
+                written += 1;
+            }
+            tree.insert_relaxed(&format!("{grant}:distinct"), &probes.distinct)?;
         }
         Ok(written)
     }
 
     /// Makes `day` the current one: on the first call, or when the date
-    /// changes, the previous day's unwritten counts are written, earlier
-    /// days' trees dropped, and the day's tree read into memory.
+    /// changes, other days' trees are dropped (with any of their counts not
+    /// yet written: they no longer bound anything) and the day's tree is
+    /// read into memory.
     fn turn_to(&self, today: &mut Day, day: &str) -> Result<(), StorageError> {
         if today.tree.is_some() && today.day == day {
             return Ok(());
@@ -188,7 +186,6 @@ impl ProbeLedger {
             day: day.to_string(),
             tree: Some(tree),
             grants,
-            dirty: HashSet::new(),
         };
         Ok(())
     }
@@ -272,7 +269,7 @@ mod tests {
                 .unwrap()
                 .unwrap();
         }
-        assert_eq!(ledger.write_behind().unwrap(), 61);
+        assert_eq!(ledger.write_behind().unwrap(), 60);
         assert_eq!(ledger.write_behind().unwrap(), 0);
         // As after a restart: the day's counts come back from the store.
         let again = ProbeLedger::open(&db, [7; 32]);

@@ -68,7 +68,13 @@ impl NodeFlight {
 
     /// Everything between the ticket and the read plan, so it can be tested
     /// without a network.
-    pub fn plan(&self, envelope: &str, now_unix: i64) -> Result<(QueryTicket, ReadPlan), Status> {
+    /// Also answers how many values the consumer's filter tests against
+    /// fields it receives masked, for the served record.
+    pub fn plan(
+        &self,
+        envelope: &str,
+        now_unix: i64,
+    ) -> Result<(QueryTicket, ReadPlan, u64), Status> {
         let verifier = self
             .state
             .ticket_key
@@ -161,8 +167,12 @@ impl NodeFlight {
                 .map_err(|e| Status::invalid_argument(e.to_string()))
         };
         let mut parts = Vec::new();
+        let mut masked_values = 0;
         if !ticket.filter.is_empty() {
-            parts.push(checked(&ticket.filter, &consumer_lookup)?);
+            let filter = checked(&ticket.filter, &consumer_lookup)?;
+            let masked = |name: &str| consumer_lookup(name).is_some_and(|f| f.masked);
+            masked_values = filter.values_on(&masked).len() as u64;
+            parts.push(filter);
         }
         if !ticket.row_filter.is_empty() {
             parts.push(checked(&ticket.row_filter, &owner_lookup)?);
@@ -185,22 +195,8 @@ impl NodeFlight {
             batch_rows: DEFAULT_BATCH_ROWS,
             subject_keys: plan_subject_keys(&dataset_fields),
         };
-        Ok((ticket, plan))
+        Ok((ticket, plan, masked_values))
     }
-}
-
-/// Values the consumer's filter tests against fields it receives masked,
-/// for the served record: the owner sees how hard each query probed.
-fn masked_values(filter: &str, columns: &[Projection]) -> u64 {
-    if filter.is_empty() {
-        return 0;
-    }
-    let masked = |name: &str| {
-        columns
-            .iter()
-            .any(|p| p.field.name == name && p.mask != Mask::None)
-    };
-    exchange_query::parse(filter).map_or(0, |f| f.values_on(&masked).len() as u64)
 }
 
 /// The manifest fields whose values identify data subjects.
@@ -394,7 +390,7 @@ impl FlightService for NodeFlight {
         let envelope = std::str::from_utf8(&request.get_ref().ticket)
             .map_err(|_| Status::invalid_argument("the ticket is not text"))?
             .to_string();
-        let (ticket, plan) = match self.plan(&envelope, now_unix()) {
+        let (ticket, plan, masked_values) = match self.plan(&envelope, now_unix()) {
             Ok(p) => p,
             Err(status) => {
                 tracing::warn!(relay = %peer.identity, reason = %exchange_policy::text::for_log(status.message(), 500), "query refused");
@@ -460,7 +456,7 @@ impl FlightService for NodeFlight {
                 .collect(),
             filter_digest: filter_digest(&ticket.filter, &ticket.row_filter),
             embargo_until: ticket.embargo_until.clone(),
-            masked_values: masked_values(&ticket.filter, &plan.columns),
+            masked_values,
         }));
         let key_types: Vec<String> = plan
             .subject_keys
