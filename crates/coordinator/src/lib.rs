@@ -283,8 +283,10 @@ fn write_probes_behind(state: Arc<State>) -> JoinHandle<()> {
     })
 }
 
-/// The largest request body on the main listener, except a published
-/// catalog: searches, queries and decisions are small.
+/// The largest request to the catalog service but a published catalog
+/// (whose service decodes up to [`MAX_CATALOG_BYTES`]): a search is small.
+/// Other services keep tonic's 4 MiB decoding limit, or a smaller one of
+/// their own (Flight: 1 MiB).
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// The largest catalog a node may publish.
 pub const MAX_CATALOG_BYTES: usize = 64 << 20;
@@ -382,8 +384,10 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         .timeout(Duration::from_secs(60))
         .layer(server::authenticate(revocations.clone()))
         .layer(BodyLimitLayer {
-            default: MAX_REQUEST_BYTES,
-            exceptions: &[("/exchange.v1.Catalog/Publish", MAX_CATALOG_BYTES)],
+            rules: &[
+                ("/exchange.v1.Catalog/Publish", MAX_CATALOG_BYTES),
+                ("/exchange.v1.Catalog/", MAX_REQUEST_BYTES),
+            ],
         })
         .add_service(health_service)
         .add_service(pb::admin_server::AdminServer::new(service::AdminService(
@@ -428,8 +432,7 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
     let enroll_router = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
         .layer(BodyLimitLayer {
-            default: 64 << 10,
-            exceptions: &[],
+            rules: &[("/", 64 << 10)],
         })
         .add_service(pb::enrollment_server::EnrollmentServer::new(
             service::EnrollmentService(state.clone()),

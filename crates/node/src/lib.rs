@@ -33,7 +33,7 @@ use exchange_pki::{RevocationList, Role};
 use exchange_proto::v1 as pb;
 use exchange_source::Source;
 use exchange_storage::{Db, Tree};
-use exchange_transport::limits::{BodyLimitLayer, ListenerLimits};
+use exchange_transport::limits::ListenerLimits;
 use exchange_transport::{server, Revocations, TlsIdentity};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -315,10 +315,6 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let router = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(60))
         .layer(server::authenticate(revocations))
-        .layer(BodyLimitLayer {
-            default: 1 << 20,
-            exceptions: &[],
-        })
         .add_service(health_service)
         .add_service(pb::node_server::NodeServer::new(service::NodeService(
             state.clone(),

@@ -150,12 +150,15 @@ impl Drop for Slot {
 
 /// A stream that fails its reads with `TimedOut` once the peer has sent
 /// nothing for `idle`, so the server closes it. Each read only notes the
-/// time; the timer is moved when it fires, not on every read.
+/// time; the timer is polled (registered with the task) once when it is
+/// armed, and looked at again only when it fires, not on every read.
 pub struct IdleTimeout<S> {
     inner: S,
     idle: Duration,
     last_read: Instant,
     timer: Pin<Box<Sleep>>,
+    /// The task the timer will wake (the handshake's, then hyper's).
+    armed_for: Option<std::task::Waker>,
 }
 
 impl<S> IdleTimeout<S> {
@@ -166,6 +169,7 @@ impl<S> IdleTimeout<S> {
             idle,
             last_read: now,
             timer: Box::pin(tokio::time::sleep_until(now + idle)),
+            armed_for: None,
         }
     }
 
@@ -174,7 +178,19 @@ impl<S> IdleTimeout<S> {
     }
 
     /// Whether the peer has been silent too long; re-arms the timer if not.
+    /// An armed timer that has not fired is left alone while the same task
+    /// reads: it wakes that task when it fires.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let same_task = self
+            .armed_for
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()));
+        if same_task && !self.timer.is_elapsed() {
+            return false;
+        }
+        if !same_task {
+            self.armed_for = Some(cx.waker().clone());
+        }
         loop {
             if self.timer.as_mut().poll(cx).is_pending() {
                 return false;
@@ -238,16 +254,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
     }
 }
 
-/// Bounds the bytes a request body may carry, by gRPC method: `default`
-/// for every method but those in `exceptions` (full paths such as
-/// `/exchange.v1.Catalog/Publish`). A body over its bound fails while it
-/// is read, so no handler sees it and no peer can make the server buffer
-/// more than the bound (a 64 MiB search once grew the coordinator by
-/// 190 MB). Install it with `Server::layer`.
+/// Bounds the bytes a request body may carry, by gRPC method: the first
+/// rule whose prefix starts the request's path (e.g.
+/// `/exchange.v1.Catalog/Publish`, or `/exchange.v1.Catalog/` for a whole
+/// service) sets the bound; other methods keep only tonic's own decoding
+/// limit (4 MiB, or what their service sets) and pay nothing here. A body
+/// over its bound fails while it is read, so no handler sees it and no
+/// peer can make the server buffer more than the bound (a 64 MiB search
+/// once grew the coordinator by 190 MB). Install it with `Server::layer`.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimitLayer {
-    pub default: usize,
-    pub exceptions: &'static [(&'static str, usize)],
+    pub rules: &'static [(&'static str, usize)],
 }
 
 impl<S> tower::Layer<S> for BodyLimitLayer {
@@ -283,13 +300,17 @@ where
         let path = request.uri().path();
         let limit = self
             .limits
-            .exceptions
+            .rules
             .iter()
-            .find(|(p, _)| *p == path)
-            .map_or(self.limits.default, |(_, l)| *l);
-        let request =
-            request.map(|body| tonic::body::Body::new(http_body_util::Limited::new(body, limit)));
-        self.inner.call(request)
+            .find(|(prefix, _)| path.starts_with(prefix))
+            .map(|(_, limit)| *limit);
+        match limit {
+            Some(limit) => self.inner.call(
+                request
+                    .map(|body| tonic::body::Body::new(http_body_util::Limited::new(body, limit))),
+            ),
+            None => self.inner.call(request),
+        }
     }
 }
 
