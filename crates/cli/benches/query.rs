@@ -128,7 +128,7 @@ async fn lookups() -> anyhow::Result<()> {
     owner
         .approve(pb::ApproveRequest {
             request_id: r.id,
-            masked_value_budget_per_day: 10_000_000,
+            masked_value_budget_per_day: 1_000_000,
             ..Default::default()
         })
         .await?;

@@ -314,8 +314,19 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A coordinator that asks nodes for a heartbeat once an hour: a node
+/// then publishes its catalog once, and never again in the test, so a
+/// catalog found after a restart was found in the coordinator's store.
 fn spawn_coordinator(data: &Path, main: &str, enrol: &str) -> CoordinatorProcess {
+    let config = data.with_extension("toml");
+    std::fs::write(
+        &config,
+        "heartbeat_interval_secs = 3600\noffline_after_secs = 10800\n",
+    )
+    .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .arg("--config")
+        .arg(&config)
         .arg("--data-dir")
         .arg(data)
         .args(["serve", "--listen", main, "--enroll-listen", enrol])
@@ -429,6 +440,12 @@ impl Acknowledged {
             .await;
             assert!(again.is_err(), "a spent enrolment token worked again");
         }
+        // The catalog the node published once, at the start.
+        let vehicles = consumer.dataset("vehicle-admin/vehicles").await;
+        assert!(
+            vehicles.is_ok(),
+            "the published catalog was lost: {vehicles:?}"
+        );
         let grants = consumer.grants().await.unwrap();
         let status = |id: &str| grants.iter().find(|g| g.id == id).map(|g| g.status.clone());
         for id in &self.grants {

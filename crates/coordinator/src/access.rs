@@ -175,7 +175,7 @@ fn parse_date(text: &str) -> Result<Date, AccessError> {
 /// a day: that is what the budget means, and the owner sets it.
 pub const DEFAULT_MASKED_VALUE_BUDGET: u64 = 500;
 /// The largest budget an owner may set.
-pub const MAX_MASKED_VALUE_BUDGET: u64 = 10_000_000;
+pub const MAX_MASKED_VALUE_BUDGET: u64 = 1_000_000;
 
 /// The most values a grant's row filter may hold: with a consumer's filter
 /// (at most `exchange_query::MAX_TOTAL_VALUES`) it stays within every
