@@ -786,6 +786,29 @@ async fn query_from_the_command_line_in_every_format() {
         table.contains(code.as_str()) && table.contains("1 row(s)"),
         "{table}"
     );
+    // The global --json means JSON lines for a query too; with another
+    // --format it is refused, naming both.
+    let query = |extra: &[&str]| {
+        let mut args = vec![
+            "--config",
+            cfg,
+            "query",
+            "tax/taxpayers",
+            "--fields",
+            "org_code,name",
+        ];
+        args.extend_from_slice(&["--where", &filter, "--purpose", "登记信息比对"]);
+        args.extend_from_slice(extra);
+        run("exchange", &args)
+    };
+    let lines = ok(&query(&["--json"]));
+    let row: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(row["org_code"], code.as_str(), "{lines}");
+    let e = fails(&query(&["--json", "--format", "csv"]));
+    assert!(
+        e.contains("--json asks for JSON lines") && e.contains("--format csv"),
+        "{e}"
+    );
     // The same company looked up across every granted dataset carrying org_code.
     let found = ok(&run(
         "exchange",

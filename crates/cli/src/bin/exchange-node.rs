@@ -84,7 +84,7 @@ async fn main() {
     let cli = Cli::parse();
     logging::init(cli.log_format, "info");
     if let Err(e) = run(cli).await {
-        exchange_cli::say_err!("error: {e:#}");
+        exchange_cli::say_err!("error: {}", exchange_cli::error_text(&e));
         std::process::exit(1);
     }
 }

@@ -422,7 +422,7 @@ async fn main() {
     };
     logging::init(cli.log_format, level);
     if let Err(e) = run(cli).await {
-        exchange_cli::say_err!("error: {e:#}");
+        exchange_cli::say_err!("error: {}", exchange_cli::error_text(&e));
         std::process::exit(1);
     }
 }
@@ -845,6 +845,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             format,
             output: out_path,
         } => {
+            // --json means JSON here too: JSON lines, as --format json.
+            let format = match (cli.json, format) {
+                (false, format) => format,
+                (true, QueryFormat::Table | QueryFormat::Json) => QueryFormat::Json,
+                (true, other) => anyhow::bail!(
+                    "--json asks for JSON lines, but --format {} asks for another format: give one of them",
+                    format!("{other:?}").to_lowercase()
+                ),
+            };
             if format == QueryFormat::Parquet && out_path.is_none() {
                 anyhow::bail!("--format parquet writes a file: add --output FILE.parquet");
             }
@@ -1140,7 +1149,10 @@ async fn demo(
                     t.elapsed().as_secs_f64()
                 ),
                 Err(e) => {
-                    exchange_cli::say!("== scenario {name}: FAILED: {e:#}");
+                    exchange_cli::say!(
+                        "== scenario {name}: FAILED: {}",
+                        exchange_cli::error_text(&e)
+                    );
                     failed = Some(name);
                 }
             }
