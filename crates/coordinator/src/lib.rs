@@ -244,6 +244,7 @@ impl RunningCoordinator {
         // Sign the tail of the audit log.
         let audit = self.state.audit.clone();
         let _ = tokio::task::spawn_blocking(move || audit.close()).await;
+        tracing::info!(addr = %self.addr, "coordinator stopped");
     }
 
     /// Runs until Ctrl-C or SIGTERM, then shuts down.

@@ -225,6 +225,7 @@ impl RunningNode {
         // Sign the tail of the audit log.
         let audit = self.state.audit.clone();
         let _ = tokio::task::spawn_blocking(move || audit.close()).await;
+        tracing::info!(member = %self.state.member_id, "node stopped");
     }
 }
 
