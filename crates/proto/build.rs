@@ -2,7 +2,10 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
     let file = format!("{root}/exchange/v1/control.proto");
-    println!("cargo:rerun-if-changed={file}");
+    // Relative to this package, so that a target directory shared by two
+    // checkouts (CI's clone and a developer's tree) watches the proto of
+    // the checkout being built, not of the one built last.
+    println!("cargo:rerun-if-changed=../../proto/exchange/v1/control.proto");
     let descriptors = protox::compile([file.as_str()], [root])?;
     tonic_prost_build::configure()
         .build_client(true)

@@ -184,22 +184,16 @@ async fn analyst_and_bureau_commands() {
     let dir = cluster.dir.join("science-analyst");
     let enrol_addr = cluster.coordinator.enroll_addr.to_string();
     let dir_s = dir.to_str().unwrap();
-    ok(&run(
-        "exchange",
-        &[
-            "enroll",
-            "--coordinator",
-            &enrol_addr,
-            "--token",
-            &token,
-            "--ca-fingerprint",
-            &fingerprint,
-            "--dir",
-            dir_s,
-            "--user",
-            "李研究员",
-        ],
-    ));
+    // The command the bureau is shown names the real enrolment address, and
+    // works as printed (with the analyst's own directory and name added).
+    let printed = line_after(&token_out, "enrol with:");
+    assert_eq!(
+        printed,
+        format!("exchange enroll --coordinator {enrol_addr} --token {token} --ca-fingerprint {fingerprint}")
+    );
+    let mut args: Vec<&str> = printed.split_whitespace().skip(1).collect();
+    args.extend_from_slice(&["--dir", dir_s, "--user", "李研究员"]);
+    ok(&run("exchange", &args));
     let reused = fails(&run(
         "exchange",
         &[

@@ -269,6 +269,17 @@ pub async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// The enrolment listener as members dial it: the host members reach the
+/// coordinator at, and the enrolment port.
+fn enroll_address(advertise_addr: &str, enroll_addr: SocketAddr) -> String {
+    match advertise_addr.rsplit_once(':') {
+        Some((host, _)) if !host.is_empty() && host != "0.0.0.0" && host != "[::]" => {
+            format!("{host}:{}", enroll_addr.port())
+        }
+        _ => enroll_addr.to_string(),
+    }
+}
+
 /// Writes the probe ledger's changed counts to the store once a second.
 fn write_probes_behind(state: Arc<State>) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -352,6 +363,7 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         tls: tls.clone(),
         federation,
         revocations: revocations.clone(),
+        enroll_address: enroll_address(&advertise_addr, enroll_addr),
         advertise_addr,
         heartbeat_interval_secs: config.heartbeat_interval_secs,
         authoritative: config.authoritative.clone(),

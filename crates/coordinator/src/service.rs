@@ -27,6 +27,9 @@ pub struct State {
     pub federation: Federation,
     pub revocations: Revocations,
     pub advertise_addr: String,
+    /// The enrolment listener as members dial it: the advertised host and
+    /// the enrolment port.
+    pub enroll_address: String,
     pub heartbeat_interval_secs: u32,
     /// attribute -> the dataset the bureau declared authoritative for it.
     pub authoritative: std::collections::BTreeMap<String, String>,
@@ -212,6 +215,7 @@ impl pb::admin_server::Admin for AdminService {
                 expires_unix: token.expires_unix,
             }),
             ca_fingerprint: self.0.registry.ca().fingerprint(),
+            enroll_address: self.0.enroll_address.clone(),
         }))
     }
 
@@ -239,6 +243,7 @@ impl pb::admin_server::Admin for AdminService {
                 expires_unix: token.expires_unix,
             }),
             ca_fingerprint: self.0.registry.ca().fingerprint(),
+            enroll_address: self.0.enroll_address.clone(),
         }))
     }
 

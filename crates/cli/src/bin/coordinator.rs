@@ -301,6 +301,7 @@ async fn member(client: &Client, command: MemberCommand) -> anyhow::Result<()> {
                 Role::Node,
                 &added.token.unwrap_or_default(),
                 &added.ca_fingerprint,
+                &added.enroll_address,
             );
         }
         MemberCommand::Token { id, role, ttl } => {
@@ -311,6 +312,7 @@ async fn member(client: &Client, command: MemberCommand) -> anyhow::Result<()> {
                 role,
                 &issued.token.unwrap_or_default(),
                 &issued.ca_fingerprint,
+                &issued.enroll_address,
             );
         }
         MemberCommand::List { json } => {
@@ -333,6 +335,7 @@ fn print_token(
     role: Role,
     token: &exchange_proto::v1::EnrolmentToken,
     fingerprint: &str,
+    enroll_address: &str,
 ) {
     exchange_cli::say!(
         "one-time {role} enrolment token for {member} (expires {}):",
@@ -347,8 +350,13 @@ fn print_token(
         "exchange enroll"
     };
     exchange_cli::say!("enrol with:");
+    let address = if enroll_address.is_empty() {
+        "<enrolment address>"
+    } else {
+        enroll_address
+    };
     exchange_cli::say!(
-        "  {command} --coordinator <enrolment address> --token {} --ca-fingerprint {fingerprint}",
+        "  {command} --coordinator {address} --token {} --ca-fingerprint {fingerprint}",
         token.token
     );
 }
