@@ -352,7 +352,7 @@ fn consumer_filter(
         .map_err(|e| {
             Status::invalid_argument(format!("{e} (a filter may use the fields you select)"))
         })?;
-    let masked = |name: &str| fields.iter().any(|f| f.name == name && f.mask != "none");
+    let masked = |name: &str| lookup(name).is_some_and(|f| f.masked);
     let masked_values = checked
         .values_on(&masked)
         .into_iter()

@@ -11,13 +11,14 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 
 /// The bounds of one listener.
@@ -41,6 +42,13 @@ impl ListenerLimits {
         max_connections: 4096,
         max_per_address: 1024,
         idle_timeout: Duration::from_secs(120),
+    };
+    /// The Prometheus endpoint: plain HTTP, scraped by one monitoring
+    /// system now and then.
+    pub const METRICS: ListenerLimits = ListenerLimits {
+        max_connections: 64,
+        max_per_address: 16,
+        idle_timeout: Duration::from_secs(30),
     };
     /// The enrolment listener, which anyone can reach without a
     /// certificate: an enrolment is one short call.
@@ -148,8 +156,131 @@ impl Drop for Slot {
     }
 }
 
+/// A listener that admits connections only within its budget: the accept
+/// path of every listener (the TLS ones through
+/// [`crate::server::incoming`], and the metrics endpoint, for which it is an
+/// `axum::serve::Listener`).
+pub struct BoundedListener {
+    listener: TcpListener,
+    budget: Arc<Budget>,
+    local: Option<SocketAddr>,
+    backoff: AcceptBackoff,
+    turned_away: TurnedAway,
+}
+
+impl BoundedListener {
+    pub fn new(listener: TcpListener, limits: ListenerLimits) -> BoundedListener {
+        BoundedListener {
+            local: listener.local_addr().ok(),
+            listener,
+            budget: Budget::new(limits.within_descriptor_limit()),
+            backoff: AcceptBackoff::default(),
+            turned_away: TurnedAway::default(),
+        }
+    }
+
+    /// The next connection within the budget (TCP_NODELAY set), holding its
+    /// slot and closed when its peer falls silent. Connections over the
+    /// budget are closed at once; failed accepts back off.
+    pub async fn admit(&mut self) -> (IdleTimeout<TcpStream>, SocketAddr) {
+        loop {
+            let (tcp, remote) = match self.listener.accept().await {
+                Ok(pair) => pair,
+                Err(e) => {
+                    self.backoff.failed(self.local, &e).await;
+                    continue;
+                }
+            };
+            self.backoff.succeeded(self.local);
+            match self.budget.admit(remote.ip()) {
+                Ok(slot) => {
+                    let _ = tcp.set_nodelay(true);
+                    let idle = self.budget.limits().idle_timeout;
+                    return (IdleTimeout::new(tcp, idle, Some(slot)), remote);
+                }
+                Err(refusal) => {
+                    let limits = self.budget.limits();
+                    self.turned_away.note(self.local, remote, refusal, limits);
+                }
+            }
+        }
+    }
+}
+
+impl axum::serve::Listener for BoundedListener {
+    type Io = IdleTimeout<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        self.admit().await
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
+/// Failed accepts (most often: no file descriptor left) back off from
+/// 10 ms to 1 s, and are logged once when they start and once when they
+/// end, not once per attempt.
+#[derive(Default)]
+struct AcceptBackoff {
+    failures: u64,
+}
+
+impl AcceptBackoff {
+    async fn failed(&mut self, local: Option<SocketAddr>, e: &std::io::Error) {
+        if self.failures == 0 {
+            tracing::warn!(listener = ?local, error = %e, "accepting connections failed; backing off until it works again");
+        }
+        self.failures += 1;
+        let wait = Duration::from_millis(10u64 << self.failures.min(7)).min(Duration::from_secs(1));
+        tokio::time::sleep(wait).await;
+    }
+
+    fn succeeded(&mut self, local: Option<SocketAddr>) {
+        if self.failures > 0 {
+            tracing::warn!(listener = ?local, failed_attempts = self.failures, "accepting connections works again");
+            self.failures = 0;
+        }
+    }
+}
+
+/// Connections closed at once for lack of budget: logged at most once a
+/// minute, with the count since the last line.
+#[derive(Default)]
+struct TurnedAway {
+    count: u64,
+    last_logged: Option<std::time::Instant>,
+}
+
+impl TurnedAway {
+    fn note(
+        &mut self,
+        local: Option<SocketAddr>,
+        remote: SocketAddr,
+        refusal: Refusal,
+        limits: ListenerLimits,
+    ) {
+        self.count += 1;
+        let due = self
+            .last_logged
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if due {
+            let why = match refusal {
+                Refusal::ListenerFull => "the listener holds its maximum of connections",
+                Refusal::AddressFull => "that address holds its maximum of connections",
+            };
+            tracing::warn!(listener = ?local, last_remote = %remote, turned_away = self.count, max_connections = limits.max_connections, max_per_address = limits.max_per_address, "connections closed at once: {why}");
+            self.count = 0;
+            self.last_logged = Some(std::time::Instant::now());
+        }
+    }
+}
+
 /// A stream that fails its reads with `TimedOut` once the peer has sent
-/// nothing for `idle`, so the server closes it. Each read only notes the
+/// nothing for `idle`, so the server closes it; it also holds the
+/// connection's place in its listener's budget until it is dropped. Each read only notes the
 /// time; the timer is polled (registered with the task) once when it is
 /// armed, and looked at again only when it fires, not on every read.
 pub struct IdleTimeout<S> {
@@ -159,10 +290,11 @@ pub struct IdleTimeout<S> {
     timer: Pin<Box<Sleep>>,
     /// The task the timer will wake (the handshake's, then hyper's).
     armed_for: Option<std::task::Waker>,
+    _slot: Option<Slot>,
 }
 
 impl<S> IdleTimeout<S> {
-    pub fn new(inner: S, idle: Duration) -> IdleTimeout<S> {
+    pub fn new(inner: S, idle: Duration, slot: Option<Slot>) -> IdleTimeout<S> {
         let now = Instant::now();
         IdleTimeout {
             inner,
@@ -170,6 +302,7 @@ impl<S> IdleTimeout<S> {
             last_read: now,
             timer: Box::pin(tokio::time::sleep_until(now + idle)),
             armed_for: None,
+            _slot: slot,
         }
     }
 
@@ -350,10 +483,44 @@ mod tests {
         assert!(limits.max_connections <= soft / 2, "{limits:?} with {soft}");
     }
 
+    #[tokio::test]
+    async fn a_bounded_listener_closes_what_it_cannot_hold() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let mut listener = BoundedListener::new(
+            tcp,
+            ListenerLimits {
+                max_connections: 2,
+                max_per_address: 2,
+                idle_timeout: Duration::from_secs(30),
+            },
+        );
+        let holding = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                held.push(listener.admit().await);
+            }
+        });
+        let mut open = Vec::new();
+        for _ in 0..2 {
+            open.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        let closed = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "the third connection was held: {closed:?}"
+        );
+        let held = tokio::time::timeout(Duration::from_millis(200), open[0].read(&mut buf)).await;
+        assert!(held.is_err(), "an admitted connection was closed: {held:?}");
+        holding.abort();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_silent_peer_is_cut_off_and_a_talking_one_is_not() {
         let (client, server) = tokio::io::duplex(64);
-        let mut server = IdleTimeout::new(server, Duration::from_secs(10));
+        let mut server = IdleTimeout::new(server, Duration::from_secs(10), None);
         let mut client = client;
         let mut buf = [0u8; 8];
         // The peer talks every 6 s: more than 10 s in all, never 10 s silent.

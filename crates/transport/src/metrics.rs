@@ -1,11 +1,14 @@
 //! The Prometheus endpoint: `GET /metrics` over plain HTTP on a listener
 //! of its own (metrics carry counts and dataset names, never data; bind it
-//! to an address only the monitoring system reaches).
+//! to an address only the monitoring system reaches). Its listener is
+//! bounded like every other ([`ListenerLimits::METRICS`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
+
+use crate::limits::ListenerLimits;
 
 /// Serves `render()` at `/metrics` on `listen` until the task is aborted.
 pub async fn serve_metrics(
@@ -16,6 +19,7 @@ pub async fn serve_metrics(
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("metrics_listen {listen}: {e}")))?;
     let addr = listener.local_addr()?;
+    let listener = crate::limits::BoundedListener::new(listener, ListenerLimits::METRICS);
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {

@@ -18,7 +18,7 @@ use tonic::transport::server::Connected;
 use tonic::{Request, Status};
 
 use crate::coalesce::Coalescing;
-use crate::limits::{Budget, IdleTimeout, ListenerLimits, Refusal, Slot};
+use crate::limits::{BoundedListener, IdleTimeout, ListenerLimits};
 use crate::{provider, Result, Revocations, TlsIdentity, TransportError};
 
 /// How long a peer may take to complete the TLS handshake.
@@ -41,12 +41,12 @@ pub struct ConnInfo {
     pub peer: Option<PeerInfo>,
 }
 
-/// A TLS connection ready for tonic. It holds its place in the listener's
-/// budget until it closes, and closes when its peer falls silent.
+/// A TLS connection ready for tonic. Its TCP stream holds its place in the
+/// listener's budget until it closes, and closes when its peer falls
+/// silent ([`IdleTimeout`]).
 pub struct TlsConn {
     stream: Coalescing<tokio_rustls::server::TlsStream<IdleTimeout<TcpStream>>>,
     info: ConnInfo,
-    _slot: Slot,
 }
 
 impl Connected for TlsConn {
@@ -138,36 +138,17 @@ pub fn incoming(
 ) -> ReceiverStream<std::io::Result<TlsConn>> {
     let (tx, rx) = mpsc::channel(128);
     let acceptor = TlsAcceptor::from(config);
-    let budget = Budget::new(limits.within_descriptor_limit());
-    let local = listener.local_addr().ok();
+    let mut listener = BoundedListener::new(listener, limits);
     tokio::spawn(async move {
-        let mut backoff = AcceptBackoff::default();
-        let mut turned_away = TurnedAway::default();
         loop {
             let (tcp, remote_addr) = tokio::select! {
                 _ = tx.closed() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        backoff.failed(local, &e).await;
-                        continue;
-                    }
-                },
+                admitted = listener.admit() => admitted,
             };
-            backoff.succeeded(local);
-            let slot = match budget.admit(remote_addr.ip()) {
-                Ok(slot) => slot,
-                Err(refusal) => {
-                    turned_away.note(local, remote_addr, refusal, budget.limits());
-                    continue;
-                }
-            };
-            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let tcp = IdleTimeout::new(tcp, limits.idle_timeout);
-                if let Some(conn) = handshake(&acceptor, tcp, remote_addr, slot).await {
+                if let Some(conn) = handshake(&acceptor, tcp, remote_addr).await {
                     let _ = tx.send(Ok(conn)).await;
                 }
             });
@@ -182,7 +163,6 @@ async fn handshake(
     acceptor: &TlsAcceptor,
     tcp: IdleTimeout<TcpStream>,
     remote_addr: SocketAddr,
-    slot: Slot,
 ) -> Option<TlsConn> {
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
@@ -213,66 +193,7 @@ async fn handshake(
     Some(TlsConn {
         stream: Coalescing::new(stream),
         info: ConnInfo { remote_addr, peer },
-        _slot: slot,
     })
-}
-
-/// Failed accepts (most often: no file descriptor left) back off from
-/// 10 ms to 1 s, and are logged once when they start and once when they
-/// end, not once per attempt.
-#[derive(Default)]
-struct AcceptBackoff {
-    failures: u64,
-}
-
-impl AcceptBackoff {
-    async fn failed(&mut self, local: Option<SocketAddr>, e: &std::io::Error) {
-        if self.failures == 0 {
-            tracing::warn!(listener = ?local, error = %e, "accepting connections failed; backing off until it works again");
-        }
-        self.failures += 1;
-        let wait = Duration::from_millis(10u64 << self.failures.min(7)).min(Duration::from_secs(1));
-        tokio::time::sleep(wait).await;
-    }
-
-    fn succeeded(&mut self, local: Option<SocketAddr>) {
-        if self.failures > 0 {
-            tracing::warn!(listener = ?local, failed_attempts = self.failures, "accepting connections works again");
-            self.failures = 0;
-        }
-    }
-}
-
-/// Connections closed at once for lack of budget: logged at most once a
-/// minute, with the count since the last line.
-#[derive(Default)]
-struct TurnedAway {
-    count: u64,
-    last_logged: Option<std::time::Instant>,
-}
-
-impl TurnedAway {
-    fn note(
-        &mut self,
-        local: Option<SocketAddr>,
-        remote: SocketAddr,
-        refusal: Refusal,
-        limits: ListenerLimits,
-    ) {
-        self.count += 1;
-        let due = self
-            .last_logged
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
-        if due {
-            let why = match refusal {
-                Refusal::ListenerFull => "the listener holds its maximum of connections",
-                Refusal::AddressFull => "that address holds its maximum of connections",
-            };
-            tracing::warn!(listener = ?local, last_remote = %remote, turned_away = self.count, max_connections = limits.max_connections, max_per_address = limits.max_per_address, "connections closed at once: {why}");
-            self.count = 0;
-            self.last_logged = Some(std::time::Instant::now());
-        }
-    }
 }
 
 /// The check every request on a mutual-TLS listener passes before any
