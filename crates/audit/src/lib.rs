@@ -54,6 +54,10 @@ pub enum AuditError {
 
 /// Crash testing: when the environment variable `EXCHANGE_FAULT` names
 /// this point, the process aborts here, as a power cut or `kill -9` would.
+///
+/// Compiled in only with the `fault-injection` feature, which the crash
+/// tests enable through a dev-dependency; in a release binary this is a
+/// no-op and the variable is never read.
 pub fn fault_point(name: &str) {
     if fault_armed(name) {
         eprintln!("EXCHANGE_FAULT: aborting at {name}");
@@ -61,7 +65,15 @@ pub fn fault_point(name: &str) {
     }
 }
 
+/// Whether `EXCHANGE_FAULT` names this point (always false without the
+/// `fault-injection` feature).
+#[cfg(not(feature = "fault-injection"))]
+pub fn fault_armed(_name: &str) -> bool {
+    false
+}
+
 /// Whether `EXCHANGE_FAULT` names this point.
+#[cfg(feature = "fault-injection")]
 pub fn fault_armed(name: &str) -> bool {
     static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     let armed = FAULT.get_or_init(|| {

@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::format::{
-    frame_hash, parse_hash, read_frame, torn_in_zeroed_space, zeroed_space, Checkpoint, FrameError,
-    Hash, SegmentHeader, KIND_CHECKPOINT,
+    frame_hash, parse_hash, read_frame, torn_in_zeroed_space, zeroed_space, Checkpoint, Frame,
+    FrameError, Hash, SegmentHeader, KIND_CHECKPOINT,
 };
 use crate::segments::{collect_segment_files, resolve, CHECKPOINT_FILE};
 
@@ -64,10 +64,56 @@ impl VerifyReport {
 /// segment at all; everything found wrong in a log is in the report.
 pub fn verify(path: &Path, ca_der: Option<&[u8]>) -> Result<VerifyReport, String> {
     let roots = resolve(path);
-    let mut files = collect_segment_files(&roots)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    // The same segment live and archived (a crash between copy and
-    // removal) counts once if both copies are identical.
+    let (files, duplicate) = segment_files(path, &roots)?;
+    if let Some(problem) = duplicate {
+        return Ok(VerifyReport {
+            writer: files[0].0.writer.clone(),
+            files: files.len(),
+            problem: Some(problem),
+            ..Default::default()
+        });
+    }
+    let mut walk = Walk::new(&files, ca_der);
+    let last_index = files.len() - 1;
+    for (i, (header, file)) in files.iter().enumerate() {
+        match walk.segment(header, file, i == last_index) {
+            Ok(Flow::Next) => {}
+            Ok(Flow::Stop) => break,
+            Err(problem) => {
+                walk.report.problem = Some(problem);
+                break;
+            }
+        }
+    }
+    let Walk {
+        mut report,
+        signed_heads,
+        ..
+    } = walk;
+    if report.problem.is_none() {
+        check_latest_checkpoint(&roots, &report.clone(), &signed_heads, ca_der, &mut report);
+    }
+    if report.problem.is_none() && report.unsigned_tail > 0 {
+        report.warnings.push(format!(
+            "the last {} entries are chained but not yet covered by a signed checkpoint (the writer signs every few seconds and when it stops)",
+            report.unsigned_tail
+        ));
+    }
+    Ok(report)
+}
+
+type SegmentFiles = Vec<(SegmentHeader, PathBuf)>;
+
+/// The segments under `roots` in order, each once. The same segment live
+/// and archived (a crash between copy and removal) counts once if both
+/// copies are identical; two different files claiming one segment number
+/// are the returned problem.
+fn segment_files(
+    path: &Path,
+    roots: &[PathBuf],
+) -> Result<(SegmentFiles, Option<Problem>), String> {
+    let mut files =
+        collect_segment_files(roots).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut duplicate = None;
     files.dedup_by(|later, earlier| {
         if later.0.segment != earlier.0.segment {
@@ -85,41 +131,72 @@ pub fn verify(path: &Path, ca_der: Option<&[u8]>) -> Result<VerifyReport, String
             path.display()
         ));
     }
-    if let Some((segment, a, b)) = duplicate {
-        return Ok(VerifyReport {
-            writer: files[0].0.writer.clone(),
+    let problem = duplicate.map(|(segment, a, b)| Problem {
+        file: a.display().to_string(),
+        offset: 0,
+        seq: 0,
+        what: format!(
+            "two different files claim to be segment {segment} ({} and {}): one was forged or edited",
+            a.display(),
+            b.display()
+        ),
+    });
+    Ok((files, problem))
+}
+
+/// Whether the walk goes on to the next segment.
+enum Flow {
+    Next,
+    /// The log ends here (the open segment's unwritten space, or a torn
+    /// last entry, which is a warning in the report).
+    Stop,
+}
+
+/// The state carried from entry to entry and segment to segment.
+struct Walk<'a> {
+    report: VerifyReport,
+    ca_der: Option<&'a [u8]>,
+    /// The hash of the last verified entry.
+    head: Hash,
+    next_seq: u64,
+    /// (last sequence number covered, head) of every valid checkpoint.
+    signed_heads: Vec<(u64, Hash)>,
+    previous_segment: Option<u64>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(files: &SegmentFiles, ca_der: Option<&'a [u8]>) -> Self {
+        let first = &files[0].0;
+        let mut report = VerifyReport {
+            writer: first.writer.clone(),
             files: files.len(),
-            problem: Some(Problem {
-                file: a.display().to_string(),
-                offset: 0,
-                seq: 0,
-                what: format!(
-                    "two different files claim to be segment {segment} ({} and {}): one was forged or edited",
-                    a.display(),
-                    b.display()
-                ),
-            }),
+            first_seq: first.first_seq,
             ..Default::default()
-        });
+        };
+        if first.segment > 1 {
+            report.warnings.push(format!(
+                "the log starts at segment {} (seq {}): earlier segments are not here; verify them from the archive",
+                first.segment, first.first_seq
+            ));
+        }
+        Walk {
+            report,
+            ca_der,
+            head: [0u8; 32],
+            next_seq: first.first_seq,
+            signed_heads: Vec::new(),
+            previous_segment: None,
+        }
     }
-    let mut report = VerifyReport {
-        writer: files[0].0.writer.clone(),
-        files: files.len(),
-        first_seq: files[0].0.first_seq,
-        ..Default::default()
-    };
-    if files[0].0.segment > 1 {
-        report.warnings.push(format!(
-            "the log starts at segment {} (seq {}): earlier segments are not here; verify them from the archive",
-            files[0].0.segment, files[0].0.first_seq
-        ));
-    }
-    let mut head: Hash = [0u8; 32];
-    let mut next_seq = files[0].0.first_seq;
-    let mut signed_heads: Vec<(u64, Hash)> = Vec::new();
-    let mut previous: Option<u64> = None;
-    let last_index = files.len() - 1;
-    'files: for (i, (header, file)) in files.iter().enumerate() {
+
+    /// Checks that the segment continues the one before it, then walks
+    /// its entries.
+    fn segment(
+        &mut self,
+        header: &SegmentHeader,
+        file: &Path,
+        last: bool,
+    ) -> Result<Flow, Problem> {
         let name = file.display().to_string();
         let problem = |offset: usize, seq: u64, what: String| Problem {
             file: name.clone(),
@@ -127,146 +204,146 @@ pub fn verify(path: &Path, ca_der: Option<&[u8]>) -> Result<VerifyReport, String
             seq,
             what,
         };
-        if header.writer != report.writer {
-            report.problem = Some(problem(
+        if header.writer != self.report.writer {
+            return Err(problem(
                 0,
                 header.first_seq,
                 format!(
                 "segment {} was written by {}, the rest by {}: logs of different members are mixed",
-                header.segment, header.writer, report.writer
+                header.segment, header.writer, self.report.writer
             ),
             ));
-            break;
         }
-        let prev = match header.prev_hash() {
-            Ok(h) => h,
-            Err(e) => {
-                report.problem = Some(problem(
-                    0,
-                    header.first_seq,
-                    format!("bad segment header: {e}"),
-                ));
-                break;
-            }
-        };
-        if let Some(p) = previous {
-            if header.segment != p + 1 || header.first_seq != next_seq || prev != head {
-                report.problem = Some(problem(0, next_seq, format!(
+        let prev = header
+            .prev_hash()
+            .map_err(|e| problem(0, header.first_seq, format!("bad segment header: {e}")))?;
+        if let Some(p) = self.previous_segment {
+            if header.segment != p + 1 || header.first_seq != self.next_seq || prev != self.head {
+                return Err(problem(0, self.next_seq, format!(
                     "segment {} does not continue segment {p}: a segment was removed, replaced or edited",
                     header.segment
                 )));
-                break;
             }
         } else {
-            head = prev;
+            self.head = prev;
         }
-        previous = Some(header.segment);
-        let bytes = match std::fs::read(file) {
-            Ok(b) => b,
-            Err(e) => {
-                report.problem = Some(problem(0, next_seq, format!("cannot read: {e}")));
-                break;
-            }
+        self.previous_segment = Some(header.segment);
+        let bytes = std::fs::read(file)
+            .map_err(|e| problem(0, self.next_seq, format!("cannot read: {e}")))?;
+        let offset = SegmentHeader::decode(&bytes)
+            .map(|(_, n)| n)
+            .map_err(|e| problem(0, self.next_seq, e))?;
+        self.entries(&bytes, offset, &name, last)
+    }
+
+    /// Walks the frames of one segment from `offset`.
+    fn entries(
+        &mut self,
+        bytes: &[u8],
+        mut offset: usize,
+        name: &str,
+        last: bool,
+    ) -> Result<Flow, Problem> {
+        let problem = |offset: usize, seq: u64, what: String| Problem {
+            file: name.to_string(),
+            offset,
+            seq,
+            what,
         };
-        let mut offset = match SegmentHeader::decode(&bytes) {
-            Ok((_, n)) => n,
-            Err(e) => {
-                report.problem = Some(problem(0, next_seq, e));
-                break;
-            }
+        let torn = |offset: usize| {
+            format!(
+            "{name} ends in an incomplete entry at byte {offset} (a crash mid-write, or a write in progress); everything before it verifies"
+        )
         };
         while offset < bytes.len() {
             // A live writer writes zeros ahead of its entries; the open
             // segment ends where they begin.
-            if i == last_index && zeroed_space(&bytes, offset) {
-                break 'files;
+            if last && zeroed_space(bytes, offset) {
+                return Ok(Flow::Stop);
             }
-            let frame = match read_frame(&bytes, offset) {
+            let frame = match read_frame(bytes, offset) {
                 Ok(f) => f,
-                Err(FrameError::Incomplete) if i == last_index => {
-                    report.warnings.push(format!(
+                Err(FrameError::Incomplete) if last => {
+                    self.report.warnings.push(format!(
                         "{name} ends in an incomplete entry at byte {offset} (a crash mid-write); everything before it verifies"
                     ));
-                    break 'files;
+                    return Ok(Flow::Stop);
                 }
                 Err(FrameError::Incomplete) => {
-                    report.problem = Some(problem(
+                    return Err(problem(
                         offset,
-                        next_seq,
+                        self.next_seq,
                         "a sealed segment is cut short (truncated)".into(),
-                    ));
-                    break 'files;
+                    ))
                 }
                 Err(FrameError::Malformed(what)) => {
-                    report.problem = Some(problem(
+                    return Err(problem(
                         offset,
-                        next_seq,
+                        self.next_seq,
                         format!("malformed entry ({what}): the file was edited"),
-                    ));
-                    break 'files;
+                    ))
                 }
             };
-            if i == last_index
-                && torn_in_zeroed_space(&bytes, frame.offset + frame.len)
-                && (frame.seq != next_seq
-                    || frame.hash != frame_hash(&head, frame.kind, frame.seq, frame.payload))
+            if last
+                && torn_in_zeroed_space(bytes, frame.offset + frame.len)
+                && (frame.seq != self.next_seq
+                    || frame.hash != frame_hash(&self.head, frame.kind, frame.seq, frame.payload))
             {
-                report.warnings.push(format!(
-                    "{name} ends in an incomplete entry at byte {offset} (a crash mid-write, or a write in progress); everything before it verifies"
-                ));
-                break 'files;
+                self.report.warnings.push(torn(offset));
+                return Ok(Flow::Stop);
             }
-            if frame.seq != next_seq {
-                let what = if frame.seq > next_seq {
-                    format!(
-                        "expected entry {next_seq} but found {}: entries were deleted",
-                        frame.seq
-                    )
-                } else {
-                    format!(
-                        "expected entry {next_seq} but found {}: entries were reordered or inserted",
-                        frame.seq
-                    )
-                };
-                report.problem = Some(problem(offset, next_seq, what));
-                break 'files;
-            }
-            let expected = frame_hash(&head, frame.kind, frame.seq, frame.payload);
-            if frame.hash != expected {
-                report.problem = Some(problem(offset, next_seq, "the entry does not match the hash chain: it was modified (or an entry before it was)".into()));
-                break 'files;
-            }
-            if frame.kind == KIND_CHECKPOINT {
-                if let Err(what) =
-                    check_checkpoint(frame.payload, frame.seq, &head, &report.writer, ca_der)
-                {
-                    report.problem = Some(problem(offset, frame.seq, what));
-                    break 'files;
-                }
-                report.checkpoints += 1;
-                report.last_signed_seq = frame.seq - 1;
-                report.unsigned_tail = 0;
-                signed_heads.push((frame.seq - 1, head));
-            } else {
-                report.entries += 1;
-                report.unsigned_tail += 1;
-            }
-            head = expected;
-            report.last_seq = frame.seq;
-            next_seq += 1;
+            self.entry(&frame)
+                .map_err(|(seq, what)| problem(offset, seq, what))?;
             offset += frame.len;
         }
+        Ok(Flow::Next)
     }
-    if report.problem.is_none() {
-        check_latest_checkpoint(&roots, &report.clone(), &signed_heads, ca_der, &mut report);
+
+    /// One entry: its place in the sequence, its link in the hash chain,
+    /// and a checkpoint's signature. Errs with (seq, what was wrong).
+    fn entry(&mut self, frame: &Frame<'_>) -> Result<(), (u64, String)> {
+        let next_seq = self.next_seq;
+        if frame.seq != next_seq {
+            let what = if frame.seq > next_seq {
+                format!(
+                    "expected entry {next_seq} but found {}: entries were deleted",
+                    frame.seq
+                )
+            } else {
+                format!(
+                    "expected entry {next_seq} but found {}: entries were reordered or inserted",
+                    frame.seq
+                )
+            };
+            return Err((next_seq, what));
+        }
+        let expected = frame_hash(&self.head, frame.kind, frame.seq, frame.payload);
+        if frame.hash != expected {
+            return Err((next_seq, "the entry does not match the hash chain: it was modified (or an entry before it was)".into()));
+        }
+        let report = &mut self.report;
+        if frame.kind == KIND_CHECKPOINT {
+            check_checkpoint(
+                frame.payload,
+                frame.seq,
+                &self.head,
+                &report.writer,
+                self.ca_der,
+            )
+            .map_err(|what| (frame.seq, what))?;
+            report.checkpoints += 1;
+            report.last_signed_seq = frame.seq - 1;
+            report.unsigned_tail = 0;
+            self.signed_heads.push((frame.seq - 1, self.head));
+        } else {
+            report.entries += 1;
+            report.unsigned_tail += 1;
+        }
+        self.head = expected;
+        report.last_seq = frame.seq;
+        self.next_seq += 1;
+        Ok(())
     }
-    if report.problem.is_none() && report.unsigned_tail > 0 {
-        report.warnings.push(format!(
-            "the last {} entries are chained but not yet covered by a signed checkpoint (the writer signs every few seconds and when it stops)",
-            report.unsigned_tail
-        ));
-    }
-    Ok(report)
 }
 
 fn check_checkpoint(

@@ -608,6 +608,36 @@ fn validate_dataset(
     databases: &BTreeMap<String, RawDatabase>,
 ) -> Option<DatasetSpec> {
     let before = c.errors.len();
+    let (sharing, basis) = check_dataset_header(c, i, d);
+    check_dataset_source(c, i, d, databases);
+    let mut names = HashSet::new();
+    let fields: Vec<FieldSpec> = (0..d.fields.len())
+        .filter_map(|j| validate_field(c, Some(d.id.as_str()), (i, j), &d.fields[j], &mut names))
+        .collect();
+    check_key_columns(c, i, d);
+    if c.errors.len() > before {
+        return None;
+    }
+    Some(DatasetSpec {
+        id: d.id.clone(),
+        title: d.title.trim().to_string(),
+        title_en: d.title_en.clone().unwrap_or_default(),
+        description: d.description.trim().to_string(),
+        update_cycle: d.update_cycle.clone(),
+        sharing: sharing?,
+        basis,
+        tags: d.tags.clone(),
+        database: d.source.database.clone(),
+        table: d.source.table.clone(),
+        key_columns: d.source.key_columns.clone(),
+        fields,
+    })
+}
+
+/// The dataset's own settings: id, title, description, update cycle,
+/// sharing class and its basis. Returns the sharing class and basis when
+/// they are valid.
+fn check_dataset_header(c: &mut Collector, i: usize, d: &RawDataset) -> (Option<Sharing>, String) {
     let ds = Some(d.id.as_str());
     let k = |rest: &str| format!("datasets[{i}].{rest}");
     if !is_dataset_id(&d.id) {
@@ -663,6 +693,18 @@ fn validate_dataset(
             "add basis = \"<law, regulation or policy and article>\"",
         );
     }
+    (sharing, basis)
+}
+
+/// Where the dataset's rows come from, and how many fields it has.
+fn check_dataset_source(
+    c: &mut Collector,
+    i: usize,
+    d: &RawDataset,
+    databases: &BTreeMap<String, RawDatabase>,
+) {
+    let ds = Some(d.id.as_str());
+    let k = |rest: &str| format!("datasets[{i}].{rest}");
     if !databases.contains_key(&d.source.database) {
         let known: Vec<&str> = databases.keys().map(String::as_str).collect();
         c.push(
@@ -695,116 +737,126 @@ fn validate_dataset(
             "add [[datasets.fields]] entries",
         );
     }
-    let mut fields = Vec::new();
-    let mut names = HashSet::new();
-    for (j, f) in d.fields.iter().enumerate() {
-        let fk = |rest: &str| format!("datasets[{i}].fields[{j}].{rest}");
-        if !is_field_name(&f.name) {
+}
+
+/// One field: its name (unique within the dataset), column, type,
+/// sensitivity, mask and key type. Returns it when every part is valid.
+fn validate_field(
+    c: &mut Collector,
+    ds: Option<&str>,
+    (i, j): (usize, usize),
+    f: &RawField,
+    names: &mut HashSet<String>,
+) -> Option<FieldSpec> {
+    let fk = |rest: &str| format!("datasets[{i}].fields[{j}].{rest}");
+    if !is_field_name(&f.name) {
+        c.push(
+            ds,
+            fk("name"),
+            format!("{:?} is not a valid field name", f.name),
+            "use lowercase letters, digits and _, starting with a letter",
+        );
+    } else if !names.insert(f.name.clone()) {
+        c.push(
+            ds,
+            fk("name"),
+            format!("duplicate field {:?}", f.name),
+            "give every field its own name",
+        );
+    }
+    let column = f.column.clone().unwrap_or_else(|| f.name.clone());
+    if f.column.is_some() && !is_identifier(&column, 63) {
+        c.push(
+            ds,
+            fk("column"),
+            format!("{column:?} is not a plain column name"),
+            "use letters, digits and _",
+        );
+    }
+    let field_type = f
+        .field_type
+        .parse::<FieldType>()
+        .map_err(|fix| {
             c.push(
                 ds,
-                fk("name"),
-                format!("{:?} is not a valid field name", f.name),
-                "use lowercase letters, digits and _, starting with a letter",
-            );
-        } else if !names.insert(f.name.clone()) {
+                fk("type"),
+                format!("unknown type {:?}", f.field_type),
+                fix,
+            )
+        })
+        .ok();
+    let sensitivity = f
+        .sensitivity
+        .parse::<Sensitivity>()
+        .map_err(|fix| {
             c.push(
                 ds,
-                fk("name"),
-                format!("duplicate field {:?}", f.name),
-                "give every field its own name",
-            );
-        }
-        let column = f.column.clone().unwrap_or_else(|| f.name.clone());
-        if f.column.is_some() && !is_identifier(&column, 63) {
+                fk("sensitivity"),
+                format!("unknown sensitivity {:?}", f.sensitivity),
+                fix,
+            )
+        })
+        .ok();
+    let mask = f
+        .mask
+        .as_deref()
+        .unwrap_or("none")
+        .parse::<Mask>()
+        .map_err(|fix| {
             c.push(
                 ds,
-                fk("column"),
-                format!("{column:?} is not a plain column name"),
-                "use letters, digits and _",
+                fk("mask"),
+                format!("unknown mask {:?}", f.mask.as_deref().unwrap_or("")),
+                fix,
+            )
+        })
+        .ok();
+    if let (Some(t), Some(m)) = (field_type, mask) {
+        if !m.applies_to(t) {
+            c.push(
+                ds,
+                fk("mask"),
+                format!("mask {m} does not apply to a {t} field"),
+                "use hash or null, or a mask made for this type",
             );
-        }
-        let field_type = f
-            .field_type
-            .parse::<FieldType>()
-            .map_err(|fix| {
-                c.push(
-                    ds,
-                    fk("type"),
-                    format!("unknown type {:?}", f.field_type),
-                    fix,
-                )
-            })
-            .ok();
-        let sensitivity = f
-            .sensitivity
-            .parse::<Sensitivity>()
-            .map_err(|fix| {
-                c.push(
-                    ds,
-                    fk("sensitivity"),
-                    format!("unknown sensitivity {:?}", f.sensitivity),
-                    fix,
-                )
-            })
-            .ok();
-        let mask = f
-            .mask
-            .as_deref()
-            .unwrap_or("none")
-            .parse::<Mask>()
-            .map_err(|fix| {
-                c.push(
-                    ds,
-                    fk("mask"),
-                    format!("unknown mask {:?}", f.mask.as_deref().unwrap_or("")),
-                    fix,
-                )
-            })
-            .ok();
-        if let (Some(t), Some(m)) = (field_type, mask) {
-            if !m.applies_to(t) {
-                c.push(
-                    ds,
-                    fk("mask"),
-                    format!("mask {m} does not apply to a {t} field"),
-                    "use hash or null, or a mask made for this type",
-                );
-            }
-        }
-        if sensitivity == Some(Sensitivity::Sensitive) && mask == Some(Mask::None) {
-            c.push(ds, fk("mask"), "a sensitive field needs a default mask", "set mask = \"hash\" (or id_number, mobile, surname, keep_last:N ...); grants can unmask it explicitly");
-        }
-        if let Some(kt) = &f.key_type {
-            if !is_key_type(kt) {
-                let known: Vec<&str> = KEY_TYPES.iter().map(|(k, _)| *k).collect();
-                c.push(
-                    ds,
-                    fk("key_type"),
-                    format!("unknown key type {kt:?}"),
-                    format!("use one of {}", known.join(", ")),
-                );
-            }
-            if field_type.is_some_and(|t| t != FieldType::String) {
-                c.push(
-                    ds,
-                    fk("key_type"),
-                    "key fields must have type string",
-                    "set type = \"string\"",
-                );
-            }
-        }
-        if let (Some(field_type), Some(sensitivity), Some(mask)) = (field_type, sensitivity, mask) {
-            fields.push(FieldSpec {
-                name: f.name.clone(),
-                column,
-                field_type,
-                description: f.description.clone(),
-                sensitivity,
-                mask,
-                key_type: f.key_type.clone(),
-            });
         }
     }
+    if sensitivity == Some(Sensitivity::Sensitive) && mask == Some(Mask::None) {
+        c.push(ds, fk("mask"), "a sensitive field needs a default mask", "set mask = \"hash\" (or id_number, mobile, surname, keep_last:N ...); grants can unmask it explicitly");
+    }
+    if let Some(kt) = &f.key_type {
+        if !is_key_type(kt) {
+            let known: Vec<&str> = KEY_TYPES.iter().map(|(k, _)| *k).collect();
+            c.push(
+                ds,
+                fk("key_type"),
+                format!("unknown key type {kt:?}"),
+                format!("use one of {}", known.join(", ")),
+            );
+        }
+        if field_type.is_some_and(|t| t != FieldType::String) {
+            c.push(
+                ds,
+                fk("key_type"),
+                "key fields must have type string",
+                "set type = \"string\"",
+            );
+        }
+    }
+    Some(FieldSpec {
+        name: f.name.clone(),
+        column,
+        field_type: field_type?,
+        description: f.description.clone(),
+        sensitivity: sensitivity?,
+        mask: mask?,
+        key_type: f.key_type.clone(),
+    })
+}
+
+/// Every key column must be one of the dataset's fields.
+fn check_key_columns(c: &mut Collector, i: usize, d: &RawDataset) {
+    let ds = Some(d.id.as_str());
     for (j, kc) in d.source.key_columns.iter().enumerate() {
         if !d
             .fields
@@ -819,23 +871,6 @@ fn validate_dataset(
             );
         }
     }
-    if c.errors.len() > before {
-        return None;
-    }
-    Some(DatasetSpec {
-        id: d.id.clone(),
-        title: d.title.trim().to_string(),
-        title_en: d.title_en.clone().unwrap_or_default(),
-        description: d.description.trim().to_string(),
-        update_cycle: d.update_cycle.clone(),
-        sharing: sharing?,
-        basis,
-        tags: d.tags.clone(),
-        database: d.source.database.clone(),
-        table: d.source.table.clone(),
-        key_columns: d.source.key_columns.clone(),
-        fields,
-    })
 }
 
 fn compatible(t: FieldType, class: ColumnClass) -> bool {

@@ -44,7 +44,9 @@ impl From<tonic::Status> for ClientError {
     }
 }
 
-fn status_text(status: &tonic::Status) -> String {
+/// A status in the words the command line uses: what kind of failure, then
+/// the server's message (never gRPC's own code names).
+pub fn status_text(status: &tonic::Status) -> String {
     let code = match status.code() {
         tonic::Code::Unauthenticated => "not authenticated",
         tonic::Code::PermissionDenied => "permission denied",
@@ -61,6 +63,15 @@ fn status_text(status: &tonic::Status) -> String {
         format!("{code} ({:?})", status.code())
     } else {
         format!("{code}: {message}")
+    }
+}
+
+/// An error from a query's stream in the same words as [`status_text`]
+/// (arrow-flight's own display prefixes "Tonic error: code: ...").
+pub fn flight_error_text(e: &arrow_flight::error::FlightError) -> String {
+    match e {
+        arrow_flight::error::FlightError::Tonic(status) => status_text(status),
+        other => other.to_string(),
     }
 }
 

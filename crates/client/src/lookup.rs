@@ -40,7 +40,10 @@ impl SourceStatus {
     pub fn detail(&self) -> &str {
         match self {
             SourceStatus::Denied(d) | SourceStatus::Offline(d) | SourceStatus::Error(d) => d,
-            _ => "",
+            SourceStatus::TimedOut => {
+                "no complete answer before the deadline (--deadline-ms): the owner or its database is slow"
+            }
+            SourceStatus::Ok => "",
         }
     }
 }

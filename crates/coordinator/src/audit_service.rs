@@ -111,181 +111,202 @@ pub fn report(
         .into_iter()
         .filter(|(r, _)| in_window(r.time_ms, since, until))
         .collect();
-    let table = |columns: &[&str], body: Vec<Vec<String>>| pb::ReportResponse {
-        columns: columns.iter().map(|c| c.to_string()).collect(),
-        rows: body
-            .into_iter()
-            .map(|cells| pb::ReportRow { cells })
-            .collect(),
-    };
     match kind {
         "departments" => {
-            #[derive(Default)]
-            struct D {
-                issued: u64,
-                denied: u64,
-                rows_received: u64,
-                served: u64,
-                rows_served: u64,
-                refused_on_its_data: u64,
-                latencies: Vec<u64>,
-                turnaround: Vec<i64>,
-            }
-            let mut by: BTreeMap<String, D> = BTreeMap::new();
-            for (r, owner) in &rows {
-                let c = by.entry(r.consumer.clone()).or_default();
-                c.issued += 1;
-                if r.allowed {
-                    c.rows_received += r.rows;
-                } else {
-                    c.denied += 1;
-                }
-                if owner.is_empty() {
-                    continue;
-                }
-                let o = by.entry(owner.clone()).or_default();
-                if !r.allowed {
-                    o.refused_on_its_data += 1;
-                } else if r.status == "ok" {
-                    o.served += 1;
-                    o.rows_served += r.rows;
-                    o.latencies.push(r.duration_ms);
-                }
-            }
-            for rec in records
+            let decisions = records
                 .iter()
-                .filter(|r| in_window(r.time_ms, since, until))
-            {
-                if let Event::Access(a) = &rec.event {
-                    if a.action == "approve" || a.action == "refuse" {
-                        by.entry(a.owner.clone())
-                            .or_default()
-                            .turnaround
-                            .push(a.turnaround_secs);
-                    }
-                }
-            }
-            let body = by
-                .into_iter()
-                .map(|(name, mut d)| {
-                    d.latencies.sort_unstable();
-                    d.turnaround.sort_unstable();
-                    let turnaround = if d.turnaround.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            "{:.1}",
-                            d.turnaround[(d.turnaround.len() - 1) / 2] as f64 / 3600.0
-                        )
-                    };
-                    vec![
-                        name,
-                        d.issued.to_string(),
-                        d.denied.to_string(),
-                        d.rows_received.to_string(),
-                        d.served.to_string(),
-                        d.rows_served.to_string(),
-                        d.refused_on_its_data.to_string(),
-                        percentile(&d.latencies, 0.5).to_string(),
-                        percentile(&d.latencies, 0.99).to_string(),
-                        turnaround,
-                    ]
-                })
-                .collect();
-            Ok(table(
-                &[
-                    "department",
-                    "queries_issued",
-                    "denied",
-                    "rows_received",
-                    "queries_served",
-                    "rows_served",
-                    "denied_on_its_data",
-                    "served_p50_ms",
-                    "served_p99_ms",
-                    "approval_turnaround_median_h",
-                ],
-                body,
-            ))
+                .filter(|r| in_window(r.time_ms, since, until));
+            Ok(departments_report(&rows, decisions))
         }
-        "datasets" => {
-            let mut by: BTreeMap<String, (String, u64, u64, u64, HashSet<String>)> =
-                BTreeMap::new();
-            for (r, owner) in &rows {
-                let e = by
-                    .entry(r.dataset.clone())
-                    .or_insert_with(|| (owner.clone(), 0, 0, 0, HashSet::new()));
-                e.1 += 1;
-                if r.allowed {
-                    e.3 += r.rows;
-                    e.4.insert(r.consumer.clone());
-                } else {
-                    e.2 += 1;
-                }
-            }
-            let mut body: Vec<Vec<String>> = by
-                .into_iter()
-                .map(|(ds, (owner, q, denied, rows, consumers))| {
-                    vec![
-                        ds,
-                        owner,
-                        q.to_string(),
-                        denied.to_string(),
-                        consumers.len().to_string(),
-                        rows.to_string(),
-                    ]
-                })
-                .collect();
-            // Most popular first.
-            body.sort_by(|a, b| {
-                b[2].parse::<u64>()
-                    .unwrap_or(0)
-                    .cmp(&a[2].parse::<u64>().unwrap_or(0))
-                    .then(a[0].cmp(&b[0]))
-            });
-            Ok(table(
-                &["dataset", "owner", "queries", "denied", "consumers", "rows"],
-                body,
-            ))
-        }
-        "daily" => {
-            let mut by: BTreeMap<String, (u64, u64, u64, Vec<u64>)> = BTreeMap::new();
-            for (r, _) in &rows {
-                let e = by.entry(day_of(r.time_ms)).or_default();
-                e.0 += 1;
-                if r.allowed {
-                    e.2 += r.rows;
-                    if r.status == "ok" {
-                        e.3.push(r.duration_ms);
-                    }
-                } else {
-                    e.1 += 1;
-                }
-            }
-            let body = by
-                .into_iter()
-                .map(|(day, (q, denied, rows, mut lat))| {
-                    lat.sort_unstable();
-                    vec![
-                        day,
-                        q.to_string(),
-                        denied.to_string(),
-                        rows.to_string(),
-                        percentile(&lat, 0.5).to_string(),
-                        percentile(&lat, 0.99).to_string(),
-                    ]
-                })
-                .collect();
-            Ok(table(
-                &["day", "queries", "denied", "rows", "p50_ms", "p99_ms"],
-                body,
-            ))
-        }
+        "datasets" => Ok(datasets_report(&rows)),
+        "daily" => Ok(daily_report(&rows)),
         other => Err(Status::invalid_argument(format!(
             "unknown report {:?}: use departments, datasets or daily",
             other.chars().take(40).collect::<String>()
         ))),
     }
+}
+
+/// Queries with the dataset owner each was routed to.
+type QueryRows = [(pb::AuditQueryRow, String)];
+
+/// A report table with its column names.
+fn table(columns: &[&str], body: Vec<Vec<String>>) -> pb::ReportResponse {
+    pb::ReportResponse {
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        rows: body
+            .into_iter()
+            .map(|cells| pb::ReportRow { cells })
+            .collect(),
+    }
+}
+
+/// Per department: queries issued and served, rows, denials, latency, and
+/// the median time it took to decide on requests for its data.
+fn departments_report<'a>(
+    rows: &QueryRows,
+    decisions: impl Iterator<Item = &'a Record>,
+) -> pb::ReportResponse {
+    #[derive(Default)]
+    struct D {
+        issued: u64,
+        denied: u64,
+        rows_received: u64,
+        served: u64,
+        rows_served: u64,
+        refused_on_its_data: u64,
+        latencies: Vec<u64>,
+        turnaround: Vec<i64>,
+    }
+    let mut by: BTreeMap<String, D> = BTreeMap::new();
+    for (r, owner) in rows {
+        let c = by.entry(r.consumer.clone()).or_default();
+        c.issued += 1;
+        if r.allowed {
+            c.rows_received += r.rows;
+        } else {
+            c.denied += 1;
+        }
+        if owner.is_empty() {
+            continue;
+        }
+        let o = by.entry(owner.clone()).or_default();
+        if !r.allowed {
+            o.refused_on_its_data += 1;
+        } else if r.status == "ok" {
+            o.served += 1;
+            o.rows_served += r.rows;
+            o.latencies.push(r.duration_ms);
+        }
+    }
+    for rec in decisions {
+        if let Event::Access(a) = &rec.event {
+            if a.action == "approve" || a.action == "refuse" {
+                by.entry(a.owner.clone())
+                    .or_default()
+                    .turnaround
+                    .push(a.turnaround_secs);
+            }
+        }
+    }
+    let body = by
+        .into_iter()
+        .map(|(name, mut d)| {
+            d.latencies.sort_unstable();
+            d.turnaround.sort_unstable();
+            let turnaround = if d.turnaround.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "{:.1}",
+                    d.turnaround[(d.turnaround.len() - 1) / 2] as f64 / 3600.0
+                )
+            };
+            vec![
+                name,
+                d.issued.to_string(),
+                d.denied.to_string(),
+                d.rows_received.to_string(),
+                d.served.to_string(),
+                d.rows_served.to_string(),
+                d.refused_on_its_data.to_string(),
+                percentile(&d.latencies, 0.5).to_string(),
+                percentile(&d.latencies, 0.99).to_string(),
+                turnaround,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "department",
+            "queries_issued",
+            "denied",
+            "rows_received",
+            "queries_served",
+            "rows_served",
+            "denied_on_its_data",
+            "served_p50_ms",
+            "served_p99_ms",
+            "approval_turnaround_median_h",
+        ],
+        body,
+    )
+}
+
+/// Per dataset, most queried first: queries, denials, consumers, rows.
+fn datasets_report(rows: &QueryRows) -> pb::ReportResponse {
+    let mut by: BTreeMap<String, (String, u64, u64, u64, HashSet<String>)> = BTreeMap::new();
+    for (r, owner) in rows {
+        let e = by
+            .entry(r.dataset.clone())
+            .or_insert_with(|| (owner.clone(), 0, 0, 0, HashSet::new()));
+        e.1 += 1;
+        if r.allowed {
+            e.3 += r.rows;
+            e.4.insert(r.consumer.clone());
+        } else {
+            e.2 += 1;
+        }
+    }
+    let mut body: Vec<Vec<String>> = by
+        .into_iter()
+        .map(|(ds, (owner, q, denied, rows, consumers))| {
+            vec![
+                ds,
+                owner,
+                q.to_string(),
+                denied.to_string(),
+                consumers.len().to_string(),
+                rows.to_string(),
+            ]
+        })
+        .collect();
+    // Most popular first.
+    body.sort_by(|a, b| {
+        b[2].parse::<u64>()
+            .unwrap_or(0)
+            .cmp(&a[2].parse::<u64>().unwrap_or(0))
+            .then(a[0].cmp(&b[0]))
+    });
+    table(
+        &["dataset", "owner", "queries", "denied", "consumers", "rows"],
+        body,
+    )
+}
+
+/// Per day: queries, denials, rows and latency.
+fn daily_report(rows: &QueryRows) -> pb::ReportResponse {
+    let mut by: BTreeMap<String, (u64, u64, u64, Vec<u64>)> = BTreeMap::new();
+    for (r, _) in rows {
+        let e = by.entry(day_of(r.time_ms)).or_default();
+        e.0 += 1;
+        if r.allowed {
+            e.2 += r.rows;
+            if r.status == "ok" {
+                e.3.push(r.duration_ms);
+            }
+        } else {
+            e.1 += 1;
+        }
+    }
+    let body = by
+        .into_iter()
+        .map(|(day, (q, denied, rows, mut lat))| {
+            lat.sort_unstable();
+            vec![
+                day,
+                q.to_string(),
+                denied.to_string(),
+                rows.to_string(),
+                percentile(&lat, 0.5).to_string(),
+                percentile(&lat, 0.99).to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["day", "queries", "denied", "rows", "p50_ms", "p99_ms"],
+        body,
+    )
 }
 
 /// Compares the coordinator's records with one node's.

@@ -87,10 +87,6 @@ fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(format!("the dispute store failed: {e}"))
 }
 
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
 /// Plain text of at most `max` characters (see `exchange_policy::text`):
 /// no control, invisible or direction-changing characters; a note may
 /// have line breaks.
@@ -201,7 +197,7 @@ impl pb::disputes_server::Disputes for DisputeService {
             status: "open".into(),
             resolution_note: String::new(),
             resolved_by: String::new(),
-            filed_unix: now(),
+            filed_unix: exchange_pki::now_unix(),
             resolved_unix: 0,
         };
         self.0
@@ -270,7 +266,7 @@ impl pb::disputes_server::Disputes for DisputeService {
         record.status = req.outcome.clone();
         record.resolution_note = note;
         record.resolved_by = actor(&peer.identity, &user);
-        record.resolved_unix = now();
+        record.resolved_unix = exchange_pki::now_unix();
         self.0
             .disputes
             .disputes

@@ -27,11 +27,13 @@ use exchange_policy::ticket::{ReplayGuard, Ticket as QueryTicket, TicketField};
 use exchange_policy::FieldType;
 use exchange_query::{FieldInfo, QueryCommand};
 use exchange_transport::client::{connect, ClientOptions, ExpectedServer};
+use exchange_transport::completion::{watch_completion, SOURCE_STATUS_KEY};
 use exchange_transport::prefetch::ready_first;
 use exchange_transport::require_role;
 use exchange_transport::Channel;
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use prost::bytes::Bytes;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::probes::{ProbeRefusal, MAX_TESTS_PER_VALUE};
@@ -404,35 +406,6 @@ fn denial_rule(status: &Status) -> String {
     }
 }
 
-/// Writes a query's completion record when its relayed stream ends, fails
-/// or is dropped by the consumer.
-struct CompletionGuard {
-    state: Arc<State>,
-    record: QueryCompletion,
-    started: std::time::Instant,
-    done: bool,
-}
-
-impl CompletionGuard {
-    fn finish(&mut self, status: String) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        self.record.status = status;
-        self.record.duration_ms = self.started.elapsed().as_millis() as u64;
-        self.state
-            .audit
-            .append_detached(&Record::now(Event::QueryCompletion(self.record.clone())));
-    }
-}
-
-impl Drop for CompletionGuard {
-    fn drop(&mut self) {
-        self.finish("cancelled".into());
-    }
-}
-
 /// The row count of a Flight frame carrying a record batch (0 for schema
 /// and dictionary frames), read from its IPC message header.
 fn rows_in_frame(frame: &FlightData) -> u64 {
@@ -442,10 +415,11 @@ fn rows_in_frame(frame: &FlightData) -> u64 {
         .map_or(0, |b| b.length().max(0) as u64)
 }
 
-fn unsupported<T>(what: &str) -> Result<T, Status> {
-    Err(Status::unimplemented(format!(
-        "{what} is not offered: use GetFlightInfo with a query command, then DoGet"
-    )))
+fn unsupported<T>(method: &str) -> Result<T, Status> {
+    exchange_transport::completion::unsupported(
+        method,
+        "send a query command to DoGet, or to GetFlightInfo then DoGet",
+    )
 }
 
 #[cfg(test)]
@@ -453,6 +427,169 @@ fn unsupported<T>(what: &str) -> Result<T, Status> {
 fn the_replay_text_is_the_node_s() {
     let text = exchange_policy::ticket::TicketError::Replayed("t".into()).to_string();
     assert!(text.contains(REPLAY_TEXT), "{text}");
+}
+
+/// The steps of a relayed query, in the order `do_get` takes them.
+impl CoordinatorFlight {
+    /// A DoGet ticket: a JSON query command sent straight to DoGet (one
+    /// round trip instead of GetFlightInfo + DoGet), authorized exactly as
+    /// GetFlightInfo would; or a sealed ticket this coordinator issued to
+    /// the caller, admitted once. Returns the ticket and its sealed form
+    /// for the node.
+    async fn open_ticket(
+        &self,
+        caller: &Identity,
+        bytes: Bytes,
+    ) -> Result<(QueryTicket, Bytes), Status> {
+        if bytes.first() == Some(&b'{') {
+            let cmd: QueryCommand = serde_json::from_slice(&bytes).map_err(|e| {
+                Status::invalid_argument(format!(
+                    "a DoGet ticket starting with {{ must be a JSON query command: {e}"
+                ))
+            })?;
+            let ticket = self.authorize_logged(caller, &cmd).await?;
+            let sealed = ticket.seal(&self.state.ticket_signer).into();
+            return Ok((ticket, sealed));
+        }
+        let envelope = std::str::from_utf8(&bytes)
+            .map_err(|_| Status::invalid_argument("the ticket is not text"))?;
+        let payload = self
+            .state
+            .ticket_signer
+            .verifier()
+            .open(envelope)
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
+        let ticket: QueryTicket = serde_json::from_slice(&payload)
+            .map_err(|_| Status::invalid_argument("the ticket is malformed"))?;
+        if ticket.consumer != caller.member_id {
+            return Err(Status::permission_denied(format!(
+                "this ticket was issued to {}, not to {}",
+                ticket.consumer, caller.member_id
+            )));
+        }
+        self.relayed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .admit(&ticket, now_unix())
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
+        Ok((ticket, bytes))
+    }
+
+    /// Presents the sealed ticket to the owner node and returns its
+    /// answer's frames. A failure here is the query's completion record.
+    async fn node_answer(
+        &self,
+        ticket: &QueryTicket,
+        sealed: Bytes,
+        started: std::time::Instant,
+    ) -> Result<Streaming<FlightData>, Status> {
+        let failed = |status: Status| {
+            let record = QueryCompletion {
+                duration_ms: started.elapsed().as_millis() as u64,
+                status: format!("error: {}", status.message()),
+                ..completion_of(ticket)
+            };
+            self.state
+                .audit
+                .append_detached(&Record::now(Event::QueryCompletion(record)));
+            status
+        };
+        let channel = self.node_channel(&ticket.owner).await.map_err(failed)?;
+        match FlightServiceClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .do_get(Ticket::new(sealed))
+            .await
+        {
+            Ok(response) => Ok(response.into_inner()),
+            // The node is up but its database is not: its words, unchanged.
+            Err(status) if status.metadata().get(SOURCE_STATUS_KEY).is_some() => {
+                Err(failed(status))
+            }
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                self.nodes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&ticket.owner);
+                Err(failed(Status::unavailable(format!(
+                    "the owner node {} cannot be reached: {}",
+                    ticket.owner,
+                    status.message()
+                ))))
+            }
+            // A ticket the node has served already (presented again after
+            // this coordinator restarted): the query it copies keeps its
+            // one completion record.
+            Err(status) if is_replay_refusal(&status) => Err(status),
+            Err(status) => Err(failed(status)),
+        }
+    }
+
+    /// Relays the node's frames, counting rows and bytes for the completion
+    /// record and the rows against the grant's daily quota: the stream is
+    /// cut when concurrent queries together would exceed it.
+    fn relay(
+        &self,
+        ticket: &QueryTicket,
+        frames: Streaming<FlightData>,
+        started: std::time::Instant,
+    ) -> impl futures::Stream<Item = Result<FlightData, Status>> + Send + 'static {
+        let state = self.state.clone();
+        let quota = self
+            .state
+            .access
+            .grant(&ticket.grant_id)
+            .ok()
+            .flatten()
+            .map_or(0, |g| g.quota_rows_per_day);
+        let grant_id = ticket.grant_id.clone();
+        let tally = Arc::new(Mutex::new((0u64, 0u64)));
+        let counted = tally.clone();
+        let check = move |frame: &FlightData| {
+            let rows = rows_in_frame(frame);
+            {
+                let mut t = counted.lock().unwrap_or_else(|p| p.into_inner());
+                t.0 += rows;
+                t.1 += (frame.data_body.len() + frame.data_header.len()) as u64;
+            }
+            if quota == 0 || rows == 0 {
+                return Ok(());
+            }
+            match state.access.add_rows_served(&grant_id, rows) {
+                Err(e) => Err(Status::internal(e.to_string())),
+                Ok(total) if total > quota => Err(Status::resource_exhausted(format!(
+                    "denied by rule `daily quota`: grant {grant_id} reached its {quota} rows for today"
+                ))),
+                Ok(_) => Ok(()),
+            }
+        };
+        let audit_state = self.state.clone();
+        let record = completion_of(ticket);
+        let finish = move |status: String| {
+            let (rows, bytes) = *tally.lock().unwrap_or_else(|p| p.into_inner());
+            let record = QueryCompletion {
+                rows,
+                bytes,
+                status,
+                duration_ms: started.elapsed().as_millis() as u64,
+                ..record
+            };
+            audit_state
+                .audit
+                .append_detached(&Record::now(Event::QueryCompletion(record)));
+        };
+        watch_completion(frames, check, finish)
+    }
+}
+
+/// A completion record for the ticket's query, with nothing counted yet.
+fn completion_of(ticket: &QueryTicket) -> QueryCompletion {
+    QueryCompletion {
+        query_id: ticket.query_id.clone(),
+        ticket_id: ticket.id.clone(),
+        dataset: ticket.dataset.clone(),
+        consumer: ticket.consumer.clone(),
+        ..Default::default()
+    }
 }
 
 #[tonic::async_trait]
@@ -491,151 +628,11 @@ impl FlightService for CoordinatorFlight {
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let started = std::time::Instant::now();
         let peer = require_role(&request, &[Role::Client])?;
-        let mut ticket_bytes = request.into_inner().ticket;
-        let ticket: QueryTicket = if ticket_bytes.first() == Some(&b'{') {
-            // A query command sent straight to DoGet (one round trip instead
-            // of GetFlightInfo + DoGet): authorized exactly the same way.
-            let cmd: QueryCommand = serde_json::from_slice(&ticket_bytes).map_err(|e| {
-                Status::invalid_argument(format!(
-                    "a DoGet ticket starting with {{ must be a JSON query command: {e}"
-                ))
-            })?;
-            let ticket = self.authorize_logged(&peer.identity, &cmd).await?;
-            ticket_bytes = ticket.seal(&self.state.ticket_signer).into();
-            ticket
-        } else {
-            let envelope = std::str::from_utf8(&ticket_bytes)
-                .map_err(|_| Status::invalid_argument("the ticket is not text"))?;
-            let payload = self
-                .state
-                .ticket_signer
-                .verifier()
-                .open(envelope)
-                .map_err(|e| Status::permission_denied(e.to_string()))?;
-            let ticket: QueryTicket = serde_json::from_slice(&payload)
-                .map_err(|_| Status::invalid_argument("the ticket is malformed"))?;
-            if ticket.consumer != peer.identity.member_id {
-                return Err(Status::permission_denied(format!(
-                    "this ticket was issued to {}, not to {}",
-                    ticket.consumer, peer.identity.member_id
-                )));
-            }
-            self.relayed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .admit(&ticket, now_unix())
-                .map_err(|e| Status::permission_denied(e.to_string()))?;
-            ticket
-        };
-        let channel = self.node_channel(&ticket.owner).await;
-        let failed = |status: &Status| {
-            self.state
-                .audit
-                .append_detached(&Record::now(Event::QueryCompletion(QueryCompletion {
-                    query_id: ticket.query_id.clone(),
-                    ticket_id: ticket.id.clone(),
-                    dataset: ticket.dataset.clone(),
-                    consumer: ticket.consumer.clone(),
-                    duration_ms: started.elapsed().as_millis() as u64,
-                    status: format!("error: {}", status.message()),
-                    ..Default::default()
-                })));
-        };
-        let channel = match channel {
-            Ok(c) => c,
-            Err(status) => {
-                failed(&status);
-                return Err(status);
-            }
-        };
-        let frames = match FlightServiceClient::new(channel)
-            .max_decoding_message_size(64 << 20)
-            .do_get(Ticket::new(ticket_bytes))
-            .await
-        {
-            Ok(response) => response.into_inner(),
-            Err(status) if status.code() == tonic::Code::Unavailable => {
-                self.nodes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&ticket.owner);
-                let status = Status::unavailable(format!(
-                    "the owner node {} cannot be reached: {}",
-                    ticket.owner,
-                    status.message()
-                ));
-                failed(&status);
-                return Err(status);
-            }
-            // A ticket the node has served already (presented again after
-            // this coordinator restarted): the query it copies keeps its
-            // one completion record.
-            Err(status) if is_replay_refusal(&status) => return Err(status),
-            Err(status) => {
-                failed(&status);
-                return Err(status);
-            }
-        };
-        // Count the rows relayed under the grant, for its daily quota; cut
-        // the stream if concurrent queries would together exceed it.
-        let state = self.state.clone();
-        let quota = self
-            .state
-            .access
-            .grant(&ticket.grant_id)
-            .ok()
-            .flatten()
-            .map_or(0, |g| g.quota_rows_per_day);
-        let grant_id = ticket.grant_id.clone();
-        let mut guard = CompletionGuard {
-            state: self.state.clone(),
-            record: QueryCompletion {
-                query_id: ticket.query_id.clone(),
-                ticket_id: ticket.id.clone(),
-                dataset: ticket.dataset.clone(),
-                consumer: ticket.consumer.clone(),
-                ..Default::default()
-            },
-            started,
-            done: false,
-        };
-        let counted = frames
-            .map(Some)
-            .chain(futures::stream::once(async { None }))
-            .filter_map(move |frame| {
-                let out = match frame {
-                    None => {
-                        guard.finish("ok".into());
-                        None
-                    }
-                    Some(Err(status)) => {
-                        guard.finish(format!("error: {}", status.message()));
-                        Some(Err(status))
-                    }
-                    Some(Ok(frame)) => {
-                        let rows = rows_in_frame(&frame);
-                        guard.record.rows += rows;
-                        guard.record.bytes += (frame.data_body.len() + frame.data_header.len()) as u64;
-                        let mut result = Ok(frame);
-                        if quota > 0 && rows > 0 {
-                            match state.access.add_rows_served(&grant_id, rows) {
-                                Err(e) => result = Err(Status::internal(e.to_string())),
-                                Ok(total) if total > quota => {
-                                    result = Err(Status::resource_exhausted(format!(
-                                        "denied by rule `daily quota`: grant {grant_id} reached its {quota} rows for today"
-                                    )))
-                                }
-                                Ok(_) => {}
-                            }
-                        }
-                        if let Err(status) = &result {
-                            guard.finish(format!("error: {}", status.message()));
-                        }
-                        Some(result)
-                    }
-                };
-                futures::future::ready(out)
-            });
+        let (ticket, sealed) = self
+            .open_ticket(&peer.identity, request.into_inner().ticket)
+            .await?;
+        let frames = self.node_answer(&ticket, sealed, started).await?;
+        let counted = self.relay(&ticket, frames, started);
         // Relay the node's answer with its first batch (and its end, when
         // that came along), not the headers alone.
         let counted = ready_first(counted.boxed(), 4, |frame: &Result<FlightData, Status>| {

@@ -5,8 +5,10 @@
 //! liveness. It serves two listeners:
 //!
 //! - the **main listener** (mutual TLS): `Admin`, `Registry`, `Catalog`,
-//!   `Access` (requests and grants, see [`access`]) and
-//!   the standard gRPC health service. Every connection must present a
+//!   `Access` (requests and grants, see [`access`]), `Disputes`
+//!   ([`disputes`]), `Audit` (views, reports, reconciliation, see
+//!   [`audit_service`]), Arrow Flight (authorized, relayed queries, see
+//!   [`flight`]) and the standard gRPC health service. Every connection must present a
 //!   certificate issued by the federation CA; every request passes the
 //!   revocation and expiry check before any handler runs;
 //! - the **enrolment listener** (server-authenticated TLS only): `Enrollment`,

@@ -149,9 +149,7 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-pub fn now_unix() -> i64 {
-    OffsetDateTime::now_utc().unix_timestamp()
-}
+pub use exchange_pki::now_unix;
 
 fn rfc3339(unix: i64) -> String {
     OffsetDateTime::from_unix_timestamp(unix)

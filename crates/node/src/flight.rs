@@ -27,6 +27,7 @@ use exchange_policy::ticket::{ReplayGuard, Ticket as QueryTicket};
 use exchange_policy::{Mask, Sensitivity};
 use exchange_query::{FieldInfo, Filter};
 use exchange_source::{Projection, ReadPlan, DEFAULT_BATCH_ROWS};
+use exchange_transport::completion::watch_completion;
 use exchange_transport::prefetch::ready_first;
 use exchange_transport::require_role;
 use futures::stream::BoxStream;
@@ -233,12 +234,15 @@ struct WriteAhead {
     key_types: Vec<String>,
     tally: Arc<Mutex<(u64, usize)>>,
     done: bool,
+    /// For the source's health: which database this reads.
+    node: Arc<NodeState>,
+    database: String,
 }
 
 impl WriteAhead {
     fn audit_failed(e: exchange_audit::AuditError) -> FlightError {
-        FlightError::ExternalError(Box::new(std::io::Error::other(format!(
-            "query stopped before any more rows left: {e}"
+        FlightError::Tonic(Box::new(Status::internal(format!(
+            "the owner's audit log could not record the query, so it stopped before any more rows left: {e}"
         ))))
     }
 
@@ -248,6 +252,7 @@ impl WriteAhead {
         }
         let Some(item) = self.rx.recv().await else {
             self.done = true;
+            self.node.source_health.answered(&self.database);
             // No rows at all: the served record is still written.
             if let Some(served) = self.served.take() {
                 if let Err(e) = self.audit.append(&served).await {
@@ -263,7 +268,11 @@ impl WriteAhead {
                 if let Some(served) = self.served.take() {
                     let _ = self.audit.append(&served).await;
                 }
-                return Some(Err(FlightError::ExternalError(Box::new(e))));
+                let status =
+                    self.node
+                        .source_health
+                        .failed(&self.node.member_id, &self.database, &e);
+                return Some(Err(FlightError::Tonic(Box::new(status))));
             }
         };
         let batch_no = {
@@ -303,40 +312,6 @@ fn is_schema_frame(frame: &Result<FlightData, Status>) -> bool {
     frame.as_ref().is_ok_and(|f| f.data_body.is_empty())
 }
 
-/// Writes the node's completion record when the stream ends or is dropped.
-struct ServedGuard {
-    flight: Arc<NodeState>,
-    ticket: QueryTicket,
-    tally: Arc<Mutex<(u64, usize)>>,
-    bytes: u64,
-    started: std::time::Instant,
-    done: bool,
-}
-
-impl ServedGuard {
-    fn finish(&mut self, status: String) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        let rows = self.tally.lock().unwrap_or_else(|p| p.into_inner()).0;
-        finish_record(
-            &self.flight,
-            &self.ticket,
-            rows,
-            self.bytes,
-            self.started,
-            status,
-        );
-    }
-}
-
-impl Drop for ServedGuard {
-    fn drop(&mut self) {
-        self.finish("cancelled".into());
-    }
-}
-
 fn finish_record(
     state: &NodeState,
     ticket: &QueryTicket,
@@ -359,17 +334,11 @@ fn finish_record(
         })));
 }
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn unsupported<T>(what: &str) -> Result<T, Status> {
-    Err(Status::unimplemented(format!(
-        "{what} is not offered by a node: query through the coordinator"
-    )))
+fn unsupported<T>(method: &str) -> Result<T, Status> {
+    exchange_transport::completion::unsupported(
+        method,
+        "a node answers only tickets relayed by the coordinator; query through the coordinator",
+    )
 }
 
 #[tonic::async_trait]
@@ -390,7 +359,7 @@ impl FlightService for NodeFlight {
         let envelope = std::str::from_utf8(&request.get_ref().ticket)
             .map_err(|_| Status::invalid_argument("the ticket is not text"))?
             .to_string();
-        let (ticket, plan, masked_values) = match self.plan(&envelope, now_unix()) {
+        let (ticket, plan, masked_values) = match self.plan(&envelope, exchange_pki::now_unix()) {
             Ok(p) => p,
             Err(status) => {
                 tracing::warn!(relay = %peer.identity, reason = %exchange_policy::text::for_log(status.message(), 500), "query refused");
@@ -464,10 +433,14 @@ impl FlightService for NodeFlight {
             .map(|f| f.key_type.clone().unwrap_or_default())
             .collect();
         let started = std::time::Instant::now();
+        let database = plan.dataset.database.clone();
         let (schema, rx) = match source.read(plan, hash_key) {
             Ok(r) => r,
             Err(e) => {
-                let status = Status::failed_precondition(e.to_string());
+                let status = self
+                    .state
+                    .source_health
+                    .failed(&self.state.member_id, &database, &e);
                 if let Err(e) = self.state.audit.append(&served).await {
                     tracing::error!(error = %e, "a failed query could not be audited");
                 }
@@ -489,6 +462,8 @@ impl FlightService for NodeFlight {
             key_types,
             tally: tally.clone(),
             done: false,
+            node: self.state.clone(),
+            database,
         };
         let batches = futures::stream::unfold(state, |mut w| async move {
             let item = w.next().await?;
@@ -498,34 +473,20 @@ impl FlightService for NodeFlight {
             .with_schema(schema)
             .build(batches)
             .map(|r| r.map_err(Status::from));
-        let mut guard = ServedGuard {
-            flight: self.state.clone(),
-            ticket: ticket.clone(),
-            tally,
-            bytes: 0,
-            started,
-            done: false,
+        let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = bytes.clone();
+        let check = move |frame: &FlightData| {
+            let size = (frame.data_body.len() + frame.data_header.len()) as u64;
+            counted.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
         };
-        let frames = frames
-            .map(Some)
-            .chain(futures::stream::once(async { None }))
-            .filter_map(move |frame| {
-                let out = match frame {
-                    None => {
-                        guard.finish("ok".into());
-                        None
-                    }
-                    Some(Err(status)) => {
-                        guard.finish(format!("error: {}", status.message()));
-                        Some(Err(status))
-                    }
-                    Some(Ok(frame)) => {
-                        guard.bytes += (frame.data_body.len() + frame.data_header.len()) as u64;
-                        Some(Ok(frame))
-                    }
-                };
-                futures::future::ready(out)
-            });
+        let node = self.state.clone();
+        let finish = move |status: String| {
+            let rows = tally.lock().unwrap_or_else(|p| p.into_inner()).0;
+            let bytes = bytes.load(std::sync::atomic::Ordering::Relaxed);
+            finish_record(&node, &ticket, rows, bytes, started, status);
+        };
+        let frames = watch_completion(frames, check, finish);
         // Leave with the first batch (and the end, when it is the only one)
         // rather than with the headers alone.
         let frames = ready_first(frames.boxed(), 4, is_schema_frame).await;

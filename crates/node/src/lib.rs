@@ -20,6 +20,7 @@ pub mod flight;
 pub mod mask_keys;
 mod publisher;
 mod service;
+pub mod source_health;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -76,6 +77,8 @@ pub struct NodeState {
     pub advertise_addr: String,
     /// The node's own audit log: what it served, to whom, and whose records.
     pub audit: Arc<exchange_audit::AuditLog>,
+    /// Which databases are down, so an outage is logged once.
+    pub source_health: source_health::SourceHealth,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -306,6 +309,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         config,
         advertise_addr,
         audit,
+        source_health: Default::default(),
     });
 
     let (stop, stop_rx) = watch::channel(false);

@@ -30,6 +30,15 @@ pub use inspect::{fingerprint, normalize_fingerprint, CertificateInfo, Revocatio
 pub use signing::{certificate_identity, verify_member_signature, MemberSigner};
 pub use ticket_key::{EnvelopeError, TicketSigner, TicketVerifier};
 
+/// Seconds since the Unix epoch: the one clock certificates, tickets,
+/// grants and heartbeats are compared against (0 if the system clock is
+/// before 1970).
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// Everything that can go wrong with certificates, keys and identities.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {

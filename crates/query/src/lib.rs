@@ -753,15 +753,6 @@ impl Filter {
         }
         Ok(text)
     }
-
-    /// SHA-256 of the canonical text, for audit records that must not hold
-    /// the filter's values.
-    pub fn digest(&self) -> String {
-        hex::encode(ring::digest::digest(
-            &ring::digest::SHA256,
-            self.to_string().as_bytes(),
-        ))
-    }
 }
 
 impl fmt::Display for Filter {

@@ -74,7 +74,7 @@ fn the_documented_forms_parse() {
 }
 
 #[test]
-fn canonical_text_round_trips_and_digests_hide_values() {
+fn canonical_text_round_trips() {
     for text in [
         "owner_id IN ('440604198506121234', '11010519491231002X')",
         "(brand = '比亚迪' OR brand = 'O''Neil') AND year BETWEEN 2020 AND 2025",
@@ -82,10 +82,11 @@ fn canonical_text_round_trips_and_digests_hide_values() {
     ] {
         let f = ok(text);
         assert_eq!(ok(&f.to_string()), f, "{text} -> {f}");
-        assert_eq!(f.digest().len(), 64);
-        assert!(!f.digest().contains("4406"));
     }
-    assert_eq!(ok("year=2024").digest(), ok("year   =   2024").digest());
+    assert_eq!(
+        ok("year=2024").to_string(),
+        ok("year   =   2024").to_string()
+    );
 }
 
 #[test]

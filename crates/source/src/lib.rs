@@ -32,6 +32,11 @@ pub use read::{
     SourceBatch, DEFAULT_BATCH_ROWS,
 };
 
+/// How long a read waits for a connection to a PostgreSQL or MySQL server
+/// (a new one, or a free one from the pool) before it reports the database
+/// unreachable: inside a lookup's default 3-second deadline.
+pub const SERVER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("cannot plan the read: {0}")]
@@ -74,6 +79,9 @@ impl Source {
             reason,
         };
         let acquire = Duration::from_secs(5);
+        // A server database that is down must be reported inside a
+        // lookup's default 3-second deadline, with its reason.
+        let connect = SERVER_CONNECT_TIMEOUT;
         let pool = match config.kind {
             SourceKind::Sqlite => {
                 if !std::path::Path::new(&config.location).exists() {
@@ -106,7 +114,7 @@ impl Source {
             SourceKind::Postgres => Pool::Postgres(
                 PgPoolOptions::new()
                     .max_connections(config.max_connections)
-                    .acquire_timeout(acquire)
+                    .acquire_timeout(connect)
                     .connect(&config.location)
                     .await
                     .map_err(|e| unreachable(redact(&e.to_string(), &config.location)))?,
@@ -114,7 +122,7 @@ impl Source {
             SourceKind::Mysql => Pool::MySql(
                 MySqlPoolOptions::new()
                     .max_connections(config.max_connections)
-                    .acquire_timeout(acquire)
+                    .acquire_timeout(connect)
                     .connect(&config.location)
                     .await
                     .map_err(|e| unreachable(redact(&e.to_string(), &config.location)))?,

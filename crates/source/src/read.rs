@@ -580,8 +580,14 @@ macro_rules! read_sqlx {
         let mut assembler = $assembler;
         let tx = $tx;
         let failed = |e: sqlx::Error| match e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::Io(_)
+            sqlx::Error::PoolTimedOut => SourceError::Unreachable {
+                name: name.clone(),
+                reason: format!(
+                    "no connection within {} s: the database server is down or unreachable, or all of the node's connections to it are busy",
+                    crate::SERVER_CONNECT_TIMEOUT.as_secs()
+                ),
+            },
+            sqlx::Error::Io(_)
             | sqlx::Error::PoolClosed
             | sqlx::Error::Tls(_) => SourceError::Unreachable {
                 name: name.clone(),

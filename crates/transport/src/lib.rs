@@ -24,6 +24,7 @@
 pub mod channel;
 pub mod client;
 pub mod coalesce;
+pub mod completion;
 pub mod limits;
 pub mod metrics;
 pub mod prefetch;

@@ -213,11 +213,7 @@ impl tonic::service::Interceptor for Authenticate {
                 peer.serial, peer.identity
             )));
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        if peer.not_after_unix < now {
+        if peer.not_after_unix < exchange_pki::now_unix() {
             return Err(Status::unauthenticated(format!(
                 "certificate for {} has expired; enrol again",
                 peer.identity

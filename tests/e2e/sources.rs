@@ -23,7 +23,7 @@ fn manifest_for(kind: &str, url: &str) -> String {
 }
 
 fn exchange_demo_data_manifest() -> String {
-    let text = include_str!("../crates/demo-data/manifests/vehicle-admin.toml").to_string();
+    let text = include_str!("../../crates/demo-data/manifests/vehicle-admin.toml").to_string();
     assert!(text.contains("path = \"vehicle-admin.db\""));
     text
 }
@@ -288,17 +288,50 @@ async fn a_node_serves_queries_from_postgres_and_mariadb() {
         if kind == "postgres" {
             // The source goes down: a clear error, and the node stays up.
             drop(pg.take());
+            let asked = std::time::Instant::now();
             let err = match civil.query(query("")).await {
                 Err(e) => e.to_string(),
                 Ok(mut s) => loop {
                     match s.next().await {
-                        Some(Err(e)) => break e.to_string(),
+                        Some(Err(e)) => break exchange_client::flight_error_text(&e),
                         Some(Ok(_)) => continue,
                         None => break String::new(),
                     }
                 },
             };
-            assert!(err.contains("unreachable"), "{err}");
+            // It says which department's database and why, in the
+            // exchange's words (no gRPC code names or Flight prefixes), and
+            // well inside a lookup's 3 s deadline.
+            assert!(
+                err.contains("vehicle-admin's database \"main\" is unreachable"),
+                "{err}"
+            );
+            for leaked in ["Internal error", "External error", "Tonic", "status:"] {
+                assert!(!err.contains(leaked), "{leaked} leaked: {err}");
+            }
+            assert!(asked.elapsed() < Duration::from_millis(2_900), "{err}");
+            // A lookup reports the dataset offline with that reason, not a
+            // bare time-out.
+            let report = civil
+                .lookup(
+                    "person_id",
+                    "11010519491231002X",
+                    "核查",
+                    Duration::from_secs(3),
+                )
+                .await
+                .unwrap();
+            let answer = report
+                .answers
+                .iter()
+                .find(|a| a.dataset == "vehicle-admin/vehicles")
+                .expect("the vehicles dataset is asked");
+            assert_eq!(answer.status.label(), "offline", "{:?}", answer.status);
+            assert!(
+                answer.status.detail().contains("is unreachable"),
+                "{:?}",
+                answer.status
+            );
             let node_tls = exchange_transport::TlsIdentity::load(
                 &cluster.member_dir("civil-affairs"),
                 "client",

@@ -28,7 +28,7 @@ fn pyarrow_query(
     dataset: &str,
     filter: &str,
 ) -> serde_json::Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/pyarrow_flight.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/pyarrow_flight.py");
     let out = Command::new("python3")
         .args([
             script,

@@ -1,0 +1,12 @@
+//! The end-to-end suite: whole federations started in-process, one module
+//! per area. They build as one test binary, so the whole stack is linked
+//! once rather than once per file.
+
+mod audit;
+mod federation;
+mod lookup;
+mod pyarrow;
+mod query;
+mod reads;
+mod scenarios;
+mod sources;
