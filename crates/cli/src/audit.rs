@@ -169,23 +169,10 @@ pub fn report(response: &pb::ReportResponse, format: &str) -> String {
             .collect::<Vec<_>>()
             .join("\n"),
         "csv" => {
-            let quote = |v: &str| {
-                if v.contains([',', '"', '\n']) {
-                    format!("\"{}\"", v.replace('"', "\"\""))
-                } else {
-                    v.to_string()
-                }
-            };
-            let mut out = response.columns.join(",");
+            let mut out = crate::output::csv_record(&response.columns);
             for r in &response.rows {
                 out.push('\n');
-                out.push_str(
-                    &r.cells
-                        .iter()
-                        .map(|c| quote(c))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                );
+                out.push_str(&crate::output::csv_record(&r.cells));
             }
             out
         }

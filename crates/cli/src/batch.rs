@@ -202,13 +202,9 @@ pub async fn run(
         );
         writeln!(out, "line,text,reason")?;
         for r in &reader.rejected {
-            writeln!(
-                out,
-                "{},{},\"{}\"",
-                r.line,
-                r.text,
-                r.reason.replace('"', "\"\"")
-            )?;
+            let line = r.line.to_string();
+            let record = crate::output::csv_record([line.as_str(), &r.text, &r.reason]);
+            writeln!(out, "{record}")?;
         }
         out.flush()?;
     }

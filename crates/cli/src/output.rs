@@ -358,16 +358,34 @@ pub fn grants(grants: &[pb::Grant], as_json: bool) -> String {
 
 pub use exchange_client::values::{cell, is_number};
 
-/// One CSV cell: control, invisible and direction-changing characters
-/// spelled `\uXXXX` (a CSV file is read on a screen too), then quoted when
-/// needed.
+/// One CSV record, without its line break: every cell with control,
+/// invisible and direction-changing characters spelled `\uXXXX` (a CSV file
+/// is read on a screen too), then quoted by the csv crate where needed. The
+/// one CSV writer of the command line: query rows, join answers, reports,
+/// rejected batch lines.
+pub fn csv_record<I, S>(cells: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let cells: Vec<String> = cells
+        .into_iter()
+        .map(|c| exchange_policy::text::visible(c.as_ref()).into_owned())
+        .collect();
+    // Writing to memory cannot fail, and every cell is valid UTF-8.
+    let _ = writer.write_record(&cells);
+    let bytes = writer.into_inner().unwrap_or_default();
+    let mut text = String::from_utf8(bytes).unwrap_or_default();
+    text.truncate(text.trim_end_matches('\n').len());
+    text
+}
+
+#[cfg(test)]
 fn csv_field(text: &str) -> String {
-    let text = exchange_policy::text::visible(text);
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
+    csv_record([text])
 }
 
 /// Writes a batch as CSV rows (the header is written by the caller once).
@@ -376,27 +394,17 @@ pub fn write_csv(
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     for r in 0..batch.num_rows() {
-        let row: Vec<String> = batch
+        let row = batch
             .columns()
             .iter()
-            .map(|c| {
-                cell(c.as_ref(), r)
-                    .map(|t| csv_field(&t))
-                    .unwrap_or_default()
-            })
-            .collect();
-        writeln!(out, "{}", row.join(","))?;
+            .map(|c| cell(c.as_ref(), r).unwrap_or_default());
+        writeln!(out, "{}", csv_record(row))?;
     }
     Ok(())
 }
 
 pub fn csv_header(schema: &arrow_schema::Schema) -> String {
-    schema
-        .fields()
-        .iter()
-        .map(|f| csv_field(f.name()))
-        .collect::<Vec<_>>()
-        .join(",")
+    csv_record(schema.fields().iter().map(|f| f.name()))
 }
 
 /// Writes a batch as JSON lines, one object per row.
@@ -551,20 +559,10 @@ pub fn join_answer(answer: &exchange_client::join::JoinAnswer, format: &str) -> 
             Value::Array(rows).to_string()
         }
         "csv" => {
-            let mut out = answer
-                .columns
-                .iter()
-                .map(|c| csv_field(c))
-                .collect::<Vec<_>>()
-                .join(",");
+            let mut out = csv_record(&answer.columns);
             for r in &answer.rows {
                 out.push('\n');
-                out.push_str(
-                    &r.iter()
-                        .map(|v| csv_field(&text(v)))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                );
+                out.push_str(&csv_record(r.iter().map(text)));
             }
             out
         }

@@ -1308,7 +1308,10 @@ async fn joins_and_conflict_reports_from_the_command_line() {
     let dir = &cluster.dir;
     std::fs::write(
         dir.join("people.csv"),
-        format!("person_id,note\n{official},x\n110101199003070000,y\n"),
+        // Quoted values, as the exchange's own CSV output writes them.
+        format!(
+            "person_id,note\n{official},\"Zhang, San\"\n110101199003070000,\"say \"\"hi\"\"\"\n"
+        ),
     )
     .unwrap();
     let spec = |datasets: &str| {
@@ -1339,6 +1342,31 @@ async fn joins_and_conflict_reports_from_the_command_line() {
     );
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("2 row(s) from vehicle-admin/vehicles in 1 query"));
+    // Quoted CSV round-trips: the list is read with its commas and quotes,
+    // and the answer is written back the same way.
+    let notes = spec("vehicle-admin/vehicles").replace(
+        "SELECT p.person_id, COUNT(v.plate_no) AS vehicles FROM people p LEFT JOIN vehicles v ON v.owner_id = p.person_id GROUP BY p.person_id ORDER BY vehicles DESC",
+        "SELECT person_id, note FROM people ORDER BY person_id",
+    );
+    std::fs::write(dir.join("notes.toml"), notes).unwrap();
+    let spec_path = dir.join("notes.toml");
+    let args = [
+        "--config",
+        cfg,
+        "join",
+        "--spec",
+        spec_path.to_str().unwrap(),
+        "--format",
+        "csv",
+    ];
+    let answer = ok(&run("exchange", &args));
+    let mut expected: Vec<&str> = std::fs::read_to_string(dir.join("people.csv"))
+        .unwrap()
+        .leak()
+        .lines()
+        .collect();
+    expected[1..].sort();
+    assert_eq!(answer.trim().lines().collect::<Vec<_>>(), expected);
     std::fs::write(dir.join("nogrant.toml"), spec("tax/declarations")).unwrap();
     let e = fails(&run(
         "exchange",
@@ -1447,3 +1475,6 @@ fn a_second_demo_stops_before_it_wipes_the_running_one() {
     let _ = first.kill();
     let _ = first.wait();
 }
+
+#[path = "support/printed_commands.rs"]
+mod printed_commands;

@@ -498,27 +498,27 @@ async fn insert_batch(db: &mut SqliteConnection, table: &str, batch: &RecordBatc
     Ok(batch.num_rows() as u64)
 }
 
-/// A local CSV list with a header row, every value as text.
+/// A local CSV list with a header row, every value as text. Read with the
+/// csv crate, so quoted values (`"Zhang, San"`, as the exchange's own CSV
+/// output writes them) keep their commas and quotes.
 async fn load_file(db: &mut SqliteConnection, name: &str, file: &Path) -> Result<TableRead> {
-    use std::io::BufRead;
-    let open = std::fs::File::open(file)
-        .map_err(|e| invalid(format!("cannot read {}: {e}", file.display())))?;
-    let mut lines = std::io::BufReader::new(open).lines();
-    let header = lines
-        .next()
-        .transpose()
-        .map_err(|e| invalid(format!("cannot read {}: {e}", file.display())))?
-        .ok_or_else(|| {
-            invalid(format!(
-                "{} is empty: it needs a header row",
-                file.display()
-            ))
-        })?;
-    let columns: Vec<String> = header
-        .trim_start_matches('\u{feff}')
-        .split(',')
-        .map(|c| c.trim().trim_matches('"').to_string())
+    let cannot = |e: csv::Error| invalid(format!("cannot read {}: {e}", file.display()));
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(file)
+        .map_err(cannot)?;
+    let columns: Vec<String> = reader
+        .headers()
+        .map_err(cannot)?
+        .iter()
+        .map(|c| c.trim_start_matches('\u{feff}').to_string())
         .collect();
+    if columns.is_empty() {
+        return Err(invalid(format!(
+            "{} is empty: it needs a header row",
+            file.display()
+        )));
+    }
     let unique: HashSet<&String> = columns.iter().collect();
     if columns.iter().any(|c| c.is_empty()) || unique.len() != columns.len() {
         return Err(invalid(format!(
@@ -534,26 +534,24 @@ async fn load_file(db: &mut SqliteConnection, name: &str, file: &Path) -> Result
     );
     let mut rows = 0u64;
     let mut tx = db.begin().await.map_err(sql_error)?;
-    for (i, line) in lines.enumerate() {
-        let line = line.map_err(|e| invalid(format!("{} line {}: {e}", file.display(), i + 2)))?;
-        if line.trim().is_empty() {
+    for record in reader.records() {
+        let record = record.map_err(|e| match e.kind() {
+            csv::ErrorKind::UnequalLengths {
+                pos,
+                expected_len,
+                len,
+            } => invalid(format!(
+                "{} line {}: {len} value(s) where the header names {expected_len}",
+                file.display(),
+                pos.as_ref().map_or(0, |p| p.line())
+            )),
+            _ => invalid(format!("cannot read {}: {e}", file.display())),
+        })?;
+        if record.iter().all(str::is_empty) {
             continue;
         }
-        let values: Vec<&str> = line
-            .split(',')
-            .map(|v| v.trim().trim_matches('"'))
-            .collect();
-        if values.len() != columns.len() {
-            return Err(invalid(format!(
-                "{} line {}: {} value(s) where the header names {}",
-                file.display(),
-                i + 2,
-                values.len(),
-                columns.len()
-            )));
-        }
         let mut q = sqlx::query(&insert);
-        for v in values {
+        for v in &record {
             q = q.bind(v.to_string());
         }
         q.execute(&mut *tx).await.map_err(sql_error)?;

@@ -30,7 +30,12 @@ pub fn cell(array: &dyn Array, i: usize) -> Option<String> {
             .map(|d| d.to_string())
             .unwrap_or_default()
     } else {
-        format!("<{}>", array.data_type())
+        // Any other Arrow type, in arrow-rs's own display form.
+        let options = arrow_cast::display::FormatOptions::default();
+        match arrow_cast::display::ArrayFormatter::try_new(array, &options) {
+            Ok(formatter) => formatter.value(i).to_string(),
+            Err(_) => format!("<{}>", array.data_type()),
+        }
     })
 }
 
@@ -45,12 +50,25 @@ pub fn is_number(array: &dyn Array) -> bool {
     )
 }
 
-/// One cell as a JSON value: numbers stay numbers, the rest is text.
+/// One cell as a JSON value: numbers stay numbers and booleans booleans,
+/// read from the array as such (never through text); the rest is text.
 pub fn json_cell(array: &dyn Array, i: usize) -> Value {
-    match cell(array, i) {
-        None => Value::Null,
-        Some(t) if is_number(array) => serde_json::from_str(&t).unwrap_or(Value::String(t)),
-        Some(t) => Value::String(t),
+    use arrow_array::*;
+    if array.is_null(i) {
+        return Value::Null;
+    }
+    let any = array.as_any();
+    if let Some(a) = any.downcast_ref::<Int64Array>() {
+        Value::from(a.value(i))
+    } else if let Some(a) = any.downcast_ref::<Int32Array>() {
+        Value::from(a.value(i))
+    } else if let Some(a) = any.downcast_ref::<Float64Array>() {
+        // NaN and infinities have no JSON number: null, as JSON writers do.
+        serde_json::Number::from_f64(a.value(i)).map_or(Value::Null, Value::Number)
+    } else if let Some(a) = any.downcast_ref::<BooleanArray>() {
+        Value::Bool(a.value(i))
+    } else {
+        cell(array, i).map_or(Value::Null, Value::String)
     }
 }
 

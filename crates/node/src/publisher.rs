@@ -61,6 +61,9 @@ pub async fn run(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
     let mut last_mtime = std::fs::metadata(&state.config.manifest)
         .and_then(|m| m.modified())
         .ok();
+    // The last refusal logged: an editor's save can touch the file more than
+    // once, and the same problems are logged once, not once per touch.
+    let mut last_refusal: Option<String> = None;
     loop {
         // Manifest changes: re-validate against the sources; publish if good.
         let mtime = std::fs::metadata(&state.config.manifest)
@@ -70,14 +73,19 @@ pub async fn run(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
             last_mtime = mtime;
             match load_and_check(&state.config.manifest, &state.member_id).await {
                 Ok(published) if published.manifest.digest != state.current().manifest.digest => {
+                    last_refusal = None;
                     published.log_warnings();
                     *state.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(published);
                     tracing::info!("manifest changed; publishing the new catalog");
                     need_publish = true;
                 }
-                Ok(_) => {}
+                Ok(_) => last_refusal = None,
                 Err(e) => {
-                    tracing::error!(error = %e, "manifest change refused; the previous catalog stays published")
+                    let text = format!("{e:#}");
+                    if last_refusal.as_deref() != Some(text.as_str()) {
+                        tracing::error!(error = %text, "manifest change refused; the previous catalog stays published");
+                        last_refusal = Some(text);
+                    }
                 }
             }
         }

@@ -318,26 +318,11 @@ impl ColumnBuilder {
     }
 }
 
-/// Days since 1970-01-01 of a `YYYY-MM-DD` prefix, by the proleptic Gregorian calendar.
+/// Days since 1970-01-01 of a `YYYY-MM-DD` prefix (a real calendar date:
+/// 2023-02-30 is not one).
 pub(crate) fn parse_date(text: &str) -> Option<i32> {
-    let b = text.as_bytes();
-    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' || !text.is_char_boundary(10) {
-        return None;
-    }
-    let y: i32 = text[..4].parse().ok()?;
-    let m: u32 = text[5..7].parse().ok()?;
-    let d: u32 = text[8..10].parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i32 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i32 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
+    let date = time::Date::parse(text.get(..10)?, DATE).ok()?;
+    Some((date - time::macros::date!(1970 - 01 - 01)).whole_days() as i32)
 }
 
 /// Microseconds since the epoch of `YYYY-MM-DD[ T]HH:MM:SS[.ffffff]`.
@@ -347,20 +332,33 @@ pub(crate) fn parse_timestamp(text: &str) -> Option<i64> {
     if rest.is_empty() {
         return Some(days * 86_400_000_000);
     }
+    if !matches!(rest.as_bytes()[0], b' ' | b'T') {
+        return None;
+    }
     let rest = rest.get(1..)?;
-    let h: i64 = rest.get(0..2)?.parse().ok()?;
-    let mi: i64 = rest.get(3..5)?.parse().ok()?;
-    let s: i64 = rest.get(6..8)?.parse().ok()?;
-    let frac = rest.get(9..).filter(|f| !f.is_empty()).map(|f| {
-        let digits: String = f
-            .chars()
-            .take_while(|c| c.is_ascii_digit())
-            .take(6)
-            .collect();
-        format!("{digits:0<6}").parse::<i64>().unwrap_or(0)
-    });
-    Some(((days * 86_400 + h * 3_600 + mi * 60 + s) * 1_000_000) + frac.unwrap_or(0))
+    let clock = rest.get(..8)?;
+    let t = time::Time::parse(clock, TIME).ok()?;
+    let frac = rest.get(8..).unwrap_or("");
+    let micros = match frac.strip_prefix('.') {
+        Some(f) => {
+            let digits: String = f
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .take(6)
+                .collect();
+            format!("{digits:0<6}").parse::<i64>().unwrap_or(0)
+        }
+        None => 0,
+    };
+    let (h, m, sec) = t.as_hms();
+    let seconds = days * 86_400 + h as i64 * 3_600 + m as i64 * 60 + sec as i64;
+    Some(seconds * 1_000_000 + micros)
 }
+
+const DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+const TIME: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[hour]:[minute]:[second]");
 
 fn append_row<'r, R>(row: &'r R, builders: &mut [ColumnBuilder]) -> Result<(), sqlx::Error>
 where
@@ -678,5 +676,28 @@ fn bind_mysql<'q>(q: MySqlQuery<'q>, v: &'q Value, _t: FieldType) -> MySqlQuery<
         Value::Integer(i) => q.bind(*i),
         Value::Float(x) => q.bind(*x),
         Value::Bool(b) => q.bind(*b),
+    }
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::{parse_date, parse_timestamp};
+
+    #[test]
+    fn dates_and_times_are_real_calendar_values() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("2024-02-29"), Some(19_782));
+        assert_eq!(parse_date("1969-12-31"), Some(-1));
+        assert_eq!(parse_date("2023-02-30"), None, "no such day");
+        assert_eq!(parse_date("2023-13-01"), None);
+        assert_eq!(parse_date("2023-1-1"), None);
+        assert_eq!(parse_date("登记日期2023"), None);
+        assert_eq!(
+            parse_timestamp("1970-01-02 00:00:01.5"),
+            Some(86_401_500_000)
+        );
+        assert_eq!(parse_timestamp("1970-01-01T10:00:00"), Some(36_000_000_000));
+        assert_eq!(parse_timestamp("1970-01-01"), Some(0));
+        assert_eq!(parse_timestamp("1970-01-01 25:00:00"), None);
     }
 }

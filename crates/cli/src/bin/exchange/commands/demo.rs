@@ -270,7 +270,7 @@ fn banner(
             bureau.display()
         ),
         format!(
-            "  {coordinator} --pki-dir {} member add science --name '科学技术局' --coordinator {addr}",
+            "  {coordinator} --pki-dir {} member add housing --name '住房和城乡建设局' --coordinator {addr}",
             bureau.display()
         ),
         String::new(),
