@@ -358,27 +358,50 @@ pub fn grants(grants: &[pb::Grant], as_json: bool) -> String {
 
 pub use exchange_client::values::{cell, is_number};
 
-/// One CSV record, without its line break: every cell with control,
-/// invisible and direction-changing characters spelled `\uXXXX` (a CSV file
-/// is read on a screen too), then quoted by the csv crate where needed. The
-/// one CSV writer of the command line: query rows, join answers, reports,
-/// rejected batch lines.
+/// A CSV writer as the command line writes CSV: `\n` line ends, and every
+/// cell with control, invisible and direction-changing characters spelled
+/// `\uXXXX` (a CSV file is read on a screen too), quoted by the csv crate
+/// where needed. The one CSV writer of the command line: query rows, join
+/// answers, reports, rejected batch lines.
+pub struct CsvOut<W: std::io::Write>(csv::Writer<W>);
+
+impl<W: std::io::Write> CsvOut<W> {
+    pub fn new(out: W) -> Self {
+        CsvOut(
+            csv::WriterBuilder::new()
+                .terminator(csv::Terminator::Any(b'\n'))
+                .from_writer(out),
+        )
+    }
+
+    pub fn record<I, S>(&mut self, cells: I) -> std::io::Result<()>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let visible = cells
+            .into_iter()
+            .map(|c| exchange_policy::text::visible(c.as_ref()).into_owned());
+        self.0.write_record(visible).map_err(std::io::Error::other)
+    }
+
+    /// Flushes and returns the underlying writer.
+    pub fn finish(self) -> std::io::Result<W> {
+        self.0.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+/// One CSV record as text, without its line break (see [`CsvOut`]).
 pub fn csv_record<I, S>(cells: I) -> String
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
-    let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
-    let cells: Vec<String> = cells
-        .into_iter()
-        .map(|c| exchange_policy::text::visible(c.as_ref()).into_owned())
-        .collect();
-    // Writing to memory cannot fail, and every cell is valid UTF-8.
-    let _ = writer.write_record(&cells);
-    let bytes = writer.into_inner().unwrap_or_default();
-    let mut text = String::from_utf8(bytes).unwrap_or_default();
+    let mut out = CsvOut::new(Vec::new());
+    // Writing to memory cannot fail.
+    let _ = out.record(cells);
+    let bytes = out.finish().unwrap_or_default();
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
     text.truncate(text.trim_end_matches('\n').len());
     text
 }
@@ -393,13 +416,16 @@ pub fn write_csv(
     batch: &arrow_array::RecordBatch,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
+    let columns: Vec<_> = batch
+        .columns()
+        .iter()
+        .map(|c| exchange_client::values::cells(c.as_ref()))
+        .collect();
+    let mut csv = CsvOut::new(out);
     for r in 0..batch.num_rows() {
-        let row = batch
-            .columns()
-            .iter()
-            .map(|c| cell(c.as_ref(), r).unwrap_or_default());
-        writeln!(out, "{}", csv_record(row))?;
+        csv.record(columns.iter().map(|c| c.get(r).unwrap_or_default()))?;
     }
+    csv.finish()?;
     Ok(())
 }
 
@@ -430,14 +456,19 @@ pub fn batches_table(batches: &[arrow_array::RecordBatch], max_rows: usize) -> S
     let total: usize = batches.iter().map(|b| b.num_rows()).sum();
     let mut shown = 0;
     'outer: for b in batches {
+        let columns: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| exchange_client::values::cells(c.as_ref()))
+            .collect();
         for r in 0..b.num_rows() {
             if shown == max_rows {
                 break 'outer;
             }
             t.add_row(
-                b.columns()
+                columns
                     .iter()
-                    .map(|c| cell(c.as_ref(), r).unwrap_or_else(|| "NULL".into()))
+                    .map(|c| c.get(r).unwrap_or_else(|| "NULL".into()))
                     .collect::<Vec<_>>(),
             );
             shown += 1;

@@ -4,39 +4,44 @@
 pub use arrow_array::Array;
 use serde_json::Value;
 
-/// One cell of an Arrow column as text (`None` for null).
+/// One cell of an Arrow column as text (`None` for null), in arrow-rs's own
+/// display form (arrow-cast): dates `2024-02-29`, timestamps
+/// `2024-02-29T08:30:00`, floats with their fraction (`3.0`). For many cells
+/// of one column, [`cells`] builds the formatter once.
 pub fn cell(array: &dyn Array, i: usize) -> Option<String> {
-    use arrow_array::*;
-    if array.is_null(i) {
-        return None;
+    cells(array).get(i)
+}
+
+/// A column's cells as text, its formatter built once.
+pub fn cells(array: &dyn Array) -> Cells<'_> {
+    let options = arrow_cast::display::FormatOptions::default();
+    Cells {
+        array,
+        strings: array.as_any().downcast_ref::<arrow_array::StringArray>(),
+        formatter: arrow_cast::display::ArrayFormatter::try_new(array, &options).ok(),
     }
-    let any = array.as_any();
-    Some(if let Some(a) = any.downcast_ref::<StringArray>() {
-        a.value(i).to_string()
-    } else if let Some(a) = any.downcast_ref::<Int64Array>() {
-        a.value(i).to_string()
-    } else if let Some(a) = any.downcast_ref::<Int32Array>() {
-        a.value(i).to_string()
-    } else if let Some(a) = any.downcast_ref::<Float64Array>() {
-        a.value(i).to_string()
-    } else if let Some(a) = any.downcast_ref::<BooleanArray>() {
-        a.value(i).to_string()
-    } else if let Some(a) = any.downcast_ref::<Date32Array>() {
-        a.value_as_date(i)
-            .map(|d| d.to_string())
-            .unwrap_or_default()
-    } else if let Some(a) = any.downcast_ref::<TimestampMicrosecondArray>() {
-        a.value_as_datetime(i)
-            .map(|d| d.to_string())
-            .unwrap_or_default()
-    } else {
-        // Any other Arrow type, in arrow-rs's own display form.
-        let options = arrow_cast::display::FormatOptions::default();
-        match arrow_cast::display::ArrayFormatter::try_new(array, &options) {
-            Ok(formatter) => formatter.value(i).to_string(),
-            Err(_) => format!("<{}>", array.data_type()),
+}
+
+/// See [`cells`].
+pub struct Cells<'a> {
+    array: &'a dyn Array,
+    /// Text columns, the common case, are read directly.
+    strings: Option<&'a arrow_array::StringArray>,
+    formatter: Option<arrow_cast::display::ArrayFormatter<'a>>,
+}
+
+impl Cells<'_> {
+    /// Row `i` as text, `None` for null.
+    pub fn get(&self, i: usize) -> Option<String> {
+        if self.array.is_null(i) {
+            return None;
         }
-    })
+        Some(match (self.strings, &self.formatter) {
+            (Some(s), _) => s.value(i).to_string(),
+            (None, Some(f)) => f.value(i).to_string(),
+            (None, None) => format!("<{}>", self.array.data_type()),
+        })
+    }
 }
 
 /// Whether a column's cells are numbers (or booleans) in JSON.
@@ -67,6 +72,8 @@ pub fn json_cell(array: &dyn Array, i: usize) -> Value {
         serde_json::Number::from_f64(a.value(i)).map_or(Value::Null, Value::Number)
     } else if let Some(a) = any.downcast_ref::<BooleanArray>() {
         Value::Bool(a.value(i))
+    } else if let Some(a) = any.downcast_ref::<StringArray>() {
+        Value::String(a.value(i).to_string())
     } else {
         cell(array, i).map_or(Value::Null, Value::String)
     }
