@@ -53,10 +53,9 @@ fn output_schema() -> Arc<Schema> {
 fn reshape(target: &BatchTarget, batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
     let key_column = batch.schema().index_of(&target.key_field).ok();
     let n = batch.num_rows();
+    let key_cells = key_column.map(|c| exchange_client::values::cells(batch.column(c).as_ref()));
     let keys: Vec<Option<String>> = (0..n)
-        .map(|r| {
-            key_column.and_then(|c| exchange_client::values::cell(batch.column(c).as_ref(), r))
-        })
+        .map(|r| key_cells.as_ref().and_then(|k| k.get(r)))
         .collect();
     let records: Vec<String> = (0..n)
         .map(|r| serde_json::Value::Object(exchange_client::values::row_json(batch, r)).to_string())

@@ -14,11 +14,18 @@ pub fn cell(array: &dyn Array, i: usize) -> Option<String> {
 
 /// A column's cells as text, its formatter built once.
 pub fn cells(array: &dyn Array) -> Cells<'_> {
-    let options = arrow_cast::display::FormatOptions::default();
+    let strings = array.as_any().downcast_ref::<arrow_array::StringArray>();
+    let formatter = match strings {
+        Some(_) => None,
+        None => {
+            let options = arrow_cast::display::FormatOptions::default();
+            arrow_cast::display::ArrayFormatter::try_new(array, &options).ok()
+        }
+    };
     Cells {
         array,
-        strings: array.as_any().downcast_ref::<arrow_array::StringArray>(),
-        formatter: arrow_cast::display::ArrayFormatter::try_new(array, &options).ok(),
+        strings,
+        formatter,
     }
 }
 

@@ -227,15 +227,15 @@ fn filter_digest(filter: &str, row_filter: &str) -> String {
 /// its audit records are durable.
 struct WriteAhead {
     rx: exchange_source::BatchStream,
-    audit: Arc<exchange_audit::AuditLog>,
     /// The served record, until it is written with the first batch.
     served: Option<Record>,
     query_id: String,
     key_types: Vec<String>,
     tally: Arc<Mutex<(u64, usize)>>,
     done: bool,
-    /// For the source's health: which database this reads.
+    /// The node: its audit log, and its sources' health.
     node: Arc<NodeState>,
+    /// The source database read.
     database: String,
 }
 
@@ -255,7 +255,7 @@ impl WriteAhead {
             self.node.source_health.answered(&self.database);
             // No rows at all: the served record is still written.
             if let Some(served) = self.served.take() {
-                if let Err(e) = self.audit.append(&served).await {
+                if let Err(e) = self.node.audit.append(&served).await {
                     return Some(Err(Self::audit_failed(e)));
                 }
             }
@@ -266,7 +266,7 @@ impl WriteAhead {
             Err(e) => {
                 self.done = true;
                 if let Some(served) = self.served.take() {
-                    let _ = self.audit.append(&served).await;
+                    let _ = self.node.audit.append(&served).await;
                 }
                 let status =
                     self.node
@@ -296,7 +296,7 @@ impl WriteAhead {
                 })));
             }
         }
-        if let Err(e) = self.audit.append_all(&records).await {
+        if let Err(e) = self.node.audit.append_all(&records).await {
             self.done = true;
             return Some(Err(Self::audit_failed(e)));
         }
@@ -456,7 +456,6 @@ impl FlightService for NodeFlight {
         let tally = Arc::new(Mutex::new((0u64, 0usize)));
         let state = WriteAhead {
             rx,
-            audit: self.state.audit.clone(),
             served: Some(served),
             query_id: ticket.query_id.clone(),
             key_types,
