@@ -3,6 +3,7 @@
 //! once rather than once per file.
 
 mod audit;
+mod console;
 mod federation;
 mod lookup;
 mod pyarrow;

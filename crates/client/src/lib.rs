@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use exchange_pki::{files, normalize_fingerprint, CertificateInfo, Identity, LocalKey, Role};
 use exchange_proto::v1 as pb;
 use exchange_transport::client::{connect, connect_pinned, ClientOptions, ExpectedServer};
-use exchange_transport::Channel;
+use exchange_transport::{AnyChannel, LocalChannel};
 use exchange_transport::{TlsIdentity, TransportError};
 use serde::{Deserialize, Serialize};
 
@@ -230,7 +230,7 @@ pub async fn enroll(options: &EnrollOptions) -> Result<Enrolled> {
 /// A mutual-TLS connection to the coordinator.
 #[derive(Debug, Clone)]
 pub struct Client {
-    channel: Channel,
+    channel: AnyChannel,
     identity: Identity,
     user: String,
 }
@@ -247,7 +247,7 @@ impl Client {
     ) -> Result<Client> {
         let channel = connect(addr, tls, ExpectedServer::Role(Role::Coordinator), options).await?;
         Ok(Client {
-            channel,
+            channel: AnyChannel::Network(channel),
             identity: tls.identity().clone(),
             user: String::new(),
         })
@@ -270,23 +270,34 @@ impl Client {
         &self.identity
     }
 
-    pub fn channel(&self) -> Channel {
+    /// A client that calls the coordinator's services in this process, as
+    /// the certificate holder `channel` names (the web console's sessions).
+    pub fn in_process(channel: LocalChannel, identity: Identity) -> Client {
+        Client {
+            channel: AnyChannel::Local(channel),
+            identity,
+            user: String::new(),
+        }
+    }
+
+    /// The channel, for any tonic client (network or in process).
+    pub fn channel(&self) -> AnyChannel {
         self.channel.clone()
     }
 
-    fn catalog(&self) -> pb::catalog_client::CatalogClient<Channel> {
+    fn catalog(&self) -> pb::catalog_client::CatalogClient<AnyChannel> {
         pb::catalog_client::CatalogClient::new(self.channel.clone())
     }
 
-    fn registry(&self) -> pb::registry_client::RegistryClient<Channel> {
+    fn registry(&self) -> pb::registry_client::RegistryClient<AnyChannel> {
         pb::registry_client::RegistryClient::new(self.channel.clone())
     }
 
-    fn access(&self) -> pb::access_client::AccessClient<Channel> {
+    fn access(&self) -> pb::access_client::AccessClient<AnyChannel> {
         pb::access_client::AccessClient::new(self.channel.clone())
     }
 
-    fn disputes_client(&self) -> pb::disputes_client::DisputesClient<Channel> {
+    fn disputes_client(&self) -> pb::disputes_client::DisputesClient<AnyChannel> {
         pb::disputes_client::DisputesClient::new(self.channel.clone())
     }
 
@@ -321,7 +332,7 @@ impl Client {
         Ok(self.disputes_client().resolve(request).await?.into_inner())
     }
 
-    fn audit(&self) -> pb::audit_client::AuditClient<Channel> {
+    fn audit(&self) -> pb::audit_client::AuditClient<AnyChannel> {
         pb::audit_client::AuditClient::new(self.channel.clone())
             .max_decoding_message_size(256 << 20)
     }
@@ -448,7 +459,7 @@ impl Client {
         Ok(arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(frames))
     }
 
-    fn admin(&self) -> pb::admin_client::AdminClient<Channel> {
+    fn admin(&self) -> pb::admin_client::AdminClient<AnyChannel> {
         pb::admin_client::AdminClient::new(self.channel.clone())
     }
 

@@ -32,6 +32,9 @@ pub struct CoordinatorConfig {
     pub decision_sla_working_days: u32,
     /// The audit log (`[audit]` table; defaults under `<data_dir>/audit`).
     pub audit: exchange_audit::AuditConfig,
+    /// The web console over HTTPS, e.g. `127.0.0.1:7443`; browsers sign in
+    /// with a client certificate from the federation CA. Default: off.
+    pub console_listen: Option<String>,
     /// Prometheus metrics over plain HTTP (`GET /metrics`), e.g. `127.0.0.1:9400`. Default: off.
     pub metrics_listen: Option<String>,
     /// Which dataset is the authoritative source of an attribute, e.g.
@@ -54,6 +57,7 @@ impl Default for CoordinatorConfig {
             certificate_validity_days: 365,
             decision_sla_working_days: 5,
             audit: exchange_audit::AuditConfig::default(),
+            console_listen: None,
             metrics_listen: None,
             authoritative: Default::default(),
         }

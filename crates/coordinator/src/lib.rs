@@ -214,8 +214,13 @@ pub struct RunningCoordinator {
     pub enroll_addr: SocketAddr,
     /// The Prometheus endpoint, when `metrics_listen` is set.
     pub metrics_addr: Option<SocketAddr>,
+    /// The web console, when one was started for this coordinator
+    /// (`exchange_console::serve`).
+    pub console_addr: Option<SocketAddr>,
     pub ca_fingerprint: String,
     pub state: Arc<State>,
+    /// The main listener's gRPC routes and layers, callable in process.
+    local_routes: exchange_transport::LocalRoutes,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -230,6 +235,32 @@ impl std::fmt::Debug for RunningCoordinator {
 }
 
 impl RunningCoordinator {
+    /// A channel onto this coordinator's own gRPC services, as the holder
+    /// of the certificate `peer` describes: every call passes the same
+    /// revocation and expiry check, authorization, masking, quotas and
+    /// audit as over the network. The web console acts through it.
+    pub fn act_as(&self, conn: exchange_transport::ConnInfo) -> exchange_transport::LocalChannel {
+        exchange_transport::LocalChannel::new(self.local_routes.clone(), conn)
+    }
+
+    /// The main listener's routes and layers, for [`Self::act_as`]-style callers.
+    pub fn local_routes(&self) -> exchange_transport::LocalRoutes {
+        self.local_routes.clone()
+    }
+
+    /// Resolves when the coordinator begins to shut down.
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.stop.subscribe();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    }
+
+    /// A task (such as the console's listener) stopped with the coordinator.
+    pub fn attach(&mut self, task: JoinHandle<()>) {
+        self.tasks.push(task);
+    }
+
     /// Stops both listeners and waits for in-flight calls to finish.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -304,6 +335,51 @@ fn write_probes_behind(state: Arc<State>) -> JoinHandle<()> {
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// The largest catalog a node may publish.
 pub const MAX_CATALOG_BYTES: usize = 64 << 20;
+
+/// Per-path request body limits of the main listener's services.
+const BODY_LIMITS: &[(&str, usize)] = &[
+    ("/exchange.v1.Catalog/Publish", MAX_CATALOG_BYTES),
+    ("/exchange.v1.Catalog/", MAX_REQUEST_BYTES),
+];
+
+/// Every service of the main listener. The listener serves them over mutual
+/// TLS; the web console calls the same routes in process
+/// ([`RunningCoordinator::act_as`]).
+fn grpc_routes(
+    state: &Arc<State>,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> tonic::service::Routes {
+    tonic::service::Routes::new(health)
+        .add_service(pb::admin_server::AdminServer::new(service::AdminService(
+            state.clone(),
+        )))
+        .add_service(pb::registry_server::RegistryServer::new(
+            service::RegistryService(state.clone()),
+        ))
+        .add_service(
+            arrow_flight::flight_service_server::FlightServiceServer::new(
+                flight::CoordinatorFlight::new(state.clone()),
+            )
+            .max_decoding_message_size(1 << 20)
+            .max_encoding_message_size(64 << 20),
+        )
+        .add_service(pb::access_server::AccessServer::new(
+            service::AccessService(state.clone()),
+        ))
+        .add_service(pb::disputes_server::DisputesServer::new(
+            disputes::DisputeService(state.clone()),
+        ))
+        .add_service(
+            pb::audit_server::AuditServer::new(audit_service::AuditService(state.clone()))
+                .max_encoding_message_size(256 << 20),
+        )
+        .add_service(
+            pb::catalog_server::CatalogServer::new(service::CatalogService(state.clone()))
+                .max_decoding_message_size(MAX_CATALOG_BYTES),
+        )
+}
 
 /// Starts the coordinator on the configured listeners.
 pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordinator> {
@@ -395,43 +471,18 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         .await;
 
     let main_tls = server::mutual_tls_config(&tls)?;
+    let routes = grpc_routes(&state, health_service);
+    let local_routes = exchange_transport::local::local_routes(
+        tower::ServiceBuilder::new()
+            .layer(server::authenticate(revocations.clone()))
+            .layer(BodyLimitLayer { rules: BODY_LIMITS })
+            .service(routes.clone()),
+    );
     let main_router = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(60))
         .layer(server::authenticate(revocations.clone()))
-        .layer(BodyLimitLayer {
-            rules: &[
-                ("/exchange.v1.Catalog/Publish", MAX_CATALOG_BYTES),
-                ("/exchange.v1.Catalog/", MAX_REQUEST_BYTES),
-            ],
-        })
-        .add_service(health_service)
-        .add_service(pb::admin_server::AdminServer::new(service::AdminService(
-            state.clone(),
-        )))
-        .add_service(pb::registry_server::RegistryServer::new(
-            service::RegistryService(state.clone()),
-        ))
-        .add_service(
-            arrow_flight::flight_service_server::FlightServiceServer::new(
-                flight::CoordinatorFlight::new(state.clone()),
-            )
-            .max_decoding_message_size(1 << 20)
-            .max_encoding_message_size(64 << 20),
-        )
-        .add_service(pb::access_server::AccessServer::new(
-            service::AccessService(state.clone()),
-        ))
-        .add_service(pb::disputes_server::DisputesServer::new(
-            disputes::DisputeService(state.clone()),
-        ))
-        .add_service(
-            pb::audit_server::AuditServer::new(audit_service::AuditService(state.clone()))
-                .max_encoding_message_size(256 << 20),
-        )
-        .add_service(
-            pb::catalog_server::CatalogServer::new(service::CatalogService(state.clone()))
-                .max_decoding_message_size(MAX_CATALOG_BYTES),
-        );
+        .layer(BodyLimitLayer { rules: BODY_LIMITS })
+        .add_routes(routes);
     let main_incoming = server::incoming(main_listener, main_tls, ListenerLimits::MUTUAL_TLS);
     let rx = stop_rx.clone();
     let main_task = tokio::spawn(async move {
@@ -478,8 +529,10 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         addr,
         enroll_addr,
         metrics_addr,
+        console_addr: None,
         ca_fingerprint: ca.fingerprint(),
         state,
+        local_routes,
         stop,
         tasks,
     })

@@ -37,6 +37,8 @@ pub struct ClusterBuilder {
     pki_out: Option<PathBuf>,
     coordinator_listen: String,
     enroll_listen: String,
+    /// The web console's listener.
+    console_listen: String,
     heartbeat_secs: u32,
     analysts: bool,
     /// member -> (consumers vetoed, datasets vetoed) at that member's node.
@@ -58,6 +60,7 @@ impl Default for ClusterBuilder {
             pki_out: None,
             coordinator_listen: "127.0.0.1:0".into(),
             enroll_listen: "127.0.0.1:0".into(),
+            console_listen: "127.0.0.1:0".into(),
             heartbeat_secs: 1,
             analysts: true,
             vetoes: BTreeMap::new(),
@@ -142,6 +145,12 @@ impl ClusterBuilder {
         self
     }
 
+    /// Where the coordinator's web console listens (default: any free port).
+    pub fn console_listen(mut self, addr: &str) -> ClusterBuilder {
+        self.console_listen = addr.to_string();
+        self
+    }
+
     pub fn heartbeat_secs(mut self, secs: u32) -> ClusterBuilder {
         self.heartbeat_secs = secs;
         self
@@ -199,6 +208,7 @@ impl ClusterBuilder {
             heartbeat_interval_secs: self.heartbeat_secs,
             offline_after_secs: self.heartbeat_secs * 3,
             metrics_listen: Some("127.0.0.1:0".into()),
+            console_listen: Some(self.console_listen.clone()),
             audit: exchange_audit::AuditConfig {
                 benchmark_without_fsync: !self.audit_fsync,
                 ..Default::default()
@@ -210,7 +220,7 @@ impl ClusterBuilder {
             &coordinator_config.pki_dir(),
             &["127.0.0.1".into(), "localhost".into()],
         )?;
-        let coordinator = exchange_coordinator::start(&coordinator_config).await?;
+        let coordinator = exchange_console::start_coordinator(&coordinator_config).await?;
         let admin_tls = TlsIdentity::load(&coordinator_config.pki_dir(), "admin")?;
         let admin = Client::connect(&coordinator.addr.to_string(), &admin_tls).await?;
         ClientConfig::write_beside_certificate(

@@ -26,6 +26,7 @@ pub mod client;
 pub mod coalesce;
 pub mod completion;
 pub mod limits;
+pub mod local;
 pub mod metrics;
 pub mod prefetch;
 pub mod server;
@@ -38,6 +39,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tonic::Status;
 
 pub use channel::Channel;
+pub use local::{AnyChannel, LocalChannel, LocalRoutes};
 pub use server::{ConnInfo, PeerInfo};
 
 #[derive(Debug, thiserror::Error)]

@@ -50,6 +50,14 @@ impl ListenerLimits {
         max_per_address: 16,
         idle_timeout: Duration::from_secs(30),
     };
+    /// The web console: browsers open a handful of keep-alive connections
+    /// each; the handshake may come without a certificate, so the budget is
+    /// smaller than the mutual-TLS listeners'.
+    pub const CONSOLE: ListenerLimits = ListenerLimits {
+        max_connections: 1024,
+        max_per_address: 64,
+        idle_timeout: Duration::from_secs(60),
+    };
     /// The enrolment listener, which anyone can reach without a
     /// certificate: an enrolment is one short call.
     pub const ENROLMENT: ListenerLimits = ListenerLimits {

@@ -116,6 +116,25 @@ pub fn mutual_tls_config(tls: &TlsIdentity) -> Result<Arc<rustls::ServerConfig>>
     Ok(Arc::new(config))
 }
 
+/// TLS settings for the web console: HTTP/1.1, and a client certificate
+/// from the federation CA is asked for but not required at the handshake,
+/// so that a browser without one gets a page that says how to import it
+/// rather than a bare TLS error. A certificate from another CA still fails
+/// the handshake; every request without a certificate is refused by the
+/// console before any handler runs.
+pub fn console_tls_config(tls: &TlsIdentity) -> Result<Arc<rustls::ServerConfig>> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(tls.roots()?, provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TransportError::Tls(rustls::Error::General(e.to_string())))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(tls.chain(), tls.key())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// TLS settings for the enrolment listener: the server authenticates itself
 /// and sends the CA in its chain; callers have no certificate yet.
 pub fn server_only_tls_config(tls: &TlsIdentity) -> Result<Arc<rustls::ServerConfig>> {
@@ -206,24 +225,89 @@ pub struct Authenticate {
 impl tonic::service::Interceptor for Authenticate {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         let peer = crate::caller(&request)?;
-        if self.revocations.is_revoked(&peer.serial) {
-            tracing::warn!(peer = %peer.identity, serial = %peer.serial, "request from a revoked certificate refused");
-            return Err(Status::unauthenticated(format!(
-                "certificate {} for {} has been revoked by the bureau",
-                peer.serial, peer.identity
-            )));
-        }
-        if peer.not_after_unix < exchange_pki::now_unix() {
-            return Err(Status::unauthenticated(format!(
-                "certificate for {} has expired; enrol again",
-                peer.identity
-            )));
-        }
+        check_certificate(&self.revocations, &peer)?;
         Ok(request)
     }
+}
+
+/// The per-request certificate check: not revoked, not expired. The gRPC
+/// listeners run it through [`authenticate`]; the web console runs the same
+/// function on every HTTP request.
+pub fn check_certificate(revocations: &Revocations, peer: &PeerInfo) -> Result<(), Status> {
+    if revocations.is_revoked(&peer.serial) {
+        tracing::warn!(peer = %peer.identity, serial = %peer.serial, "request from a revoked certificate refused");
+        return Err(Status::unauthenticated(format!(
+            "certificate {} for {} has been revoked by the bureau",
+            peer.serial, peer.identity
+        )));
+    }
+    if peer.not_after_unix < exchange_pki::now_unix() {
+        return Err(Status::unauthenticated(format!(
+            "certificate for {} has expired; enrol again",
+            peer.identity
+        )));
+    }
+    Ok(())
 }
 
 /// The layer to put on every mutual-TLS server, so no handler can forget it.
 pub fn authenticate(revocations: Revocations) -> InterceptorLayer<Authenticate> {
     InterceptorLayer::new(Authenticate { revocations })
+}
+
+/// Handshaken TLS connections as an `axum::serve` listener (the web
+/// console). Each connection's [`ConnInfo`] reaches handlers through
+/// `axum::extract::ConnectInfo<ConnInfo>`.
+pub struct TlsListener {
+    local_addr: SocketAddr,
+    connections: ReceiverStream<std::io::Result<TlsConn>>,
+}
+
+impl TlsListener {
+    /// Accepts on `listener` within `limits`, handshaking with `config`.
+    pub fn new(
+        listener: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        limits: ListenerLimits,
+    ) -> std::io::Result<TlsListener> {
+        Ok(TlsListener {
+            local_addr: listener.local_addr()?,
+            connections: incoming(listener, config, limits),
+        })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsConn;
+    type Addr = ConnInfo;
+
+    async fn accept(&mut self) -> (TlsConn, ConnInfo) {
+        use tokio_stream::StreamExt;
+        loop {
+            match self.connections.next().await {
+                Some(Ok(conn)) => {
+                    let info = conn.info.clone();
+                    return (conn, info);
+                }
+                Some(Err(_)) => continue,
+                // The accept task ends only with the runtime.
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<ConnInfo> {
+        Ok(ConnInfo {
+            remote_addr: self.local_addr,
+            peer: None,
+        })
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for ConnInfo
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> ConnInfo {
+        stream.remote_addr().clone()
+    }
 }

@@ -208,13 +208,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if advertise_addr.is_some() {
                 config.advertise_addr = advertise_addr;
             }
-            let running = exchange_coordinator::start(&config).await?;
+            let running = exchange_console::start_coordinator(&config).await?;
             exchange_cli::say_err!(
                 "coordinator serving on {} (mutual TLS) and {} (enrolment); CA fingerprint {}",
                 running.addr,
                 running.enroll_addr,
                 running.ca_fingerprint
             );
+            if let Some(console) = running.console_addr {
+                exchange_cli::say_err!("web console: https://{console}/ (sign in with a certificate: exchange cert export --p12 FILE)");
+            }
             running.run_until_signal().await;
         }
         Command::Member {

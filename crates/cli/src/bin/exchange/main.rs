@@ -11,7 +11,8 @@ use clap::{Parser, Subcommand};
 use exchange_cli::logging;
 
 use commands::{
-    access, audit, catalog, conflicts, demo, dispute, enroll, join, lookup, members, query, report,
+    access, audit, catalog, cert, conflicts, demo, dispute, enroll, join, lookup, members, query,
+    report,
 };
 
 /// mimalloc: the query path allocates many small, short-lived buffers
@@ -90,6 +91,11 @@ enum Command {
     },
     /// Show the identity your certificate gives you.
     Whoami,
+    /// Your certificate for a browser: `cert export --p12 FILE` for the web console.
+    Cert {
+        #[command(subcommand)]
+        command: cert::Command,
+    },
     /// Start a local demo federation: a coordinator and nine department nodes on synthetic data.
     Demo(demo::Args),
 }
@@ -127,6 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(args) => report::run(&ctx, args).await,
         Command::Members { command } => members::run(&ctx, command).await,
         Command::Whoami => members::whoami(&ctx).await,
+        Command::Cert { command } => cert::run(&ctx, command),
         Command::Demo(args) => demo::run(&ctx, args).await,
     }
 }

@@ -42,6 +42,11 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     .await
 }
 
+/// The web console's port: the coordinator's + 43 (7443 by default).
+fn console_port(port: u16) -> anyhow::Result<u16> {
+    port.checked_add(43).context("--port too high")
+}
+
 /// A demo's hold on its directory: `demo.pid` names the running process,
 /// removed when the demo stops.
 struct DemoClaim {
@@ -60,10 +65,10 @@ impl Drop for DemoClaim {
 /// the running federation's data and certificates first.
 fn claim_demo_dir(dir: &Path, port: u16) -> anyhow::Result<DemoClaim> {
     let enrol = port.checked_add(1).context("--port too high")?;
-    for p in [port, enrol] {
+    for p in [port, enrol, console_port(port)?] {
         if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", p)) {
             anyhow::bail!(
-                "port {p} on 127.0.0.1 is not free ({e}); nothing was changed. Is a demo already running? Stop it, or start this one with --port {} (it uses that port and the next)",
+                "port {p} on 127.0.0.1 is not free ({e}); nothing was changed. Is a demo already running? Stop it, or start this one with --port {} (it uses that port, the next, and that port + 43 for the web console)",
                 port.saturating_add(10)
             );
         }
@@ -143,6 +148,7 @@ async fn demo(
         .dir(dir)
         .pki_out(certs)
         .coordinator_listen(&main, &enrol)
+        .console_listen(&format!("127.0.0.1:{}", console_port(port)?))
         .heartbeat_secs(5)
         .start()
         .await
@@ -247,6 +253,10 @@ fn banner(
             "  certificates    {} (one directory per department, plus bureau/)",
             certs.display()
         ),
+        format!(
+            "  web console     https://{}/ (import a certificate exported below; README, \"Web console\")",
+            cluster.coordinator.console_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into())
+        ),
         String::new(),
         "In another terminal, act as a civil-affairs analyst:".into(),
         format!(
@@ -259,6 +269,7 @@ fn banner(
         format!("  {exchange} catalog show vehicle-admin/vehicles"),
         format!("  {exchange} members list"),
         format!("  {exchange} whoami"),
+        format!("  {exchange} cert export --p12 civil-affairs.p12"),
         format!(
             "Act for another department with {}/<department>/exchange.toml.",
             certs.display()

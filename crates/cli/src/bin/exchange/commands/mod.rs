@@ -3,6 +3,7 @@
 pub mod access;
 pub mod audit;
 pub mod catalog;
+pub mod cert;
 pub mod conflicts;
 pub mod demo;
 pub mod dispute;

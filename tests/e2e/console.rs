@@ -1,0 +1,383 @@
+//! The web console, over HTTPS with client certificates, as each kind of
+//! user and as an attacker: a caseworker's lookup, a request decided by
+//! the owner (and refused to another department), a streamed download,
+//! the bureau's members page and performance report, and the refusals
+//! (no certificate, a foreign CA, a revoked certificate, CSRF, GET
+//! changes, script in every text that reaches a page). Requests are made
+//! with curl, which presents the certificate as a browser would.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use exchange_proto::v1 as pb;
+use exchange_testkit::ClusterBuilder;
+
+/// One browser profile: a certificate, a cookie jar.
+struct Browser {
+    base: String,
+    ca: PathBuf,
+    cert: Option<(PathBuf, PathBuf)>,
+    jar: tempfile::NamedTempFile,
+}
+
+struct Answer {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Browser {
+    fn new(base: &str, dir: &Path, name: Option<&str>) -> Browser {
+        Browser {
+            base: base.to_string(),
+            ca: dir.join("ca.crt"),
+            cert: name.map(|n| (dir.join(format!("{n}.crt")), dir.join(format!("{n}.key")))),
+            jar: tempfile::NamedTempFile::new().unwrap(),
+        }
+    }
+
+    fn curl(&self, path: &str, extra: &[String]) -> Result<Answer, String> {
+        let headers = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "20", "--cacert"])
+            .arg(&self.ca)
+            .arg("-b")
+            .arg(self.jar.path())
+            .arg("-c")
+            .arg(self.jar.path())
+            .arg("-D")
+            .arg(headers.path())
+            .args(["-w", "\n%{http_code}"]);
+        if let Some((cert, key)) = &self.cert {
+            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        cmd.args(extra).arg(format!("{}{path}", self.base));
+        let out = cmd.output().map_err(|e| format!("curl: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        Ok(Answer {
+            status: code.trim().parse().unwrap(),
+            headers: std::fs::read_to_string(headers.path()).unwrap(),
+            body: body.to_string(),
+        })
+    }
+
+    fn get(&self, path: &str) -> Answer {
+        self.curl(path, &[]).unwrap()
+    }
+
+    /// Posts a form, with this page's CSRF token unless `csrf` is false.
+    fn post(&self, path: &str, fields: &[(&str, &str)], csrf: bool) -> Answer {
+        let mut args = Vec::new();
+        if csrf {
+            let token = self.csrf();
+            args.push("--data-urlencode".to_string());
+            args.push(format!("csrf={token}"));
+        }
+        for (k, v) in fields {
+            args.push("--data-urlencode".into());
+            args.push(format!("{k}={v}"));
+        }
+        if fields.is_empty() && !csrf {
+            args.push("-X".into());
+            args.push("POST".into());
+        }
+        self.curl(path, &args).unwrap()
+    }
+
+    fn csrf(&self) -> String {
+        let page = self.get("/signin");
+        let at = page
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("a CSRF field")
+            + 19;
+        page.body[at..at + 64].to_string()
+    }
+
+    fn sign_in(&self, name: &str) {
+        let answer = self.post("/signin", &[("user", name)], true);
+        assert_eq!(answer.status, 303, "{}", answer.body);
+    }
+}
+
+fn curl_present() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        panic!("the console tests need curl (apt-get install curl)");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_acts_as_the_signed_in_certificate_and_nothing_more() {
+    curl_present();
+    let mut cluster = ClusterBuilder::new()
+        .add_node("civil-affairs")
+        .add_node("vehicle-admin")
+        .add_node("real-estate")
+        .add_node("tax")
+        .add_node("education")
+        .start()
+        .await
+        .unwrap();
+    for dataset in ["vehicle-admin/vehicles", "real-estate/properties"] {
+        cluster
+            .grant("civil-affairs", dataset, &[], pb::ApproveRequest::default())
+            .await
+            .unwrap();
+    }
+    let base = format!(
+        "https://127.0.0.1:{}",
+        cluster.coordinator.console_addr.unwrap().port()
+    );
+    let civil_dir = cluster.member_dir("civil-affairs");
+    let civil = tokio::task::spawn_blocking({
+        let (base, dir) = (base.clone(), civil_dir.clone());
+        move || Browser::new(&base, &dir, Some("client"))
+    })
+    .await
+    .unwrap();
+    let official = cluster.planted.official_person_id.clone();
+    let owner = Browser::new(&base, &cluster.member_dir("tax"), Some("client"));
+    let stranger = Browser::new(&base, &cluster.member_dir("vehicle-admin"), Some("client"));
+    let bureau = Browser::new(&base, &cluster.pki_out.join("bureau"), Some("admin"));
+    let anonymous = Browser::new(&base, &civil_dir, None);
+
+    tokio::task::spawn_blocking(move || {
+        // No certificate: a page that says how to get one, and no data.
+        let page = anonymous.get("/");
+        assert_eq!(page.status, 401);
+        assert!(
+            page.body.contains("exchange cert export --p12"),
+            "{}",
+            page.body
+        );
+        assert!(page
+            .headers
+            .to_ascii_lowercase()
+            .contains("content-security-policy: default-src 'none'"));
+
+        // Sign in: the name is asked for; script in it is shown as text.
+        let first = civil.get("/");
+        assert_eq!(first.status, 303, "a first visit is sent to give a name");
+        civil.sign_in("<script>alert(1)</script>王五");
+        let home = civil.get("/");
+        assert_eq!(home.status, 200);
+        assert!(
+            home.body.contains("civil-affairs") && home.body.contains("部门用户"),
+            "{}",
+            home.body
+        );
+        assert!(home
+            .body
+            .contains("&lt;script&gt;alert(1)&lt;/script&gt;王五"));
+        assert!(!home.body.contains("<script>alert(1)"));
+
+        // The caseworker: a bad check character, an empty purpose, a lookup.
+        let mut bad = official.clone();
+        let last = bad.pop().unwrap();
+        bad.push(if last == '0' { '1' } else { '0' });
+        let refused = civil.post("/lookup", &[("key", &bad), ("purpose", "低保核查")], true);
+        assert_eq!(refused.status, 400);
+        assert!(refused.body.contains("校验位"), "{}", refused.body);
+        let empty = civil.post("/lookup", &[("key", &official), ("purpose", " ")], true);
+        assert_eq!(empty.status, 400);
+        let found = civil.post(
+            "/lookup",
+            &[("key", &official), ("purpose", "低保申请人财产核查")],
+            true,
+        );
+        assert_eq!(found.status, 200, "{}", found.body);
+        assert!(
+            found.body.contains("vehicle-admin/vehicles")
+                && found.body.contains("real-estate/properties")
+        );
+        assert!(found.body.contains("data-status=\"ok\""), "{}", found.body);
+        // The purpose is offered next time.
+        assert!(civil
+            .get("/lookup")
+            .body
+            .contains("<option value=\"低保申请人财产核查\">"));
+
+        // CSRF: a missing token and a GET that tries to change state.
+        let forged = civil.post("/lookup", &[("key", &official), ("purpose", "x")], false);
+        assert_eq!(forged.status, 403, "{}", forged.body);
+        let get_change = civil.get("/pending/r1/approve");
+        assert_eq!(get_change.status, 405);
+
+        // The analyst asks tax for a conditional dataset, with script in the purpose.
+        let asked = civil.post(
+            "/datasets/tax/declarations/request",
+            &[
+                ("purpose", "<img src=x onerror=alert(2)>核查"),
+                ("basis", "社会救助暂行办法"),
+            ],
+            true,
+        );
+        assert_eq!(asked.status, 303, "{}", asked.body);
+        let mine = civil.get("/requests");
+        assert!(mine.body.contains("tax/declarations") && mine.body.contains("待审批"));
+        assert!(mine.body.contains("&lt;img src=x onerror=alert(2)&gt;"));
+
+        // The owner sees it, oldest first; another department cannot decide it.
+        owner.sign_in("赵六");
+        stranger.sign_in("钱七");
+        let pending = owner.get("/pending");
+        let id_at = pending
+            .body
+            .find("href=\"/pending/")
+            .expect("a pending request")
+            + 15;
+        let id: String = pending.body[id_at..]
+            .chars()
+            .take_while(|c| *c != '"')
+            .collect();
+        assert!(!pending.body.contains("<img src=x"));
+        assert_eq!(stranger.get(&format!("/pending/{id}")).status, 404);
+        let crafted = stranger.post(&format!("/pending/{id}/approve"), &[], true);
+        assert_eq!(crafted.status, 403, "{}", crafted.body);
+        let no_reason = owner.post(&format!("/pending/{id}/refuse"), &[("reason", "")], true);
+        assert_eq!(no_reason.status, 400);
+        let approved = owner.post(&format!("/pending/{id}/approve"), &[], true);
+        assert_eq!(approved.status, 303, "{}", approved.body);
+        assert!(civil.get("/requests").body.contains("已批准"));
+
+        // A query preview, then the whole answer streamed as CSV and Parquet.
+        let preview = civil.post(
+            "/query/vehicle-admin/vehicles",
+            &[("purpose", "车辆核查"), ("limit", "5")],
+            true,
+        );
+        assert_eq!(preview.status, 200, "{}", preview.body);
+        assert!(preview.body.contains("plate_no"));
+        let csv = civil.post(
+            "/query/vehicle-admin/vehicles/download?format=csv",
+            &[("purpose", "车辆核查")],
+            true,
+        );
+        assert_eq!(csv.status, 200);
+        assert!(csv.headers.contains("text/csv"));
+        assert!(
+            csv.body.starts_with("plate_no,")
+                || csv.body.lines().next().unwrap().contains("plate_no")
+        );
+        assert!(
+            csv.body.lines().count() > 10,
+            "{} lines",
+            csv.body.lines().count()
+        );
+        let parquet = civil.post(
+            "/query/vehicle-admin/vehicles/download?format=parquet",
+            &[("purpose", "车辆核查")],
+            true,
+        );
+        assert_eq!(parquet.status, 200);
+        assert!(parquet.body.starts_with("PAR1"));
+        let ungranted = civil.post(
+            "/query/tax/taxpayers/download?format=csv",
+            &[("purpose", "x")],
+            true,
+        );
+        assert_eq!(ungranted.status, 403);
+
+        // The owner's audit view shows the use of its data, and exports it.
+        let usage = stranger.get("/usage");
+        assert!(usage.body.contains("车辆核查") && usage.body.contains("civil-affairs"));
+        let export = stranger.get("/usage.csv");
+        assert!(export.body.contains("车辆核查"));
+        assert!(
+            !owner.get("/usage").body.contains("车辆核查"),
+            "tax sees no use of vehicle data"
+        );
+
+        // The bureau: members, a new member's one-time token, the report.
+        let members = bureau.get("/members");
+        assert_eq!(members.status, 200);
+        assert!(members.body.contains("数据局运维") && members.body.contains("在线"));
+        let added = bureau.post(
+            "/members",
+            &[("id", "housing"), ("display_name", "<b>住建局</b>")],
+            true,
+        );
+        assert_eq!(added.status, 200, "{}", added.body);
+        assert!(added.body.contains("xt_") && added.body.contains("&lt;b&gt;住建局"));
+        let report = bureau.get("/report");
+        assert_eq!(report.status, 200);
+        assert!(report.body.contains("<svg") && report.body.contains("vehicle-admin"));
+        assert!(bureau
+            .get("/report.csv?kind=departments")
+            .body
+            .starts_with("department,"));
+        // A department may not use the bureau's pages.
+        assert_eq!(civil.get("/reconcile?node=tax").status, 403);
+
+        // Revoking a member refuses its certificate on the very next request.
+        let revoked = bureau.post(
+            "/members/vehicle-admin/revoke",
+            &[("reason", "测试撤销")],
+            true,
+        );
+        assert_eq!(revoked.status, 200, "{}", revoked.body);
+        let after = stranger.get("/");
+        assert_eq!(after.status, 401);
+        assert!(after.body.contains("revoked"), "{}", after.body);
+    })
+    .await
+    .unwrap();
+
+    // A node offline during a lookup: the page answers within the deadline
+    // with the department marked.
+    let node = cluster.nodes.remove("real-estate").unwrap();
+    node.shutdown().await;
+    let started = Instant::now();
+    let official = cluster.planted.official_person_id.clone();
+    let page = tokio::task::spawn_blocking(move || {
+        let civil = Browser::new(&base, &civil_dir, Some("client"));
+        civil.sign_in("王五");
+        civil.post(
+            "/lookup",
+            &[("key", &official), ("purpose", "低保申请人财产核查")],
+            true,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("data-status=\"offline\""),
+        "{}",
+        page.body
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_another_ca_fails_the_handshake() {
+    curl_present();
+    let cluster = ClusterBuilder::new().add_node("tax").start().await.unwrap();
+    let other = tempfile::tempdir().unwrap();
+    exchange_coordinator::init(other.path(), &["127.0.0.1".into()]).unwrap();
+    let base = format!(
+        "https://127.0.0.1:{}",
+        cluster.coordinator.console_addr.unwrap().port()
+    );
+    let ca = cluster.pki_out.join("bureau").join("ca.crt");
+    let dir = other.path().to_path_buf();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut browser = Browser::new(&base, &dir, Some("admin"));
+        browser.ca = ca;
+        browser.curl("/", &[])
+    })
+    .await
+    .unwrap();
+    assert!(outcome.is_err(), "a foreign certificate got an answer");
+    cluster.shutdown().await;
+}
