@@ -3,6 +3,7 @@
 //! once rather than once per file.
 
 mod audit;
+mod browser;
 mod console;
 mod federation;
 mod lookup;

@@ -21,6 +21,7 @@ mod authority;
 pub mod files;
 mod identity;
 mod inspect;
+pub mod pkcs12;
 pub mod signing;
 pub mod ticket_key;
 

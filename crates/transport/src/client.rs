@@ -122,6 +122,17 @@ fn client_config(
     Ok(Arc::new(config))
 }
 
+/// Client TLS settings with our certificate, checking the server's
+/// federation identity, for HTTP/1.1 (the web console; its benchmark).
+pub fn https_client_config(
+    tls: &TlsIdentity,
+    expected: ExpectedServer,
+) -> Result<Arc<rustls::ClientConfig>> {
+    let mut config = (*mutual_config(tls, expected)?).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 fn mutual_config(tls: &TlsIdentity, expected: ExpectedServer) -> Result<Arc<rustls::ClientConfig>> {
     let inner = WebPkiServerVerifier::builder_with_provider(tls.roots()?, provider())
         .build()

@@ -43,7 +43,7 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
         Ok(_) => anyhow::bail!("EXCHANGE_P12_PASSWORD is shorter than 8 characters: choose a longer one, or unset it to have one generated"),
         Err(_) => (generated_password()?, true),
     };
-    let bytes = pkcs12(&identity.uri(), &key, &cert, &ca, &password)?;
+    let bytes = exchange_pki::pkcs12::to_pkcs12(&identity.uri(), &key, &cert, &ca, &password)?;
     let mut file = create_private(&p12)?;
     file.write_all(&bytes)
         .and_then(|_| file.sync_all())
@@ -59,33 +59,6 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
     }
     exchange_cli::say!("import it into the browser (README, section \"Web console\"), then open the console's https:// address");
     Ok(())
-}
-
-/// A PKCS#12 store holding one key with its certificate and the CA.
-fn pkcs12(
-    alias: &str,
-    key: &[u8],
-    cert: &[u8],
-    ca: &[u8],
-    password: &str,
-) -> anyhow::Result<Vec<u8>> {
-    use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
-    let chain = PrivateKeyChain::new(
-        ring::digest::digest(&ring::digest::SHA256, cert)
-            .as_ref()
-            .to_vec(),
-        PrivateKey::from_der(key).context("reading the private key")?,
-        [
-            Certificate::from_der(cert).context("reading the certificate")?,
-            Certificate::from_der(ca).context("reading the CA certificate")?,
-        ],
-    );
-    let mut store = KeyStore::new();
-    store.add_entry(alias, KeyStoreEntry::PrivateKeyChain(chain));
-    store
-        .writer(password)
-        .write()
-        .context("writing the PKCS#12 file")
 }
 
 fn generated_password() -> anyhow::Result<String> {
