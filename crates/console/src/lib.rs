@@ -9,7 +9,7 @@
 //!
 //! The console is a thin layer: every page acts through the coordinator's
 //! own gRPC services, called in process as the signed-in certificate
-//! ([`exchange_coordinator::RunningCoordinator::act_as`]), so the same
+//! ([`exchange_coordinator::RunningCoordinator::local_routes`]), so the same
 //! authorization, masking, quotas and audit apply as on the command line.
 //! It holds no data and no permission logic of its own.
 //!

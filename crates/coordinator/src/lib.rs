@@ -235,15 +235,11 @@ impl std::fmt::Debug for RunningCoordinator {
 }
 
 impl RunningCoordinator {
-    /// A channel onto this coordinator's own gRPC services, as the holder
-    /// of the certificate `peer` describes: every call passes the same
-    /// revocation and expiry check, authorization, masking, quotas and
-    /// audit as over the network. The web console acts through it.
-    pub fn act_as(&self, conn: exchange_transport::ConnInfo) -> exchange_transport::LocalChannel {
-        exchange_transport::LocalChannel::new(self.local_routes.clone(), conn)
-    }
-
-    /// The main listener's routes and layers, for [`Self::act_as`]-style callers.
+    /// The main listener's gRPC routes under the same authentication and
+    /// body-limit layers, callable in process: a
+    /// [`exchange_transport::LocalChannel`] over them acts as the peer it
+    /// names, through the same authorization, masking, quotas and audit as
+    /// over the network. The web console acts through them.
     pub fn local_routes(&self) -> exchange_transport::LocalRoutes {
         self.local_routes.clone()
     }
@@ -344,7 +340,7 @@ const BODY_LIMITS: &[(&str, usize)] = &[
 
 /// Every service of the main listener. The listener serves them over mutual
 /// TLS; the web console calls the same routes in process
-/// ([`RunningCoordinator::act_as`]).
+/// ([`RunningCoordinator::local_routes`]).
 fn grpc_routes(
     state: &Arc<State>,
     health: tonic_health::pb::health_server::HealthServer<
