@@ -315,6 +315,30 @@ async fn both_ends_record_every_query_and_answer_who_looked() {
         .unwrap();
     assert_eq!(daily.rows.len(), 1);
     assert_eq!(daily.rows[0].cells[1], "3");
+    assert_eq!(deps.columns.last().unwrap(), "overdue_requests");
+
+    // The statistics are derived from the log: rebuilt from it, as at a
+    // restart, they say the same.
+    let state = &cluster.coordinator.state;
+    state.audit.checkpoint().await.unwrap();
+    let rebuilt =
+        exchange_coordinator::statistics::Statistics::from_log(&state.audit.roots()).unwrap();
+    let overdue = state.access.overdue_by_owner(|_, _| true).unwrap();
+    for (kind, live) in [
+        ("departments", &deps),
+        ("datasets", &datasets),
+        ("daily", &daily),
+    ] {
+        let again = rebuilt
+            .report(
+                exchange_coordinator::statistics::Viewer::Federation,
+                kind,
+                (0, 0),
+                &overdue,
+            )
+            .unwrap();
+        assert_eq!(&again, live, "{kind} report rebuilt from the log");
+    }
 
     // Prometheus, at the coordinator and at a node.
     let text = scrape(cluster.coordinator.metrics_addr.unwrap()).await;

@@ -32,7 +32,7 @@ pub use record::{
     QueryServed, Record, SubjectRequest,
 };
 pub use verify::{verify, Problem, VerifyReport};
-pub use writer::{AuditConfig, AuditLog, AuditOptions};
+pub use writer::{AuditConfig, AuditLog, AuditOptions, Observer};
 
 /// Why an audit write failed.
 #[derive(Debug, Clone, thiserror::Error)]

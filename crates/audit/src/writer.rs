@@ -76,10 +76,35 @@ enum Command {
     Checkpoint(oneshot::Sender<Result<u64, AuditError>>),
 }
 
+/// Something fed every record once the log has taken it: durable for
+/// [`AuditLog::append`], queued for [`AuditLog::append_detached`].
+/// Derived views (metrics, report statistics) stay in step with the log
+/// this way, without reading it back.
+pub trait Observer: Send + Sync {
+    fn observe(&self, record: &Record);
+}
+
+impl Observer for Metrics {
+    fn observe(&self, record: &Record) {
+        Metrics::observe(self, record);
+    }
+}
+
 struct Shared {
     last_seq: AtomicU64,
     failure: Mutex<Option<String>>,
     metrics: Arc<Metrics>,
+    observers: std::sync::RwLock<Vec<Arc<dyn Observer>>>,
+}
+
+impl Shared {
+    fn observe(&self, record: &Record) {
+        self.metrics.observe(record);
+        let observers = self.observers.read().unwrap_or_else(|p| p.into_inner());
+        for o in observers.iter() {
+            o.observe(record);
+        }
+    }
 }
 
 /// An open audit log. Cheap to share behind an `Arc`.
@@ -120,6 +145,7 @@ impl AuditLog {
             last_seq: AtomicU64::new(state.last_seq),
             failure: Mutex::new(None),
             metrics,
+            observers: Default::default(),
         });
         let (tx, rx) = mpsc::channel();
         let dir = state.options.dir.clone();
@@ -159,6 +185,17 @@ impl AuditLog {
         &self.shared.metrics
     }
 
+    /// Feeds `observer` every record appended from now on. To see the
+    /// records already in the log too, read them before adding it and
+    /// before anything else appends.
+    pub fn add_observer(&self, observer: Arc<dyn Observer>) {
+        self.shared
+            .observers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(observer);
+    }
+
     /// The sequence number of the last durable entry.
     pub fn last_seq(&self) -> u64 {
         self.shared.last_seq.load(Ordering::Acquire)
@@ -190,7 +227,7 @@ impl AuditLog {
             reply: Some(tx),
         })?;
         let seq = rx.await.map_err(|_| AuditError::Closed)??;
-        self.shared.metrics.observe(record);
+        self.shared.observe(record);
         Ok(seq)
     }
 
@@ -211,7 +248,7 @@ impl AuditLog {
             rx.await.map_err(|_| AuditError::Closed)??;
         }
         for record in records {
-            self.shared.metrics.observe(record);
+            self.shared.observe(record);
         }
         Ok(())
     }
@@ -225,7 +262,7 @@ impl AuditLog {
             reply: Some(tx),
         })?;
         let seq = rx.blocking_recv().map_err(|_| AuditError::Closed)??;
-        self.shared.metrics.observe(record);
+        self.shared.observe(record);
         Ok(seq)
     }
 
@@ -239,7 +276,7 @@ impl AuditLog {
                 reply: None,
             })
         }) {
-            Ok(()) => self.shared.metrics.observe(record),
+            Ok(()) => self.shared.observe(record),
             Err(e) => tracing::error!(error = %e, "audit record could not be queued"),
         }
     }

@@ -436,3 +436,48 @@ fn an_entry_cut_short_in_zeros_written_ahead_is_a_crash_and_the_last_entry_edite
     )
     .is_err());
 }
+
+/// Collects what it is fed.
+#[derive(Default)]
+struct Seen(std::sync::Mutex<Vec<Record>>);
+
+impl exchange_audit::Observer for Seen {
+    fn observe(&self, record: &Record) {
+        self.0.lock().unwrap().push(record.clone());
+    }
+}
+
+#[test]
+fn observers_are_fed_every_record_the_log_takes_and_read_back_matches() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(
+        options(dir.path()),
+        pki.signer("tax"),
+        Arc::new(Metrics::default()),
+    )
+    .unwrap();
+    log.append_blocking(&record(0)).unwrap();
+    let seen = Arc::new(Seen::default());
+    log.add_observer(seen.clone());
+    log.append_blocking(&record(1)).unwrap();
+    log.append_detached(&record(2));
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(async {
+            log.append(&record(3)).await.unwrap();
+            log.append_all(&[record(4), record(5)]).await.unwrap();
+        });
+    log.close();
+    // Only what came after the observer was added, in order.
+    let fed = seen.0.lock().unwrap().clone();
+    assert_eq!(fed, (1..=5).map(record).collect::<Vec<_>>());
+    let mut back = Vec::new();
+    exchange_audit::read::scan(dir.path(), |_, r| {
+        back.push(r);
+        true
+    })
+    .unwrap();
+    assert_eq!(back, (0..=5).map(record).collect::<Vec<_>>());
+}

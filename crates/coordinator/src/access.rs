@@ -606,6 +606,21 @@ impl AccessBook {
             .collect())
     }
 
+    /// Requests now past the service-level limit, counted per owner, of
+    /// those `counted(owner, consumer)` selects.
+    pub fn overdue_by_owner(
+        &self,
+        counted: impl Fn(&str, &str) -> bool,
+    ) -> Result<std::collections::BTreeMap<String, u64>, AccessError> {
+        let mut by = std::collections::BTreeMap::new();
+        for r in self.requests.values::<RequestRecord>()? {
+            if self.is_overdue(&r) && counted(&r.owner, &r.consumer) {
+                *by.entry(r.owner).or_default() += 1;
+            }
+        }
+        Ok(by)
+    }
+
     /// Requests the member made or received, newest first.
     pub fn requests_of(&self, member: &str) -> Result<Vec<RequestRecord>, AccessError> {
         let mut v: Vec<RequestRecord> = self

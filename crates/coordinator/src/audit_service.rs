@@ -2,7 +2,7 @@
 //! reports fanned out to the owner nodes, statistics, and reconciliation
 //! against one node's log.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 
 use crate::registry::MemberStatus;
 use crate::service::State;
+use crate::statistics::{in_window, Viewer};
 
 #[derive(Debug, Clone)]
 pub struct AuditService(pub Arc<State>);
@@ -75,238 +76,6 @@ pub fn query_rows(records: &[Record]) -> Vec<(pb::AuditQueryRow, String)> {
         }
     }
     rows
-}
-
-/// Whether a record's time falls in `[since, until)` (0: open). Seconds
-/// are widened to milliseconds without overflow: a bound past the year
-/// 292 million (`i64::MAX`) selects nothing after it, not everything.
-fn in_window(time_ms: i64, since_unix: i64, until_unix: i64) -> bool {
-    (since_unix == 0 || time_ms >= since_unix.saturating_mul(1000))
-        && (until_unix == 0 || time_ms < until_unix.saturating_mul(1000))
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn day_of(time_ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(time_ms / 1000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let d = t.date();
-    format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
-}
-
-/// Builds a statistics table from the coordinator's records.
-pub fn report(
-    records: &[Record],
-    kind: &str,
-    since: i64,
-    until: i64,
-) -> Result<pb::ReportResponse, Status> {
-    let rows: Vec<_> = query_rows(records)
-        .into_iter()
-        .filter(|(r, _)| in_window(r.time_ms, since, until))
-        .collect();
-    match kind {
-        "departments" => {
-            let decisions = records
-                .iter()
-                .filter(|r| in_window(r.time_ms, since, until));
-            Ok(departments_report(&rows, decisions))
-        }
-        "datasets" => Ok(datasets_report(&rows)),
-        "daily" => Ok(daily_report(&rows)),
-        other => Err(Status::invalid_argument(format!(
-            "unknown report {:?}: use departments, datasets or daily",
-            other.chars().take(40).collect::<String>()
-        ))),
-    }
-}
-
-/// Queries with the dataset owner each was routed to.
-type QueryRows = [(pb::AuditQueryRow, String)];
-
-/// A report table with its column names.
-fn table(columns: &[&str], body: Vec<Vec<String>>) -> pb::ReportResponse {
-    pb::ReportResponse {
-        columns: columns.iter().map(|c| c.to_string()).collect(),
-        rows: body
-            .into_iter()
-            .map(|cells| pb::ReportRow { cells })
-            .collect(),
-    }
-}
-
-/// Per department: queries issued and served, rows, denials, latency, and
-/// the median time it took to decide on requests for its data.
-fn departments_report<'a>(
-    rows: &QueryRows,
-    decisions: impl Iterator<Item = &'a Record>,
-) -> pb::ReportResponse {
-    #[derive(Default)]
-    struct D {
-        issued: u64,
-        denied: u64,
-        rows_received: u64,
-        served: u64,
-        rows_served: u64,
-        refused_on_its_data: u64,
-        latencies: Vec<u64>,
-        turnaround: Vec<i64>,
-    }
-    let mut by: BTreeMap<String, D> = BTreeMap::new();
-    for (r, owner) in rows {
-        let c = by.entry(r.consumer.clone()).or_default();
-        c.issued += 1;
-        if r.allowed {
-            c.rows_received += r.rows;
-        } else {
-            c.denied += 1;
-        }
-        if owner.is_empty() {
-            continue;
-        }
-        let o = by.entry(owner.clone()).or_default();
-        if !r.allowed {
-            o.refused_on_its_data += 1;
-        } else if r.status == "ok" {
-            o.served += 1;
-            o.rows_served += r.rows;
-            o.latencies.push(r.duration_ms);
-        }
-    }
-    for rec in decisions {
-        if let Event::Access(a) = &rec.event {
-            if a.action == "approve" || a.action == "refuse" {
-                by.entry(a.owner.clone())
-                    .or_default()
-                    .turnaround
-                    .push(a.turnaround_secs);
-            }
-        }
-    }
-    let body = by
-        .into_iter()
-        .map(|(name, mut d)| {
-            d.latencies.sort_unstable();
-            d.turnaround.sort_unstable();
-            let turnaround = if d.turnaround.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "{:.1}",
-                    d.turnaround[(d.turnaround.len() - 1) / 2] as f64 / 3600.0
-                )
-            };
-            vec![
-                name,
-                d.issued.to_string(),
-                d.denied.to_string(),
-                d.rows_received.to_string(),
-                d.served.to_string(),
-                d.rows_served.to_string(),
-                d.refused_on_its_data.to_string(),
-                percentile(&d.latencies, 0.5).to_string(),
-                percentile(&d.latencies, 0.99).to_string(),
-                turnaround,
-            ]
-        })
-        .collect();
-    table(
-        &[
-            "department",
-            "queries_issued",
-            "denied",
-            "rows_received",
-            "queries_served",
-            "rows_served",
-            "denied_on_its_data",
-            "served_p50_ms",
-            "served_p99_ms",
-            "approval_turnaround_median_h",
-        ],
-        body,
-    )
-}
-
-/// Per dataset, most queried first: queries, denials, consumers, rows.
-fn datasets_report(rows: &QueryRows) -> pb::ReportResponse {
-    let mut by: BTreeMap<String, (String, u64, u64, u64, HashSet<String>)> = BTreeMap::new();
-    for (r, owner) in rows {
-        let e = by
-            .entry(r.dataset.clone())
-            .or_insert_with(|| (owner.clone(), 0, 0, 0, HashSet::new()));
-        e.1 += 1;
-        if r.allowed {
-            e.3 += r.rows;
-            e.4.insert(r.consumer.clone());
-        } else {
-            e.2 += 1;
-        }
-    }
-    let mut body: Vec<Vec<String>> = by
-        .into_iter()
-        .map(|(ds, (owner, q, denied, rows, consumers))| {
-            vec![
-                ds,
-                owner,
-                q.to_string(),
-                denied.to_string(),
-                consumers.len().to_string(),
-                rows.to_string(),
-            ]
-        })
-        .collect();
-    // Most popular first.
-    body.sort_by(|a, b| {
-        b[2].parse::<u64>()
-            .unwrap_or(0)
-            .cmp(&a[2].parse::<u64>().unwrap_or(0))
-            .then(a[0].cmp(&b[0]))
-    });
-    table(
-        &["dataset", "owner", "queries", "denied", "consumers", "rows"],
-        body,
-    )
-}
-
-/// Per day: queries, denials, rows and latency.
-fn daily_report(rows: &QueryRows) -> pb::ReportResponse {
-    let mut by: BTreeMap<String, (u64, u64, u64, Vec<u64>)> = BTreeMap::new();
-    for (r, _) in rows {
-        let e = by.entry(day_of(r.time_ms)).or_default();
-        e.0 += 1;
-        if r.allowed {
-            e.2 += r.rows;
-            if r.status == "ok" {
-                e.3.push(r.duration_ms);
-            }
-        } else {
-            e.1 += 1;
-        }
-    }
-    let body = by
-        .into_iter()
-        .map(|(day, (q, denied, rows, mut lat))| {
-            lat.sort_unstable();
-            vec![
-                day,
-                q.to_string(),
-                denied.to_string(),
-                rows.to_string(),
-                percentile(&lat, 0.5).to_string(),
-                percentile(&lat, 0.99).to_string(),
-            ]
-        })
-        .collect();
-    table(
-        &["day", "queries", "denied", "rows", "p50_ms", "p99_ms"],
-        body,
-    )
 }
 
 /// Compares the coordinator's records with one node's.
@@ -621,32 +390,30 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<pb::ReportResponse>, Status> {
         let peer = require_role(&request, &[Role::Client, Role::Admin])?;
         let req = request.into_inner();
-        let all = blocking_records(self.0.clone()).await?;
         // A department sees statistics of its own queries and its own data.
-        let visible: Vec<Record> = if peer.identity.role == Role::Admin {
-            all
-        } else {
-            let me = peer.identity.member_id.clone();
-            let owned: HashSet<String> = query_rows(&all)
-                .into_iter()
-                .filter(|(r, owner)| r.consumer == me || owner == &me)
-                .map(|(r, _)| r.query_id)
-                .collect();
-            all.into_iter()
-                .filter(|r| match &r.event {
-                    Event::QueryDecision(d) => owned.contains(&d.query_id),
-                    Event::QueryCompletion(c) => owned.contains(&c.query_id),
-                    Event::Access(a) => a.owner == me || a.consumer == me,
-                    _ => false,
-                })
-                .collect()
+        let me = peer.identity.member_id.clone();
+        let viewer = match peer.identity.role {
+            Role::Admin => Viewer::Federation,
+            _ => Viewer::Department(&me),
         };
-        Ok(Response::new(report(
-            &visible,
+        let overdue = if req.kind == "departments" {
+            self.0
+                .access
+                .overdue_by_owner(|owner, consumer| match viewer {
+                    Viewer::Federation => true,
+                    Viewer::Department(m) => owner == m || consumer == m,
+                })
+                .map_err(crate::service::access_status)?
+        } else {
+            Default::default()
+        };
+        let table = self.0.statistics.report(
+            viewer,
             &req.kind,
-            req.since_unix,
-            req.until_unix,
-        )?))
+            (req.since_unix, req.until_unix),
+            &overdue,
+        )?;
+        Ok(Response::new(table))
     }
 
     async fn reconcile(
@@ -687,15 +454,6 @@ mod tests {
 
     fn at(time_ms: i64, event: Event) -> Record {
         Record { time_ms, event }
-    }
-
-    #[test]
-    fn a_window_at_the_end_of_time_selects_nothing_instead_of_everything() {
-        let now_ms = 1_800_000_000_000;
-        assert!(!in_window(now_ms, i64::MAX, 0));
-        assert!(in_window(now_ms, 0, i64::MAX));
-        assert!(!in_window(now_ms, 0, i64::MIN));
-        assert!(in_window(now_ms, 1_700_000_000, 0));
     }
 
     fn allowed(q: &str, t: &str, time_ms: i64) -> Record {
@@ -835,14 +593,5 @@ mod tests {
                 ..Default::default()
             }),
         )
-    }
-
-    #[test]
-    fn percentiles_and_reports() {
-        assert_eq!(percentile(&[], 0.5), 0);
-        assert_eq!(percentile(&[1, 2, 3, 4], 0.5), 2);
-        assert_eq!(percentile(&(1..=100).collect::<Vec<_>>(), 0.99), 99);
-        let e = report(&[], "weekly", 0, 0).unwrap_err();
-        assert!(e.message().contains("departments, datasets or daily"));
     }
 }

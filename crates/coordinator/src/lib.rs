@@ -27,6 +27,7 @@ pub mod flight;
 pub mod probes;
 pub mod registry;
 pub mod service;
+pub mod statistics;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -429,6 +430,12 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         exchange_audit::AuditLog::open(audit_options, tls.member_signer()?, metrics.clone())
             .context("opening the audit log")?,
     );
+    // Built before anything can append, then kept in step by the log.
+    let statistics = Arc::new(
+        statistics::Statistics::from_log(&audit.roots())
+            .context("indexing the audit log for reports")?,
+    );
+    audit.add_observer(statistics.clone());
     let state = Arc::new(State {
         registry,
         access,
@@ -445,6 +452,7 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         probes,
         mask_key_cache: Default::default(),
         audit,
+        statistics,
     });
 
     let (stop, stop_rx) = watch::channel(false);

@@ -40,6 +40,8 @@ pub struct State {
     pub probes: crate::probes::ProbeLedger,
     /// The coordinator's audit log: every decision is durable here first.
     pub audit: Arc<exchange_audit::AuditLog>,
+    /// Report statistics, fed by the audit log.
+    pub statistics: Arc<crate::statistics::Statistics>,
 }
 
 /// Derived `hash` mask keys by member, and when they were derived.
@@ -86,7 +88,7 @@ fn publish_status(e: PublishError) -> Status {
     }
 }
 
-fn access_status(e: AccessError) -> Status {
+pub(crate) fn access_status(e: AccessError) -> Status {
     match e {
         AccessError::Storage(err) => {
             tracing::error!(error = %err, "state store failure");

@@ -170,6 +170,7 @@ pub async fn report(s: Session, Query(p): Query<ReportParams>) -> Reply {
             (bars(s.t("服务延迟 p50（毫秒）", "Serving latency p50 (ms)"), &per_department("served_p50_ms")))
             (bars(s.t("服务延迟 p99（毫秒）", "Serving latency p99 (ms)"), &per_department("served_p99_ms")))
             (bars(s.t("审批用时中位数（小时）", "Median approval turnaround (h)"), &per_department("approval_turnaround_median_h")))
+            (bars(s.t("逾期未决申请（当前）", "Requests overdue now"), &per_department("overdue_requests")))
         }
         (figures(&departments))
         h2 { (s.t("数据集热度", "Dataset popularity")) }

@@ -298,6 +298,25 @@ fn overdue_counts_working_days() {
 }
 
 #[test]
+fn overdue_requests_are_counted_per_owner_for_the_report() {
+    let b = book();
+    let fresh = b
+        .request(&who("civil-affairs"), &ask(&[]), &dataset("conditional"))
+        .unwrap();
+    let mut old = b
+        .request(&who("tax"), &ask(&[]), &dataset("conditional"))
+        .unwrap();
+    old.created_unix -= 10 * 86_400;
+    b.requests.insert(&old.id, &old).unwrap();
+    assert!(!b.is_overdue(&fresh));
+    let all = b.overdue_by_owner(|_, _| true).unwrap();
+    assert_eq!(all.get("vehicle-admin"), Some(&1), "{all:?}");
+    // A department that is neither owner nor consumer counts nothing.
+    let civil = b.overdue_by_owner(|o, c| o == "civil-affairs" || c == "civil-affairs");
+    assert!(civil.unwrap().is_empty());
+}
+
+#[test]
 fn grants_survive_a_reopen_and_revocation_ends_the_active_grant() {
     let db = Db::temporary().unwrap();
     let grant_id = {

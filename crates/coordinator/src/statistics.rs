@@ -1,0 +1,474 @@
+//! The running statistics behind `Audit.Report`: a compact, in-memory
+//! index of query decisions, their completions and access decisions,
+//! built from the audit log once at start and then fed every record as
+//! the log writes it. A report reads this index instead of scanning every
+//! segment, so the leadership's report page costs the same after a year
+//! of traffic as after a day.
+//!
+//! The index is derived: it is rebuilt from the log at every start and
+//! never consulted by `audit verify`, reconciliation or the subject
+//! report, which read the signed log itself.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+
+use exchange_audit::{Event, Record};
+use exchange_proto::v1 as pb;
+use tonic::Status;
+
+/// Completions may arrive this long after their decision and still be
+/// joined to it; older decisions leave the join table (not the index).
+const OPEN_HORIZON_MS: i64 = 24 * 3600 * 1000;
+/// The join table is pruned when it reaches this size (then twice its size).
+const FIRST_PRUNE_AT: usize = 65_536;
+/// Marks a query routed to no owner (refused before routing).
+const NO_OWNER: u32 = u32::MAX;
+
+/// One query, as the report needs it (40 bytes instead of a record).
+#[derive(Debug, Clone, Copy)]
+struct QueryStat {
+    time_ms: i64,
+    consumer: u32,
+    owner: u32,
+    dataset: u32,
+    allowed: bool,
+    /// The last completion said `ok`.
+    ok: bool,
+    rows: u64,
+    duration_ms: u64,
+}
+
+/// An approval or refusal, for the owner's turnaround.
+#[derive(Debug, Clone, Copy)]
+struct DecisionStat {
+    time_ms: i64,
+    owner: u32,
+    consumer: u32,
+    turnaround_secs: i64,
+}
+
+/// Department and dataset names, each stored once.
+#[derive(Debug, Default, Clone)]
+struct Names {
+    list: Vec<Box<str>>,
+    ids: HashMap<Box<str>, u32>,
+}
+
+impl Names {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = self.list.len() as u32;
+        self.list.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    fn find(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    fn name(&self, id: u32) -> &str {
+        self.list.get(id as usize).map(|s| &**s).unwrap_or("")
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    names: Names,
+    queries: Vec<QueryStat>,
+    decisions: Vec<DecisionStat>,
+    /// Query-id digest → position in `queries`, for joining completions.
+    open: HashMap<u64, u32>,
+    prune_at: usize,
+    newest_ms: i64,
+}
+
+fn digest(query_id: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    query_id.hash(&mut h);
+    h.finish()
+}
+
+impl Inner {
+    fn observe(&mut self, record: &Record) {
+        self.newest_ms = self.newest_ms.max(record.time_ms);
+        match &record.event {
+            Event::QueryDecision(d) => {
+                let owner = if d.owner.is_empty() {
+                    NO_OWNER
+                } else {
+                    self.names.id(&d.owner)
+                };
+                let stat = QueryStat {
+                    time_ms: record.time_ms,
+                    consumer: self.names.id(&d.consumer),
+                    owner,
+                    dataset: self.names.id(&d.dataset),
+                    allowed: d.allowed,
+                    ok: false,
+                    rows: 0,
+                    duration_ms: 0,
+                };
+                self.open
+                    .insert(digest(&d.query_id), self.queries.len() as u32);
+                self.queries.push(stat);
+                self.prune();
+            }
+            Event::QueryCompletion(c) => {
+                if let Some(i) = self.open.get(&digest(&c.query_id)) {
+                    let q = &mut self.queries[*i as usize];
+                    q.rows += c.rows;
+                    q.duration_ms = c.duration_ms;
+                    q.ok = c.status == "ok";
+                }
+            }
+            Event::Access(a) if a.action == "approve" || a.action == "refuse" => {
+                let stat = DecisionStat {
+                    time_ms: record.time_ms,
+                    owner: self.names.id(&a.owner),
+                    consumer: self.names.id(&a.consumer),
+                    turnaround_secs: a.turnaround_secs,
+                };
+                self.decisions.push(stat);
+            }
+            _ => {}
+        }
+    }
+
+    /// Keeps the join table bounded: decisions older than the horizon
+    /// take no more completions.
+    fn prune(&mut self) {
+        if self.open.len() < self.prune_at.max(FIRST_PRUNE_AT) {
+            return;
+        }
+        let horizon = self.newest_ms - OPEN_HORIZON_MS;
+        let queries = &self.queries;
+        self.open
+            .retain(|_, i| queries[*i as usize].time_ms >= horizon);
+        self.prune_at = self.open.len() * 2;
+    }
+}
+
+/// What one viewer may count: everything (an admin), or only queries and
+/// decisions their own department took part in.
+#[derive(Debug, Clone, Copy)]
+pub enum Viewer<'a> {
+    Federation,
+    Department(&'a str),
+}
+
+/// The report's inputs for one window and viewer, copied out of the index
+/// so that building the tables does not hold up the audit log's writers.
+struct Slice {
+    names: Names,
+    queries: Vec<QueryStat>,
+    decisions: Vec<DecisionStat>,
+}
+
+/// The running statistics of one coordinator.
+#[derive(Debug, Default)]
+pub struct Statistics {
+    inner: Mutex<Inner>,
+}
+
+impl exchange_audit::Observer for Statistics {
+    fn observe(&self, record: &Record) {
+        self.lock().observe(record);
+    }
+}
+
+impl Statistics {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Builds the index from every record of the log at `roots`.
+    pub fn from_log(roots: &[std::path::PathBuf]) -> std::io::Result<Statistics> {
+        let stats = Statistics::default();
+        {
+            let mut inner = stats.lock();
+            exchange_audit::read::scan_roots(roots, |_, r| {
+                inner.observe(&r);
+                true
+            })?;
+        }
+        Ok(stats)
+    }
+
+    /// Queries indexed so far.
+    pub fn queries(&self) -> usize {
+        self.lock().queries.len()
+    }
+
+    fn slice(&self, viewer: Viewer<'_>, since: i64, until: i64) -> Slice {
+        let inner = self.lock();
+        let me = match viewer {
+            Viewer::Federation => None,
+            Viewer::Department(m) => Some(inner.names.find(m).unwrap_or(NO_OWNER - 1)),
+        };
+        let sees = |consumer: u32, owner: u32| me.is_none_or(|m| consumer == m || owner == m);
+        Slice {
+            names: inner.names.clone(),
+            queries: inner
+                .queries
+                .iter()
+                .filter(|q| in_window(q.time_ms, since, until) && sees(q.consumer, q.owner))
+                .copied()
+                .collect(),
+            decisions: inner
+                .decisions
+                .iter()
+                .filter(|d| in_window(d.time_ms, since, until) && sees(d.consumer, d.owner))
+                .copied()
+                .collect(),
+        }
+    }
+
+    /// One report table. `overdue` counts, per owner, the requests now
+    /// waiting past the service-level limit (departments report only).
+    pub fn report(
+        &self,
+        viewer: Viewer<'_>,
+        kind: &str,
+        window: (i64, i64),
+        overdue: &BTreeMap<String, u64>,
+    ) -> Result<pb::ReportResponse, Status> {
+        if !matches!(kind, "departments" | "datasets" | "daily") {
+            return Err(Status::invalid_argument(format!(
+                "unknown report kind {:?}: use departments, datasets or daily",
+                kind.chars().take(40).collect::<String>()
+            )));
+        }
+        let slice = self.slice(viewer, window.0, window.1);
+        Ok(match kind {
+            "departments" => departments_report(&slice, overdue),
+            "datasets" => datasets_report(&slice),
+            _ => daily_report(&slice),
+        })
+    }
+}
+
+/// Whether a record's time falls in `[since, until)` (0: open). Seconds
+/// are widened to milliseconds without overflow: a bound past the year
+/// 292 million (`i64::MAX`) selects nothing after it, not everything.
+pub fn in_window(time_ms: i64, since_unix: i64, until_unix: i64) -> bool {
+    (since_unix == 0 || time_ms >= since_unix.saturating_mul(1000))
+        && (until_unix == 0 || time_ms < until_unix.saturating_mul(1000))
+}
+
+/// The `p` quantile (nearest rank) of unsorted values; 0 when empty.
+fn percentile(values: &mut [u64], p: f64) -> u64 {
+    if values.is_empty() {
+        return 0;
+    }
+    let rank = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    *values.select_nth_unstable(rank - 1).1
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The UTC date of a day number (days since 1970-01-01).
+fn day_text(day: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(day.saturating_mul(86_400))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let d = t.date();
+    format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
+}
+
+/// A report table with its column names.
+fn table(columns: &[&str], body: Vec<Vec<String>>) -> pb::ReportResponse {
+    pb::ReportResponse {
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        rows: body
+            .into_iter()
+            .map(|cells| pb::ReportRow { cells })
+            .collect(),
+    }
+}
+
+/// One department's figures in the departments report.
+#[derive(Default)]
+struct DepartmentFigures {
+    issued: u64,
+    denied: u64,
+    rows_received: u64,
+    served: u64,
+    rows_served: u64,
+    refused_on_its_data: u64,
+    latencies: Vec<u64>,
+    turnaround: Vec<i64>,
+    overdue: u64,
+}
+
+impl DepartmentFigures {
+    fn cells(mut self, name: String) -> Vec<String> {
+        self.turnaround.sort_unstable();
+        let turnaround = match self.turnaround.len() {
+            0 => String::new(),
+            n => format!("{:.1}", self.turnaround[(n - 1) / 2] as f64 / 3600.0),
+        };
+        vec![
+            name,
+            self.issued.to_string(),
+            self.denied.to_string(),
+            self.rows_received.to_string(),
+            self.served.to_string(),
+            self.rows_served.to_string(),
+            self.refused_on_its_data.to_string(),
+            percentile(&mut self.latencies, 0.5).to_string(),
+            percentile(&mut self.latencies, 0.99).to_string(),
+            turnaround,
+            self.overdue.to_string(),
+        ]
+    }
+}
+
+/// Per department: queries issued and served, rows, denials, latency, the
+/// median time it took to decide on requests for its data, and the
+/// requests for its data now overdue.
+fn departments_report(slice: &Slice, overdue: &BTreeMap<String, u64>) -> pb::ReportResponse {
+    let mut by: BTreeMap<&str, DepartmentFigures> = BTreeMap::new();
+    for q in &slice.queries {
+        let c = by.entry(slice.names.name(q.consumer)).or_default();
+        c.issued += 1;
+        if q.allowed {
+            c.rows_received += q.rows;
+        } else {
+            c.denied += 1;
+        }
+        if q.owner == NO_OWNER {
+            continue;
+        }
+        let o = by.entry(slice.names.name(q.owner)).or_default();
+        if !q.allowed {
+            o.refused_on_its_data += 1;
+        } else if q.ok {
+            o.served += 1;
+            o.rows_served += q.rows;
+            o.latencies.push(q.duration_ms);
+        }
+    }
+    for d in &slice.decisions {
+        by.entry(slice.names.name(d.owner))
+            .or_default()
+            .turnaround
+            .push(d.turnaround_secs);
+    }
+    for (owner, n) in overdue {
+        by.entry(owner).or_default().overdue = *n;
+    }
+    let body = by
+        .into_iter()
+        .map(|(name, d)| d.cells(name.to_string()))
+        .collect();
+    table(
+        &[
+            "department",
+            "queries_issued",
+            "denied",
+            "rows_received",
+            "queries_served",
+            "rows_served",
+            "denied_on_its_data",
+            "served_p50_ms",
+            "served_p99_ms",
+            "approval_turnaround_median_h",
+            "overdue_requests",
+        ],
+        body,
+    )
+}
+
+/// Per dataset, most queried first: queries, denials, consumers, rows.
+fn datasets_report(slice: &Slice) -> pb::ReportResponse {
+    #[derive(Default)]
+    struct D {
+        owner: u32,
+        queries: u64,
+        denied: u64,
+        rows: u64,
+        consumers: HashSet<u32>,
+    }
+    let mut by: HashMap<u32, D> = HashMap::new();
+    for q in &slice.queries {
+        let e = by.entry(q.dataset).or_insert_with(|| D {
+            owner: q.owner,
+            ..D::default()
+        });
+        e.queries += 1;
+        if q.allowed {
+            e.rows += q.rows;
+            e.consumers.insert(q.consumer);
+        } else {
+            e.denied += 1;
+        }
+    }
+    let mut rows: Vec<(&str, D)> = by
+        .into_iter()
+        .map(|(ds, d)| (slice.names.name(ds), d))
+        .collect();
+    // Most popular first.
+    rows.sort_by(|a, b| b.1.queries.cmp(&a.1.queries).then(a.0.cmp(b.0)));
+    let body = rows
+        .into_iter()
+        .map(|(ds, d)| {
+            let owner = if d.owner == NO_OWNER {
+                ""
+            } else {
+                slice.names.name(d.owner)
+            };
+            vec![
+                ds.to_string(),
+                owner.to_string(),
+                d.queries.to_string(),
+                d.denied.to_string(),
+                d.consumers.len().to_string(),
+                d.rows.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["dataset", "owner", "queries", "denied", "consumers", "rows"],
+        body,
+    )
+}
+
+/// Per day: queries, denials, rows and latency.
+fn daily_report(slice: &Slice) -> pb::ReportResponse {
+    let mut by: BTreeMap<i64, (u64, u64, u64, Vec<u64>)> = BTreeMap::new();
+    for q in &slice.queries {
+        let e = by.entry(q.time_ms.div_euclid(DAY_MS)).or_default();
+        e.0 += 1;
+        if q.allowed {
+            e.2 += q.rows;
+            if q.ok {
+                e.3.push(q.duration_ms);
+            }
+        } else {
+            e.1 += 1;
+        }
+    }
+    let body = by
+        .into_iter()
+        .map(|(day, (q, denied, rows, mut lat))| {
+            vec![
+                day_text(day),
+                q.to_string(),
+                denied.to_string(),
+                rows.to_string(),
+                percentile(&mut lat, 0.5).to_string(),
+                percentile(&mut lat, 0.99).to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["day", "queries", "denied", "rows", "p50_ms", "p99_ms"],
+        body,
+    )
+}
+
+#[cfg(test)]
+mod tests;
