@@ -276,6 +276,31 @@ async fn the_console_acts_as_the_signed_in_certificate_and_nothing_more() {
         );
         assert_eq!(parquet.status, 200);
         assert!(parquet.body.starts_with("PAR1"));
+        // An answer without rows is still a file with its columns.
+        let nothing = [
+            ("purpose", "车辆核查"),
+            ("fields", "plate_no"),
+            ("fields", "registered_on"),
+            ("where", "plate_no = '无此车牌'"),
+        ];
+        let empty_csv = civil.post(
+            "/query/vehicle-admin/vehicles/download?format=csv",
+            &nothing,
+            true,
+        );
+        assert_eq!(empty_csv.status, 200, "{}", empty_csv.body);
+        assert_eq!(empty_csv.body, "plate_no,registered_on\n");
+        let empty_parquet = civil.post(
+            "/query/vehicle-admin/vehicles/download?format=parquet",
+            &nothing,
+            true,
+        );
+        assert_eq!(empty_parquet.status, 200, "{}", empty_parquet.body);
+        assert!(
+            empty_parquet.body.starts_with("PAR1") && empty_parquet.body.ends_with("PAR1"),
+            "a whole Parquet file, {} bytes",
+            empty_parquet.body.len()
+        );
         let ungranted = civil.post(
             "/query/tax/taxpayers/download?format=csv",
             &[("purpose", "x")],
@@ -307,10 +332,20 @@ async fn the_console_acts_as_the_signed_in_certificate_and_nothing_more() {
         let report = bureau.get("/report");
         assert_eq!(report.status, 200);
         assert!(report.body.contains("<svg") && report.body.contains("vehicle-admin"));
+        assert!(report.body.contains("逾期未决申请"), "overdue chart");
         assert!(bureau
             .get("/report.csv?kind=departments")
             .body
             .starts_with("department,"));
+        // The operator certificate holds no grants, so its conflict page
+        // says how to compare instead of failing inside a query.
+        let conflicts = bureau.get("/conflicts");
+        assert_eq!(conflicts.status, 200);
+        assert!(
+            conflicts.body.contains("不持有任何授权"),
+            "{}",
+            conflicts.body
+        );
         // A department may not use the bureau's pages.
         assert_eq!(civil.get("/reconcile?node=tax").status, 403);
 

@@ -329,6 +329,7 @@ fn nav(s: &Session) -> Markup {
             ("/audit", s.t("审计", "Audit")),
             ("/subject", s.t("数据主体报告", "Data-subject report")),
             ("/reconcile", s.t("对账", "Reconcile")),
+            ("/conflicts", s.t("冲突报告", "Conflicts")),
             ("/report", s.t("绩效报告", "Performance")),
         ]
     } else {

@@ -83,7 +83,22 @@ fn conflicts_form(s: &Session) -> maud::Markup {
     }
 }
 
+/// Why the bureau's operator certificate compares nothing: it holds no
+/// grants, because only owners grant access to their data.
+fn conflicts_need_grants(s: &Session) -> maud::Markup {
+    html! {
+        h1 { (s.t("冲突报告", "Conflict report")) }
+        p.notice { (s.t(
+            "冲突比对读取各部门的数据，只能凭数据所有部门批准的授权进行。数据局运维证书不持有任何授权（数据由所有部门决定是否共享），因此请用持有相关授权的部门证书登录（例如数据局作为成员单位的证书），再打开本页。",
+            "A conflict report reads departments' data, which only grants from the owning departments allow. The bureau's operator certificate holds no grants (owners decide what they share), so sign in with a department certificate that holds the grants (for example the bureau's own member certificate) and open this page again.",
+        )) }
+    }
+}
+
 pub async fn conflicts_page(s: Session) -> Reply {
+    if s.is_bureau() {
+        return Ok(s.page(s.t("冲突报告", "Conflicts"), conflicts_need_grants(&s)));
+    }
     let body = html! {
         h1 { (s.t("冲突报告", "Conflict report")) }
         p { (s.t("用本部门持有的授权，比对同一主体在不同部门的同一属性。", "Compare one attribute of the same entities across departments, with your department's grants.")) }
@@ -94,6 +109,9 @@ pub async fn conflicts_page(s: Session) -> Reply {
 
 pub async fn conflicts(s: Session, form: Form) -> Reply {
     s.check_csrf(&form)?;
+    if s.is_bureau() {
+        return Ok(s.page(s.t("冲突报告", "Conflicts"), conflicts_need_grants(&s)));
+    }
     let query = exchange_client::conflicts::ConflictQuery {
         key_type: form.get("key_type").to_string(),
         attribute: form.get("attribute").trim().to_string(),

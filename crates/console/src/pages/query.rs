@@ -159,7 +159,8 @@ pub async fn download(
         .await
         .map_err(|e| s.client_error(&e))?;
     // The first batch, or the refusal, before the answer starts: an error
-    // still gets a page rather than a broken download.
+    // still gets a page rather than a broken download. An answer without
+    // rows is still a file with its columns (a CSV header, a Parquet schema).
     let first = match stream.next().await {
         Some(Ok(batch)) => Some(batch),
         Some(Err(e)) => {
@@ -168,7 +169,9 @@ pub async fn download(
                 &exchange_client::flight_error_text(&e),
             ))
         }
-        None => None,
+        None => stream
+            .schema()
+            .map(|schema| arrow_array::RecordBatch::new_empty(schema.clone())),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
