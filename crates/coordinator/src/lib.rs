@@ -27,6 +27,7 @@ pub mod flight;
 pub mod probes;
 pub mod registry;
 pub mod service;
+pub mod sql;
 pub mod statistics;
 
 use std::net::SocketAddr;

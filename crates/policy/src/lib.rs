@@ -5,6 +5,7 @@
 //! [`ticket`] the coordinator signs to authorize one query, which the
 //! owning node verifies before applying its own policy on top.
 
+pub mod arrow;
 pub mod ids;
 pub mod mask;
 pub mod text;

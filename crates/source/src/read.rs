@@ -10,7 +10,7 @@ use arrow_array::builder::{
     TimestampMicrosecondBuilder,
 };
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{Field, Schema, SchemaRef};
 use exchange_catalog::manifest::{DatasetSpec, FieldSpec, SourceKind};
 use exchange_policy::mask::{apply, HashKey, MaskedValue};
 use exchange_policy::{FieldType, Mask};
@@ -56,25 +56,7 @@ pub struct SourceBatch {
     pub subject_keys: Vec<Vec<String>>,
 }
 
-/// The Arrow type a field has after its mask.
-pub fn output_type(field_type: FieldType, mask: Mask) -> DataType {
-    match (mask, field_type) {
-        (Mask::None | Mask::Null, t) => native_type(t),
-        (Mask::Year, _) => DataType::Int32,
-        _ => DataType::Utf8,
-    }
-}
-
-fn native_type(t: FieldType) -> DataType {
-    match t {
-        FieldType::String => DataType::Utf8,
-        FieldType::Integer => DataType::Int64,
-        FieldType::Float => DataType::Float64,
-        FieldType::Boolean => DataType::Boolean,
-        FieldType::Date => DataType::Date32,
-        FieldType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-    }
-}
+pub use exchange_policy::arrow::output_type;
 
 /// The schema of what a plan returns.
 pub fn output_schema(columns: &[Projection]) -> SchemaRef {
