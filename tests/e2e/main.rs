@@ -6,6 +6,7 @@ mod audit;
 mod browser;
 mod console;
 mod federation;
+mod flight_sql;
 mod lookup;
 mod pyarrow;
 mod query;

@@ -8,15 +8,16 @@ use exchange_proto::v1 as pb;
 use exchange_testkit::servers::required;
 use exchange_testkit::ClusterBuilder;
 
-fn pyarrow_available() -> anyhow::Result<()> {
+/// Whether python3 can import `modules` (a comma-separated import list).
+pub(crate) fn python_can_import(modules: &str) -> anyhow::Result<()> {
     let out = Command::new("python3")
-        .args(["-c", "import pyarrow.flight"])
+        .args(["-c", &format!("import {modules}")])
         .output()?;
     if out.status.success() {
         Ok(())
     } else {
         anyhow::bail!(
-            "python3 cannot import pyarrow.flight: {}",
+            "python3 cannot import {modules}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )
     }
@@ -51,7 +52,7 @@ fn pyarrow_query(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyarrow_queries_over_mutual_tls() {
-    if required("pyarrow", pyarrow_available()).is_none() {
+    if required("pyarrow", python_can_import("pyarrow.flight")).is_none() {
         return;
     }
     let cluster = ClusterBuilder::new()

@@ -264,6 +264,18 @@ impl SearchIndex {
         self.by_id.get(id).map(|s| &self.docs[*s as usize].dataset)
     }
 
+    /// Every dataset, by department and then id.
+    pub fn datasets(&self) -> Vec<&pb::Dataset> {
+        let mut all: Vec<&pb::Dataset> = self
+            .by_department
+            .values()
+            .flatten()
+            .map(|s| &self.docs[*s as usize].dataset)
+            .collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
     /// Datasets matching every filter and every query term, best first.
     /// An empty text lists all datasets that pass the filters, by id.
     pub fn search(&self, query: &SearchQuery) -> (Vec<Hit>, usize) {

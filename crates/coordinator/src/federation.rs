@@ -320,6 +320,12 @@ impl Federation {
             .cloned()
     }
 
+    /// Every published dataset, by id.
+    pub fn datasets(&self) -> Vec<pb::Dataset> {
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        index.datasets().into_iter().cloned().collect()
+    }
+
     pub fn dataset_count(&self) -> usize {
         self.index.read().unwrap_or_else(|p| p.into_inner()).len()
     }

@@ -1,14 +1,19 @@
 //! The coordinator's Arrow Flight endpoint, where consumers query.
 //!
 //! - `GetFlightInfo` takes a [`QueryCommand`] (JSON in the descriptor's
-//!   command), checks it against the caller's active grant (dataset, fields,
-//!   expiry, filter on granted fields), and answers with one endpoint whose
-//!   ticket is signed by the coordinator and valid for 60 seconds.
+//!   command, `proto/query-command.schema.json`), a path descriptor, or a
+//!   Flight SQL statement ([`crate::flight_sql`]); checks it against the
+//!   caller's active grant (dataset, fields, expiry, filter on granted
+//!   fields), and answers with the result's masked schema and one endpoint
+//!   whose ticket is signed by the coordinator and valid for 60 seconds.
 //! - `DoGet` accepts only a ticket issued to the caller's own department,
 //!   forwards it to the owning node over mutual TLS and relays the node's
 //!   Flight frames untouched. A denial names the rule that denied it.
 //!   `DoGet` also accepts the JSON query command itself as its ticket; it is
-//!   authorized exactly as by `GetFlightInfo`, saving one round trip.
+//!   authorized exactly as by `GetFlightInfo`, saving one round trip. Flight
+//!   SQL catalog tickets are answered here, from the federation's catalog.
+//! - `GetSchema` answers the schema a query would return, checked against
+//!   the grant but not run; `ListFlights` lists the caller's grants.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,11 +25,13 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
+use arrow_schema::Schema;
 use exchange_audit::{Event, QueryCompletion, QueryDecision, Record};
 use exchange_pki::{Identity, Role};
 use exchange_policy::text::{for_log, request_text, TextRule};
 use exchange_policy::ticket::{ReplayGuard, Ticket as QueryTicket, TicketField};
 use exchange_policy::FieldType;
+use exchange_proto::v1 as pb;
 use exchange_query::{FieldInfo, QueryCommand};
 use exchange_transport::client::{connect, ClientOptions, ExpectedServer};
 use exchange_transport::completion::{watch_completion, SOURCE_STATUS_KEY};
@@ -36,6 +43,11 @@ use futures::StreamExt;
 use prost::bytes::Bytes;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::access::GrantRecord;
+use crate::flight_sql::{
+    asked_by_bytes, asked_by_descriptor, catalog_answer, catalog_info, catalog_schema,
+    check_path_purpose, default_fields, is_flight_sql_ticket, result_schema, Asked, Table,
+};
 use crate::probes::{ProbeRefusal, MAX_TESTS_PER_VALUE};
 use crate::registry::now_unix;
 use crate::service::State;
@@ -95,57 +107,7 @@ impl CoordinatorFlight {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let user = request_text("user", &cmd.user, TextRule::line(100))
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let dataset = self.state.federation.dataset(&cmd.dataset).ok_or_else(|| {
-            Status::not_found(format!(
-                "no dataset {:?}; find ids with `exchange catalog search`",
-                cmd.dataset.chars().take(100).collect::<String>()
-            ))
-        })?;
-        let grant = self
-            .state
-            .access
-            .active_grant(&consumer.member_id, &dataset.id)
-            .ok_or_else(|| {
-                Status::permission_denied(format!(
-                    "denied by rule `grant required`: {} holds no active grant on {}; ask with `exchange access request {} --purpose ...`",
-                    consumer.member_id, dataset.id, dataset.id
-                ))
-            })?;
-        let mut fields = Vec::new();
-        if cmd.fields.is_empty() {
-            fields = grant
-                .fields
-                .iter()
-                .map(|(n, m)| TicketField {
-                    name: n.clone(),
-                    mask: m.clone(),
-                })
-                .collect();
-        } else {
-            if cmd.fields.len() > 500 {
-                return Err(Status::invalid_argument("too many fields"));
-            }
-            for name in &cmd.fields {
-                let Some((_, mask)) = grant.fields.iter().find(|(n, _)| n == name) else {
-                    let known = dataset.fields.iter().any(|f| &f.name == name);
-                    return Err(if known {
-                        Status::permission_denied(format!("denied by rule `fields within grant`: field {name} is outside grant {}", grant.id))
-                    } else {
-                        Status::not_found(format!(
-                            "{} has no field {:?}",
-                            dataset.id,
-                            name.chars().take(64).collect::<String>()
-                        ))
-                    });
-                };
-                if !fields.iter().any(|f: &TicketField| &f.name == name) {
-                    fields.push(TicketField {
-                        name: name.clone(),
-                        mask: mask.clone(),
-                    });
-                }
-            }
-        }
+        let (dataset, grant, fields) = self.granted_fields(consumer, &cmd.dataset, &cmd.fields)?;
         let (filter, masked_values) = consumer_filter(&cmd.filter, &dataset, &fields)?;
         if cmd.limit.is_some_and(|l| l == 0 || l > MAX_LIMIT) {
             return Err(Status::invalid_argument(format!(
@@ -191,6 +153,86 @@ impl CoordinatorFlight {
             embargo_until: grant.embargo_until.clone(),
         };
         Ok((ticket, masked_values.len() as u64))
+    }
+
+    /// The dataset, the caller's active grant on it, and the fields (with
+    /// their masks) a query asking for `requested` would return; all of
+    /// the grant's fields when `requested` is empty.
+    fn granted_fields(
+        &self,
+        consumer: &Identity,
+        dataset_id: &str,
+        requested: &[String],
+    ) -> Result<(pb::Dataset, GrantRecord, Vec<TicketField>), Status> {
+        let dataset = self.state.federation.dataset(dataset_id).ok_or_else(|| {
+            Status::not_found(format!(
+                "no dataset {:?}; find ids with `exchange catalog search`",
+                dataset_id.chars().take(100).collect::<String>()
+            ))
+        })?;
+        let grant = self
+            .state
+            .access
+            .active_grant(&consumer.member_id, &dataset.id)
+            .ok_or_else(|| {
+                Status::permission_denied(format!(
+                    "denied by rule `grant required`: {} holds no active grant on {}; ask with `exchange access request {} --purpose ...`",
+                    consumer.member_id, dataset.id, dataset.id
+                ))
+            })?;
+        let mut fields = Vec::new();
+        if requested.is_empty() {
+            fields = grant
+                .fields
+                .iter()
+                .map(|(n, m)| TicketField {
+                    name: n.clone(),
+                    mask: m.clone(),
+                })
+                .collect();
+        } else {
+            if requested.len() > 500 {
+                return Err(Status::invalid_argument("too many fields"));
+            }
+            for name in requested {
+                let Some((_, mask)) = grant.fields.iter().find(|(n, _)| n == name) else {
+                    let known = dataset.fields.iter().any(|f| &f.name == name);
+                    return Err(if known {
+                        Status::permission_denied(format!("denied by rule `fields within grant`: field {name} is outside grant {}", grant.id))
+                    } else {
+                        Status::not_found(format!(
+                            "{} has no field {:?}",
+                            dataset.id,
+                            name.chars().take(64).collect::<String>()
+                        ))
+                    });
+                };
+                if !fields.iter().any(|f: &TicketField| &f.name == name) {
+                    fields.push(TicketField {
+                        name: name.clone(),
+                        mask: mask.clone(),
+                    });
+                }
+            }
+        }
+        Ok((dataset, grant, fields))
+    }
+
+    /// The schema a query would return, checked against the caller's grant
+    /// like the query itself but not run, logged or counted.
+    pub fn describe(&self, consumer: &Identity, cmd: &QueryCommand) -> Result<Schema, Status> {
+        let (dataset, _, fields) = self.granted_fields(consumer, &cmd.dataset, &cmd.fields)?;
+        result_schema(&dataset, &fields)
+    }
+
+    /// The schema of what a ticket's owner node will send.
+    fn ticket_schema(&self, ticket: &QueryTicket) -> Result<Schema, Status> {
+        let dataset = self
+            .state
+            .federation
+            .dataset(&ticket.dataset)
+            .ok_or_else(|| Status::not_found(format!("no dataset {}", ticket.dataset)))?;
+        result_schema(&dataset, &ticket.fields)
     }
 
     /// Counts the values a query tests against fields its consumer sees
@@ -284,6 +326,71 @@ impl CoordinatorFlight {
                 Err(status)
             }
         }
+    }
+
+    /// Answers a Flight SQL catalog request given as a `DoGet` ticket.
+    fn catalog_stream(
+        &self,
+        caller: &Identity,
+        request: &Request<Ticket>,
+    ) -> Result<Response<BoxStream<'static, Result<FlightData, Status>>>, Status> {
+        let Asked::Catalog(command) =
+            asked_by_bytes(&request.get_ref().ticket, request.metadata(), "ticket")?
+        else {
+            return Err(Status::invalid_argument(
+                "a Flight SQL statement is not a ticket: ask GetFlightInfo for one",
+            ));
+        };
+        let datasets = self.state.federation.datasets();
+        let tables = self.tables_for(caller, &datasets);
+        let batch = catalog_answer(command, &tables)?;
+        let stream = arrow_flight::encode::FlightDataEncoderBuilder::new()
+            .build(futures::stream::once(async { Ok(batch) }))
+            .map(|r| r.map_err(|e| Status::internal(e.to_string())));
+        Ok(Response::new(stream.boxed()))
+    }
+
+    /// Every dataset as a Flight SQL table, with the columns this caller
+    /// receives: its grant's fields and masks, or where it holds no grant,
+    /// what a default grant would give.
+    fn tables_for<'a>(&self, caller: &Identity, datasets: &'a [pb::Dataset]) -> Vec<Table<'a>> {
+        datasets
+            .iter()
+            .filter_map(|d| {
+                let fields = match self.granted_fields(caller, &d.id, &[]) {
+                    Ok((_, _, fields)) => fields,
+                    Err(_) => default_fields(d),
+                };
+                let schema = result_schema(d, &fields).ok()?;
+                Some(Table { dataset: d, schema })
+            })
+            .collect()
+    }
+
+    /// One `FlightInfo` per dataset the caller holds an active grant on,
+    /// with a path descriptor and the schema it would receive.
+    fn granted_flights(&self, caller: &Identity) -> Result<Vec<FlightInfo>, Status> {
+        let grants = self
+            .state
+            .access
+            .grants_of(&caller.member_id)
+            .map_err(crate::service::access_status)?;
+        let mut infos = Vec::new();
+        for g in grants
+            .iter()
+            .filter(|g| g.consumer == caller.member_id && g.status == "active")
+        {
+            let Ok((dataset, _, fields)) = self.granted_fields(caller, &g.dataset, &[]) else {
+                continue;
+            };
+            let path: Vec<String> = dataset.id.split('/').map(str::to_string).collect();
+            let info = FlightInfo::new()
+                .try_with_schema(&result_schema(&dataset, &fields)?)
+                .map_err(|e| Status::internal(e.to_string()))?
+                .with_descriptor(FlightDescriptor::new_path(path));
+            infos.push(info);
+        }
+        Ok(infos)
     }
 
     async fn node_channel(&self, member: &str) -> Result<Channel, Status> {
@@ -607,15 +714,19 @@ impl FlightService for CoordinatorFlight {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let peer = require_role(&request, &[Role::Client])?;
+        let asked = asked_by_descriptor(request.get_ref(), request.metadata())?;
         let descriptor = request.into_inner();
-        let cmd: QueryCommand = serde_json::from_slice(&descriptor.cmd).map_err(|e| {
-            Status::invalid_argument(format!(
-                "the descriptor command must be a JSON query such as {{\"dataset\": \"tax/taxpayers\", \"purpose\": \"...\"}}: {e}"
-            ))
-        })?;
+        let cmd = match asked {
+            Asked::Catalog(c) => return Ok(Response::new(catalog_info(&c, descriptor)?)),
+            Asked::Query(cmd) => cmd,
+        };
+        check_path_purpose(&descriptor, &cmd)?;
         let ticket = self.authorize_logged(&peer.identity, &cmd).await?;
+        let schema = self.ticket_schema(&ticket)?;
         let sealed = ticket.seal(&self.state.ticket_signer);
         let info = FlightInfo::new()
+            .try_with_schema(&schema)
+            .map_err(|e| Status::internal(e.to_string()))?
             .with_descriptor(descriptor)
             .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(sealed)))
             .with_ordered(false);
@@ -628,6 +739,9 @@ impl FlightService for CoordinatorFlight {
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let started = std::time::Instant::now();
         let peer = require_role(&request, &[Role::Client])?;
+        if is_flight_sql_ticket(&request.get_ref().ticket) {
+            return self.catalog_stream(&peer.identity, &request);
+        }
         let (ticket, sealed) = self
             .open_ticket(&peer.identity, request.into_inner().ticket)
             .await?;
@@ -642,29 +756,43 @@ impl FlightService for CoordinatorFlight {
         Ok(Response::new(counted))
     }
 
+    async fn get_schema(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
+        let peer = require_role(&request, &[Role::Client])?;
+        let schema = match asked_by_descriptor(request.get_ref(), request.metadata())? {
+            Asked::Catalog(c) => (*catalog_schema(&c)?).clone(),
+            Asked::Query(cmd) => self.describe(&peer.identity, &cmd)?,
+        };
+        let options = arrow_ipc::writer::IpcWriteOptions::default();
+        let result = SchemaResult::try_from(arrow_flight::SchemaAsIpc::new(&schema, &options))
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(result))
+    }
+
+    async fn list_flights(
+        &self,
+        request: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        let peer = require_role(&request, &[Role::Client])?;
+        let infos = self.granted_flights(&peer.identity)?;
+        Ok(Response::new(
+            futures::stream::iter(infos.into_iter().map(Ok)).boxed(),
+        ))
+    }
+
     async fn handshake(
         &self,
         _: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
         unsupported("Handshake")
     }
-    async fn list_flights(
-        &self,
-        _: Request<Criteria>,
-    ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        unsupported("ListFlights")
-    }
     async fn poll_flight_info(
         &self,
         _: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
         unsupported("PollFlightInfo")
-    }
-    async fn get_schema(
-        &self,
-        _: Request<FlightDescriptor>,
-    ) -> Result<Response<SchemaResult>, Status> {
-        unsupported("GetSchema")
     }
     async fn do_put(
         &self,

@@ -24,6 +24,7 @@ mod config;
 pub mod disputes;
 pub mod federation;
 pub mod flight;
+pub mod flight_sql;
 pub mod probes;
 pub mod registry;
 pub mod service;

@@ -16,8 +16,8 @@
 
 use exchange_query::{CompareOp, Filter, Value};
 use sqlparser::ast::{
-    BinaryOperator, Expr, GroupByExpr, LimitClause, ObjectName, Query, Select, SelectItem,
-    SetExpr, Statement, TableFactor, UnaryOperator, Value as SqlValue,
+    BinaryOperator, Expr, GroupByExpr, LimitClause, ObjectName, Query, Select, SelectItem, SetExpr,
+    Statement, TableFactor, UnaryOperator, Value as SqlValue,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -136,7 +136,10 @@ fn select_of(query: &Query) -> Result<Select1, Status> {
 /// Refuses the parts of a SELECT the exchange does not do.
 fn check_plain(s: &Select) -> Result<(), Status> {
     if s.distinct.is_some() || s.top.is_some() {
-        return Err(unsupported("DISTINCT and TOP", "use LIMIT, and deduplicate in your client"));
+        return Err(unsupported(
+            "DISTINCT and TOP",
+            "use LIMIT, and deduplicate in your client",
+        ));
     }
     let grouped = match &s.group_by {
         GroupByExpr::All(_) => true,
@@ -172,13 +175,15 @@ fn limit_of(clause: Option<&LimitClause>) -> Result<Option<u64>, Status> {
     let expr = match clause {
         None => return Ok(None),
         Some(LimitClause::LimitOffset {
-            limit,
+            limit: None,
             offset: None,
             limit_by,
-        }) if limit_by.is_empty() => match limit {
-            None => return Ok(None),
-            Some(e) => e,
-        },
+        }) if limit_by.is_empty() => return Ok(None),
+        Some(LimitClause::LimitOffset {
+            limit: Some(e),
+            offset: None,
+            limit_by,
+        }) if limit_by.is_empty() => e,
         Some(_) => {
             return Err(unsupported(
                 "OFFSET and LIMIT BY",
@@ -256,7 +261,10 @@ fn fields_of(items: &[SelectItem]) -> Result<Vec<String>, Status> {
             }
             SelectItem::UnnamedExpr(e) => fields.push(column(e)?),
             SelectItem::ExprWithAlias { .. } => {
-                return Err(unsupported("column aliases (AS)", "rename columns in your client"))
+                return Err(unsupported(
+                    "column aliases (AS)",
+                    "rename columns in your client",
+                ))
             }
             _ => return Err(invalid("use * alone, or a list of field names")),
         }
@@ -333,7 +341,10 @@ fn number(text: &str, negative: bool) -> Result<Value, Status> {
     }
     match signed.parse::<f64>() {
         Ok(x) if x.is_finite() => Ok(Value::Float(x)),
-        _ => Err(invalid(format!("{} is not a number the exchange reads", clip(&signed)))),
+        _ => Err(invalid(format!(
+            "{} is not a number the exchange reads",
+            clip(&signed)
+        ))),
     }
 }
 
@@ -391,7 +402,9 @@ fn filter_of(e: &Expr) -> Result<Filter, Status> {
                         value: literal(left)?,
                     })
                 } else {
-                    Err(invalid("a comparison needs a field on one side and a value on the other"))
+                    Err(invalid(
+                        "a comparison needs a field on one side and a value on the other",
+                    ))
                 }
             }
         },
@@ -426,7 +439,10 @@ fn filter_of(e: &Expr) -> Result<Filter, Status> {
         | Expr::UnaryOp {
             op: UnaryOperator::Not,
             ..
-        } => Err(unsupported("NOT", "write the condition positively, for example with <>")),
+        } => Err(unsupported(
+            "NOT",
+            "write the condition positively, for example with <>",
+        )),
         Expr::IsNull(_) | Expr::IsNotNull(_) => Err(unsupported(
             "IS NULL",
             "the filter language compares with values only",

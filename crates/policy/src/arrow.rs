@@ -38,6 +38,9 @@ mod tests {
         assert_eq!(output_type(FieldType::Date, Mask::None), DataType::Date32);
         assert_eq!(output_type(FieldType::Date, Mask::Year), DataType::Int32);
         assert_eq!(output_type(FieldType::Integer, Mask::Null), DataType::Int64);
-        assert_eq!(output_type(FieldType::String, Mask::IdNumber), DataType::Utf8);
+        assert_eq!(
+            output_type(FieldType::String, Mask::IdNumber),
+            DataType::Utf8
+        );
     }
 }
