@@ -14,7 +14,7 @@
 //!   shown as overdue.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use exchange_pki::Identity;
 use exchange_policy::text::{request_text, TextRule};
@@ -120,6 +120,8 @@ pub struct AccessBook {
     counters: Tree,
     usage: Tree,
     sla_working_days: u32,
+    /// Held while a request is checked for an identical open one and made.
+    creating: Mutex<()>,
 }
 
 /// Grants by id, and the ids of each member's grants (as owner or consumer).
@@ -225,6 +227,42 @@ fn is_secret(f: &pb::Field) -> bool {
     f.sensitivity == Sensitivity::Secret.as_str()
 }
 
+/// The fields a request asks for, each once, in the order named; every
+/// field but the secret ones when it names none. A secret field is refused.
+fn requested_fields(dataset: &pb::Dataset, names: &[String]) -> Result<Vec<String>, AccessError> {
+    if names.len() > 500 {
+        return Err(AccessError::Invalid("too many fields".into()));
+    }
+    let mut fields = Vec::new();
+    for name in names {
+        let f = field(dataset, name)?;
+        if is_secret(f) {
+            return Err(AccessError::Forbidden(format!(
+                "field {name} of {} is secret: it never leaves the owner",
+                dataset.id
+            )));
+        }
+        if !fields.contains(&f.name) {
+            fields.push(f.name.clone());
+        }
+    }
+    if fields.is_empty() {
+        fields = dataset
+            .fields
+            .iter()
+            .filter(|f| !is_secret(f))
+            .map(|f| f.name.clone())
+            .collect();
+    }
+    if fields.is_empty() {
+        return Err(AccessError::Forbidden(format!(
+            "every field of {} is secret",
+            dataset.id
+        )));
+    }
+    Ok(fields)
+}
+
 impl AccessBook {
     pub fn open(db: &Db, sla_working_days: u32) -> Result<AccessBook, StorageError> {
         let grants = db.tree("grants")?;
@@ -239,6 +277,7 @@ impl AccessBook {
             counters: db.tree("counters")?,
             usage: db.tree("quota_usage")?,
             sla_working_days,
+            creating: Mutex::new(()),
         })
     }
 
@@ -255,6 +294,40 @@ impl AccessBook {
             && OffsetDateTime::from_unix_timestamp(r.created_unix)
                 .map(|c| working_days_between(c.date(), today()) > self.sla_working_days)
                 .unwrap_or(false)
+    }
+
+    /// A consumer's request, unless the same department already has one
+    /// open for the same dataset and fields (pending, or granted with the
+    /// grant still active): then that one, and `false`. Checked and created
+    /// under one lock, so two identical requests at once make one.
+    pub fn request_once(
+        &self,
+        consumer: &Identity,
+        req: &pb::AccessRequest,
+        dataset: &pb::Dataset,
+    ) -> Result<(RequestRecord, bool), AccessError> {
+        let _one_at_a_time = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        let mut fields = requested_fields(dataset, &req.fields)?;
+        fields.sort_unstable();
+        let today = date_text(today());
+        for r in self.requests.values::<RequestRecord>()? {
+            if r.consumer != consumer.member_id || r.dataset != dataset.id {
+                continue;
+            }
+            let mut same = r.fields.clone();
+            same.sort_unstable();
+            let open = match r.status.as_str() {
+                "pending" => true,
+                "granted" => self
+                    .grant(&r.grant_id)?
+                    .is_some_and(|g| g.status == "active" && g.until >= today),
+                _ => false,
+            };
+            if open && same == fields {
+                return Ok((r, false));
+            }
+        }
+        self.request(consumer, req, dataset).map(|r| (r, true))
     }
 
     /// A consumer's request. `dataset` is the catalog entry it names.
@@ -287,36 +360,7 @@ impl AccessBook {
             }
             d
         };
-        let mut fields = Vec::new();
-        if req.fields.len() > 500 {
-            return Err(AccessError::Invalid("too many fields".into()));
-        }
-        for name in &req.fields {
-            let f = field(dataset, name)?;
-            if is_secret(f) {
-                return Err(AccessError::Forbidden(format!(
-                    "field {name} of {} is secret: it never leaves the owner",
-                    dataset.id
-                )));
-            }
-            if !fields.contains(&f.name) {
-                fields.push(f.name.clone());
-            }
-        }
-        if fields.is_empty() {
-            fields = dataset
-                .fields
-                .iter()
-                .filter(|f| !is_secret(f))
-                .map(|f| f.name.clone())
-                .collect();
-        }
-        if fields.is_empty() {
-            return Err(AccessError::Forbidden(format!(
-                "every field of {} is secret",
-                dataset.id
-            )));
-        }
+        let fields = requested_fields(dataset, &req.fields)?;
         let mut record = RequestRecord {
             id: self.next_id("R")?,
             dataset: dataset.id.clone(),

@@ -576,16 +576,18 @@ impl pb::access_server::Access for AccessService {
         let req = request.into_inner();
         let dataset = self.dataset(&req.dataset)?;
         let state = self.0.clone();
-        let record = blocking(move || {
+        let (record, created) = blocking(move || {
             state
                 .access
-                .request(&peer.identity, &req, &dataset)
+                .request_once(&peer.identity, &req, &dataset)
                 .map_err(access_status)
         })
         .await?;
-        tracing::info!(request = %record.id, dataset = %record.dataset, consumer = %record.consumer, status = %record.status, "access requested");
-        self.audit_request("request", &record, &record.consumer_actor())
-            .await?;
+        if created {
+            tracing::info!(request = %record.id, dataset = %record.dataset, consumer = %record.consumer, status = %record.status, "access requested");
+            self.audit_request("request", &record, &record.consumer_actor())
+                .await?;
+        }
         Ok(Response::new(self.0.access.request_message(&record)))
     }
 

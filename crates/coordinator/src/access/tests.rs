@@ -356,3 +356,51 @@ fn grants_survive_a_reopen_and_revocation_ends_the_active_grant() {
         "revoked"
     );
 }
+
+#[test]
+fn an_identical_open_request_returns_the_first_instead_of_a_second_grant() {
+    let b = book();
+    let civil = who("civil-affairs");
+    let (first, created) = b
+        .request_once(&civil, &ask(&["plate_no"]), &dataset("conditional"))
+        .unwrap();
+    assert!(created);
+    let (again, created) = b
+        .request_once(
+            &civil,
+            &ask(&["plate_no", "plate_no"]),
+            &dataset("conditional"),
+        )
+        .unwrap();
+    assert_eq!((again.id.as_str(), created), (first.id.as_str(), false));
+    // Other fields are another request.
+    let (wider, created) = b
+        .request_once(
+            &civil,
+            &ask(&["plate_no", "owner_id"]),
+            &dataset("conditional"),
+        )
+        .unwrap();
+    assert!(created && wider.id != first.id);
+
+    // Unconditional data: the second identical request returns the first
+    // grant; after its revocation a new request makes a new grant.
+    let (granted, _) = b
+        .request_once(&civil, &ask(&[]), &dataset("unconditional"))
+        .unwrap();
+    let (same, created) = b
+        .request_once(&civil, &ask(&[]), &dataset("unconditional"))
+        .unwrap();
+    assert_eq!(
+        (same.grant_id.as_str(), created),
+        (granted.grant_id.as_str(), false)
+    );
+    let grants = b.grants_of("civil-affairs").unwrap();
+    assert_eq!(grants.iter().filter(|g| g.status == "active").count(), 1);
+    b.revoke(&who("vehicle-admin"), &granted.grant_id, "测试")
+        .unwrap();
+    let (renewed, created) = b
+        .request_once(&civil, &ask(&[]), &dataset("unconditional"))
+        .unwrap();
+    assert!(created && renewed.grant_id != granted.grant_id);
+}
