@@ -172,18 +172,32 @@ async fn enrol_publish_search_and_revoke() {
     assert_eq!(node.catalog_version, 1);
     assert_eq!(node.datasets, 3);
 
-    // The standard health service answers on the mutual-TLS listener.
-    let health = tonic_health::pb::health_client::HealthClient::new(analyst.channel())
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "exchange.v1.Catalog".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        health.status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    );
+    // The standard health service answers on the mutual-TLS listener, for
+    // every service the coordinator serves there.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(analyst.channel());
+    for service in [
+        "exchange.v1.Admin",
+        "exchange.v1.Registry",
+        "exchange.v1.Catalog",
+        "exchange.v1.Access",
+        "exchange.v1.Disputes",
+        "exchange.v1.Audit",
+        "arrow.flight.protocol.FlightService",
+    ] {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{service}: {e}"))
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service}"
+        );
+    }
 
     // Before revocation the tax analyst may use the vehicle-admin node.
     let vehicle_node = cluster.nodes["vehicle-admin"].addr;

@@ -475,6 +475,15 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
     health
         .set_serving::<pb::access_server::AccessServer<service::AccessService>>()
         .await;
+    health
+        .set_serving::<pb::disputes_server::DisputesServer<disputes::DisputeService>>()
+        .await;
+    health
+        .set_serving::<pb::audit_server::AuditServer<audit_service::AuditService>>()
+        .await;
+    health
+        .set_serving::<arrow_flight::flight_service_server::FlightServiceServer<flight::CoordinatorFlight>>()
+        .await;
 
     let main_tls = server::mutual_tls_config(&tls)?;
     let routes = grpc_routes(&state, health_service);

@@ -317,6 +317,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     health
         .set_serving::<pb::node_server::NodeServer<service::NodeService>>()
         .await;
+    health
+        .set_serving::<arrow_flight::flight_service_server::FlightServiceServer<flight::NodeFlight>>()
+        .await;
     let router = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(60))
         .layer(server::authenticate(revocations))
