@@ -7,6 +7,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // the checkout being built, not of the one built last.
     println!("cargo:rerun-if-changed=../../proto/exchange/v1/control.proto");
     let descriptors = protox::compile([file.as_str()], [root])?;
+    // The encoded descriptors, for gRPC server reflection.
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("exchange_v1_descriptor.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

@@ -45,7 +45,7 @@ fn error_of(step: &Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adbc_and_pyarrow_query_through_flight_sql_and_plain_flight() {
-    let modules = "adbc_driver_flightsql.dbapi, pyarrow.flight";
+    let modules = "adbc_driver_flightsql.dbapi, pyarrow.flight, grpc_reflection";
     if required("ADBC Flight SQL and pyarrow", python_can_import(modules)).is_none() {
         return;
     }
@@ -88,6 +88,7 @@ async fn adbc_and_pyarrow_query_through_flight_sql_and_plain_flight() {
         "sql": sql,
         "table": ["public-security", "household-registration"],
         "path": ["public-security", "household-registration"],
+        "node_address": cluster.nodes["public-security"].addr.to_string(),
     });
     let out = run_clients(&job);
 
@@ -164,6 +165,28 @@ async fn adbc_and_pyarrow_query_through_flight_sql_and_plain_flight() {
     assert!(
         garbage.contains("neither a JSON query command"),
         "{garbage}"
+    );
+
+    // gRPC server reflection lists every service, without proto files.
+    let coordinator = &out["reflection"]["coordinator"];
+    for service in [
+        "exchange.v1.Access",
+        "exchange.v1.Audit",
+        "exchange.v1.Catalog",
+        "grpc.health.v1.Health",
+        "file:exchange/v1/control.proto",
+    ] {
+        assert!(
+            coordinator.as_array().unwrap().contains(&json!(service)),
+            "{service} in {coordinator}"
+        );
+    }
+    let node = &out["reflection"]["node"];
+    assert!(
+        node.as_array()
+            .unwrap()
+            .contains(&json!("exchange.v1.Node")),
+        "{node}"
     );
 
     // The SQL queries were decided and logged like any other, with the

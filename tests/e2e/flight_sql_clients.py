@@ -99,6 +99,24 @@ def plain_flight(job: dict) -> dict:
     return out
 
 
+def reflected_services(job: dict, address: str) -> list:
+    """The services a server lists through gRPC reflection, as grpcurl's
+    `list` would show them, with no proto file at hand."""
+    import grpc
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    cert = lambda n: read(job["cert_dir"], n).encode()
+    credentials = grpc.ssl_channel_credentials(cert("ca.crt"), cert("client.key"), cert("client.crt"))
+    with grpc.secure_channel(address, credentials) as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        services = sorted(database.get_services())
+        # A method's input type resolves too, as grpcurl describe needs.
+        described = database.FindFileContainingSymbol("exchange.v1.Catalog")
+        return services + [f"file:{described.name}"]
+
+
 def main() -> int:
     job = json.load(sys.stdin)
     out = {}
@@ -108,6 +126,10 @@ def main() -> int:
     with connect(job, None) as conn:
         out["without_purpose"] = run_sql(conn, job["sql"][0])
     out["flight"] = plain_flight(job)
+    out["reflection"] = {
+        "coordinator": reflected_services(job, job["address"]),
+        "node": reflected_services(job, job["node_address"]),
+    }
     print(json.dumps(out, ensure_ascii=False, default=str))
     return 0
 

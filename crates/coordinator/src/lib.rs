@@ -350,7 +350,11 @@ fn grpc_routes(
         impl tonic_health::pb::health_server::Health,
     >,
 ) -> tonic::service::Routes {
+    let (reflection, reflection_alpha) = server::reflection(&[pb::FILE_DESCRIPTOR_SET])
+        .expect("the compiled-in descriptor sets decode");
     tonic::service::Routes::new(health)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
         .add_service(pb::admin_server::AdminServer::new(service::AdminService(
             state.clone(),
         )))

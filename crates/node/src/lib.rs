@@ -320,10 +320,14 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     health
         .set_serving::<arrow_flight::flight_service_server::FlightServiceServer<flight::NodeFlight>>()
         .await;
+    let (reflection, reflection_alpha) = server::reflection(&[pb::FILE_DESCRIPTOR_SET])
+        .context("building the reflection service")?;
     let router = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(60))
         .layer(server::authenticate(revocations))
         .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
         .add_service(pb::node_server::NodeServer::new(service::NodeService(
             state.clone(),
         )))

@@ -11,4 +11,9 @@
 /// Version 1 of the control-plane API.
 pub mod v1 {
     tonic::include_proto!("exchange.v1");
+
+    /// `control.proto` as an encoded `FileDescriptorSet`, for gRPC server
+    /// reflection (`grpcurl` and friends work without the proto files).
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/exchange_v1_descriptor.bin"));
 }

@@ -311,3 +311,30 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsL
         stream.remote_addr().clone()
     }
 }
+
+/// gRPC server reflection, versions `v1` and `v1alpha` (grpcurl asks for
+/// the first, Python's grpcio-reflection for the second), over the given
+/// encoded descriptor sets and the health service's: clients discover the
+/// services without the proto files. Add both services to a router.
+pub fn reflection(
+    descriptor_sets: &[&'static [u8]],
+) -> Result<
+    (
+        reflection_v1::ServerReflectionServer<impl reflection_v1::ServerReflection>,
+        reflection_v1alpha::ServerReflectionServer<impl reflection_v1alpha::ServerReflection>,
+    ),
+    tonic_reflection::server::Error,
+> {
+    let builder = || {
+        let mut b = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        for set in descriptor_sets {
+            b = b.register_encoded_file_descriptor_set(set);
+        }
+        b
+    };
+    Ok((builder().build_v1()?, builder().build_v1alpha()?))
+}
+
+use tonic_reflection::pb::v1::server_reflection_server as reflection_v1;
+use tonic_reflection::pb::v1alpha::server_reflection_server as reflection_v1alpha;
