@@ -55,7 +55,7 @@ use crate::service::State;
 /// A query's purpose: who uses the data answers for it.
 const PURPOSE_RULE: TextRule = TextRule::required_line(
     500,
-    "a query must state its purpose (--purpose): who uses the data answers for it",
+    "a query must state its purpose (the command's \"purpose\"; `--purpose` on the command line): who uses the data answers for it",
 );
 
 /// How long a ticket stays valid.
@@ -111,7 +111,7 @@ impl CoordinatorFlight {
         let (filter, masked_values) = consumer_filter(&cmd.filter, &dataset, &fields)?;
         if cmd.limit.is_some_and(|l| l == 0 || l > MAX_LIMIT) {
             return Err(Status::invalid_argument(format!(
-                "--limit must be 1 to {MAX_LIMIT}"
+                "limit must be 1 to {MAX_LIMIT}"
             )));
         }
         let mut limit = cmd.limit;
@@ -166,7 +166,7 @@ impl CoordinatorFlight {
     ) -> Result<(pb::Dataset, GrantRecord, Vec<TicketField>), Status> {
         let dataset = self.state.federation.dataset(dataset_id).ok_or_else(|| {
             Status::not_found(format!(
-                "no dataset {:?}; find ids with `exchange catalog search`",
+                "no dataset {:?}; find ids with Catalog.Search (`exchange catalog search`)",
                 dataset_id.chars().take(100).collect::<String>()
             ))
         })?;
