@@ -102,18 +102,32 @@ pub async fn bind(addr: &str) -> Result<TcpListener> {
         })
 }
 
-/// TLS settings for a listener that requires a client certificate issued by
-/// the federation CA.
-pub fn mutual_tls_config(tls: &TlsIdentity) -> Result<Arc<rustls::ServerConfig>> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(tls.roots()?, provider())
+/// TLS 1.3 settings that verify client certificates against the
+/// federation CA (required, or only asked for) and offer one ALPN protocol.
+fn client_verifying_config(
+    tls: &TlsIdentity,
+    certificate_required: bool,
+    alpn: &[u8],
+) -> Result<Arc<rustls::ServerConfig>> {
+    let mut verifier = WebPkiClientVerifier::builder_with_provider(tls.roots()?, provider());
+    if !certificate_required {
+        verifier = verifier.allow_unauthenticated();
+    }
+    let verifier = verifier
         .build()
         .map_err(|e| TransportError::Tls(rustls::Error::General(e.to_string())))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(tls.chain(), tls.key())?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(config))
+}
+
+/// TLS settings for a listener that requires a client certificate issued by
+/// the federation CA.
+pub fn mutual_tls_config(tls: &TlsIdentity) -> Result<Arc<rustls::ServerConfig>> {
+    client_verifying_config(tls, true, b"h2")
 }
 
 /// TLS settings for the web console: HTTP/1.1, and a client certificate
@@ -123,16 +137,7 @@ pub fn mutual_tls_config(tls: &TlsIdentity) -> Result<Arc<rustls::ServerConfig>>
 /// the handshake; every request without a certificate is refused by the
 /// console before any handler runs.
 pub fn console_tls_config(tls: &TlsIdentity) -> Result<Arc<rustls::ServerConfig>> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(tls.roots()?, provider())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| TransportError::Tls(rustls::Error::General(e.to_string())))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(tls.chain(), tls.key())?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    client_verifying_config(tls, false, b"http/1.1")
 }
 
 /// TLS settings for the enrolment listener: the server authenticates itself
