@@ -9,6 +9,7 @@ mod federation;
 mod flight_sql;
 mod lookup;
 mod pyarrow;
+mod python_package;
 mod query;
 mod reads;
 mod scenarios;

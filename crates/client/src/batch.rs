@@ -3,12 +3,13 @@
 //! [`KeyReader`] reads a key file line by line (one key per line, or the
 //! first column of a CSV file with an optional header), checks every key's
 //! check characters and reports each malformed or repeated line by its
-//! number, so nothing is dropped silently. [`Client::batch_lookup`] sends
-//! the valid keys in chunks as `IN` lookups — one ordinary, authorized,
-//! masked and audited query per chunk and dataset — several at a time across
-//! departments, and hands each answer to the caller as it arrives. Memory
-//! stays bounded by the chunks in flight, whatever the file size; only the
-//! set of keys already seen (for duplicate detection) grows with the file.
+//! number, so nothing is dropped silently. [`Client::batch_lookup`] streams
+//! the valid keys to the coordinator's `Lookups.BatchLookup`, which reads
+//! them in chunks as `IN` lookups — one ordinary, authorized, masked and
+//! audited query per chunk and dataset — several at a time across
+//! departments; each answer reaches the caller as it arrives. Memory stays
+//! bounded by the chunks in flight, whatever the file size; only the set of
+//! keys already seen (for duplicate detection) grows with the file.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -16,10 +17,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
-use futures::stream::FuturesUnordered;
-use futures::StreamExt;
+use exchange_proto::v1 as pb;
+use tokio::sync::mpsc;
 
-use crate::lookup::{check_key, SourceStatus};
+use crate::lookup::{check_key, decode_ipc, SourceStatus};
 use crate::{Client, ClientError, Result};
 
 /// A line of the key file that was not used, and why.
@@ -204,58 +205,65 @@ pub struct BatchSummary {
     pub totals: Vec<TargetTotals>,
 }
 
+impl BatchTarget {
+    fn from_message(target: pb::LookupTarget) -> BatchTarget {
+        BatchTarget {
+            dataset: target.dataset,
+            department: target.department,
+            key_field: target.key_field,
+            key_mask: target.key_mask,
+        }
+    }
+}
+
+/// Waits for room to send the next keys, or forever once they are all sent.
+async fn room_to_send(
+    tx: &Option<mpsc::Sender<pb::BatchLookupRequest>>,
+) -> Option<mpsc::Permit<'_, pb::BatchLookupRequest>> {
+    match tx {
+        Some(tx) => tx.reserve().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+fn keys_message(keys: Vec<String>) -> pb::BatchLookupRequest {
+    pb::BatchLookupRequest {
+        message: Some(pb::batch_lookup_request::Message::Keys(pb::KeyList {
+            keys,
+        })),
+    }
+}
+
 impl Client {
     /// The datasets among `datasets` (all granted datasets carrying the
     /// key type, when empty) that this department can look `key_type` up
-    /// in. A named dataset without an active grant that includes a field of
-    /// that key type is an error that names it: nothing is read.
+    /// in (`Lookups.Targets`). A named dataset without an active grant that
+    /// includes a field of that key type is an error that names it: nothing
+    /// is read.
     pub async fn key_targets(
         &self,
         key_type: &str,
         datasets: &[String],
     ) -> Result<Vec<BatchTarget>> {
-        let me = self.identity().member_id.clone();
-        let grants: Vec<_> = self
-            .grants()
+        let list = self
+            .lookups()
+            .targets(pb::LookupTargetsRequest {
+                key_type: key_type.to_string(),
+                datasets: datasets.to_vec(),
+            })
             .await?
+            .into_inner();
+        Ok(list
+            .targets
             .into_iter()
-            .filter(|g| g.consumer == me && g.status == "active")
-            .collect();
-        let mut targets = Vec::new();
-        for name in datasets {
-            if !grants.iter().any(|g| &g.dataset == name) {
-                return Err(ClientError::Config(format!(
-                    "{me} holds no active grant on {name:?}; nothing was read. Ask with `exchange access request {name} --purpose ...`"
-                )));
-            }
-        }
-        for grant in &grants {
-            if !datasets.is_empty() && !datasets.contains(&grant.dataset) {
-                continue;
-            }
-            // The coordinator names each granted field's key type.
-            match grant.fields.iter().find(|f| f.key_type == key_type) {
-                Some(field) => targets.push(BatchTarget {
-                    dataset: grant.dataset.clone(),
-                    department: grant.owner.clone(),
-                    key_field: field.name.clone(),
-                    key_mask: field.mask.clone(),
-                }),
-                None if !datasets.is_empty() => {
-                    return Err(ClientError::Config(format!(
-                        "{} has no {key_type} field in your grant; nothing was read",
-                        grant.dataset
-                    )))
-                }
-                None => {}
-            }
-        }
-        targets.sort_by(|a, b| a.dataset.cmp(&b.dataset));
-        Ok(targets)
+            .map(BatchTarget::from_message)
+            .collect())
     }
 
-    /// Looks every key of `reader` up in every target, in chunks, handing
-    /// each answer to `on_event` as it arrives.
+    /// Looks every key of `reader` up in every target through the
+    /// coordinator's `Lookups.BatchLookup`, handing each answer to
+    /// `on_event` as it arrives. Keys are sent as the coordinator takes
+    /// them, so memory stays bounded whatever the file's size.
     pub async fn batch_lookup(
         &self,
         reader: &mut KeyReader,
@@ -279,88 +287,124 @@ impl Client {
                 "no dataset to look the keys up in: you hold no grant on a dataset carrying this key type".into(),
             ));
         }
+        let (tx, rx) = mpsc::channel(4);
+        let start = pb::BatchLookupStart {
+            key_type: reader.key_type.clone(),
+            purpose: options.purpose.clone(),
+            user: self.user().to_string(),
+            datasets: targets.iter().map(|t| t.dataset.clone()).collect(),
+            chunk_size: options.chunk_size as u32,
+            parallel: options.parallel.clamp(1, 16) as u32,
+            query_deadline_ms: options.query_deadline.as_millis().min(600_000) as u32,
+        };
+        let _ = tx
+            .send(pb::BatchLookupRequest {
+                message: Some(pb::batch_lookup_request::Message::Start(start)),
+            })
+            .await;
+        let outbound = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|message| (message, rx))
+        });
+        let mut events = self.lookups().batch_lookup(outbound).await?.into_inner();
         let mut summary = BatchSummary {
             keys: 0,
             totals: vec![TargetTotals::default(); targets.len()],
         };
-        let mut in_flight = FuturesUnordered::new();
-        let mut exhausted = false;
+        // The coordinator's target order, mapped onto the caller's.
+        let mut order: Vec<usize> = Vec::new();
+        let mut tx = Some(tx);
         loop {
-            while !exhausted && in_flight.len() < options.parallel.max(1) {
-                let chunk = reader.next_chunk(options.chunk_size)?;
-                if chunk.is_empty() {
-                    exhausted = true;
-                    break;
+            let all_sent = tokio::select! {
+                permit = room_to_send(&tx) => {
+                    let chunk = reader.next_chunk(options.chunk_size)?;
+                    match permit {
+                        Some(permit) if !chunk.is_empty() => {
+                            summary.keys += chunk.len() as u64;
+                            permit.send(keys_message(chunk));
+                            false
+                        }
+                        // All sent (or the call ended).
+                        _ => true,
+                    }
                 }
-                summary.keys += chunk.len() as u64;
-                let chunk = std::sync::Arc::new(chunk);
-                for (i, target) in targets.iter().enumerate() {
-                    in_flight.push(self.read_chunk(i, target, chunk.clone(), options));
+                event = events.message() => match event? {
+                    None => break,
+                    Some(event) => {
+                        if let Some(event) = event.event {
+                            handle_event(event, targets, &mut order, &mut summary, reader, &mut on_event)?;
+                        }
+                        false
+                    }
                 }
-            }
-            let Some((target, keys, result)) = in_flight.next().await else {
-                break;
             };
+            if all_sent {
+                // Closing our side tells the coordinator no more keys come.
+                tx = None;
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// Applies one event of the coordinator's batch lookup.
+fn handle_event(
+    event: pb::batch_lookup_event::Event,
+    targets: &[BatchTarget],
+    order: &mut Vec<usize>,
+    summary: &mut BatchSummary,
+    reader: &mut KeyReader,
+    on_event: &mut impl FnMut(BatchEvent) -> Result<()>,
+) -> Result<()> {
+    use pb::batch_lookup_event::Event;
+    let unexpected = || {
+        ClientError::Config(
+            "the coordinator named a dataset this batch lookup did not ask for".into(),
+        )
+    };
+    let ours =
+        |order: &[usize], index: u32| order.get(index as usize).copied().ok_or_else(unexpected);
+    match event {
+        Event::Targets(list) => {
+            *order = list
+                .targets
+                .iter()
+                .map(|t| {
+                    targets
+                        .iter()
+                        .position(|ours| ours.dataset == t.dataset)
+                        .ok_or_else(unexpected)
+                })
+                .collect::<Result<_>>()?;
+        }
+        Event::Rows(rows) => {
+            let target = ours(order, rows.target)?;
+            for batch in decode_ipc(&rows.arrow_ipc)? {
+                summary.totals[target].rows += batch.num_rows() as u64;
+                on_event(BatchEvent::Rows { target, batch })?;
+            }
+        }
+        Event::ChunkDone(done) => {
+            let target = ours(order, done.target)?;
+            let keys = done.keys as usize;
+            let status = SourceStatus::from_answer(done.status, done.detail);
             let totals = &mut summary.totals[target];
             totals.keys_asked += keys as u64;
-            let status = match result {
-                Ok(batches) => {
-                    for batch in batches {
-                        totals.rows += batch.num_rows() as u64;
-                        on_event(BatchEvent::Rows { target, batch })?;
-                    }
-                    SourceStatus::Ok
-                }
-                Err(status) => {
-                    totals.keys_failed += keys as u64;
-                    totals.first_failure.get_or_insert(status.clone());
-                    status
-                }
-            };
+            if status != SourceStatus::Ok {
+                totals.keys_failed += keys as u64;
+                totals.first_failure.get_or_insert(status.clone());
+            }
             on_event(BatchEvent::ChunkDone {
                 target,
                 keys,
                 status,
             })?;
         }
-        Ok(summary)
+        // Our reader checked every key already; the coordinator checks again.
+        Event::Rejected(rejected) => reader.rejected.push(RejectedLine {
+            line: 0,
+            text: rejected.key,
+            reason: rejected.reason,
+        }),
     }
-
-    async fn read_chunk(
-        &self,
-        index: usize,
-        target: &BatchTarget,
-        keys: std::sync::Arc<Vec<String>>,
-        options: &BatchOptions,
-    ) -> (
-        usize,
-        usize,
-        std::result::Result<Vec<RecordBatch>, SourceStatus>,
-    ) {
-        // Keys passed their check characters: digits and capital letters only.
-        let list: Vec<String> = keys.iter().map(|k| format!("'{k}'")).collect();
-        let command = exchange_query::QueryCommand {
-            dataset: target.dataset.clone(),
-            fields: vec![],
-            filter: format!("{} IN ({})", target.key_field, list.join(",")),
-            purpose: options.purpose.clone(),
-            user: String::new(),
-            limit: None,
-        };
-        let run = async {
-            let mut stream = self.query(command).await.map_err(|e| match e {
-                ClientError::Status(s) => crate::lookup::classify(&s),
-                other => SourceStatus::Error(other.to_string()),
-            })?;
-            let mut batches = Vec::new();
-            while let Some(b) = stream.next().await {
-                batches.push(b.map_err(|e| crate::lookup::classify_flight(&e))?);
-            }
-            Ok(batches)
-        };
-        let result = tokio::time::timeout(options.query_deadline, run)
-            .await
-            .unwrap_or(Err(SourceStatus::TimedOut));
-        (index, keys.len(), result)
-    }
+    Ok(())
 }

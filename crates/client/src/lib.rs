@@ -77,6 +77,33 @@ pub fn flight_error_text(e: &arrow_flight::error::FlightError) -> String {
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
+/// Items per page when the client walks a list RPC.
+pub const PAGE_SIZE: u32 = 1_000;
+
+/// Every item of a paged list RPC: `call` fetches the page a token names
+/// (the first page for an empty one) and returns it with the next token.
+async fn all_pages<T, F, Fut>(mut call: F) -> Result<Vec<T>>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, String)>>,
+{
+    let mut items = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (page, next) = call(token.clone()).await?;
+        items.extend(page);
+        if next.is_empty() {
+            return Ok(items);
+        }
+        if next == token {
+            return Err(ClientError::Config(
+                "the coordinator sent the same page token twice; stopping".into(),
+            ));
+        }
+        token = next;
+    }
+}
+
 /// `exchange.toml`: where the coordinator is and which certificate to use.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -265,6 +292,11 @@ impl Client {
         self
     }
 
+    /// The person using this client, as asserted with [`Client::with_user`].
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
     /// Who our certificate says we are.
     pub fn identity(&self) -> &Identity {
         &self.identity
@@ -311,14 +343,19 @@ impl Client {
 
     /// Disputes filed by, or about the datasets of, this department.
     pub async fn disputes(&self, status: &str) -> Result<Vec<pb::Dispute>> {
-        Ok(self
-            .disputes_client()
-            .list(pb::ListDisputesRequest {
-                status: status.into(),
-            })
-            .await?
-            .into_inner()
-            .disputes)
+        all_pages(|page_token| async move {
+            let list = self
+                .disputes_client()
+                .list(pb::ListDisputesRequest {
+                    status: status.into(),
+                    page_size: PAGE_SIZE,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            Ok((list.disputes, list.next_page_token))
+        })
+        .await
     }
 
     /// The owner's decision on a dispute: `resolved` or `rejected`, with a note.
@@ -378,21 +415,33 @@ impl Client {
     }
 
     pub async fn pending(&self) -> Result<Vec<pb::AccessRequestRecord>> {
-        Ok(self
-            .access()
-            .pending(pb::PendingRequest {})
-            .await?
-            .into_inner()
-            .requests)
+        all_pages(|page_token| async move {
+            let list = self
+                .access()
+                .pending(pb::PendingRequest {
+                    page_size: PAGE_SIZE,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            Ok((list.requests, list.next_page_token))
+        })
+        .await
     }
 
     pub async fn access_requests(&self) -> Result<Vec<pb::AccessRequestRecord>> {
-        Ok(self
-            .access()
-            .list_requests(pb::ListRequestsRequest {})
-            .await?
-            .into_inner()
-            .requests)
+        all_pages(|page_token| async move {
+            let list = self
+                .access()
+                .list_requests(pb::ListRequestsRequest {
+                    page_size: PAGE_SIZE,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            Ok((list.requests, list.next_page_token))
+        })
+        .await
     }
 
     pub async fn approve(
@@ -415,12 +464,18 @@ impl Client {
     }
 
     pub async fn grants(&self) -> Result<Vec<pb::Grant>> {
-        Ok(self
-            .access()
-            .list_grants(pb::ListGrantsRequest {})
-            .await?
-            .into_inner()
-            .grants)
+        all_pages(|page_token| async move {
+            let list = self
+                .access()
+                .list_grants(pb::ListGrantsRequest {
+                    page_size: PAGE_SIZE,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            Ok((list.grants, list.next_page_token))
+        })
+        .await
     }
 
     pub async fn revoke_grant(&self, grant_id: &str, reason: &str) -> Result<pb::Grant> {

@@ -1,15 +1,16 @@
-//! One person or company across every department: the datasets carrying
-//! the key type that the caller holds a grant on are queried in parallel,
-//! each as a normal audited query, and the answers come back grouped by
-//! department with a status each. A deadline bounds the whole lookup:
-//! whatever has not answered by then is reported as timed out, so a dead
-//! or slow node never holds the others back.
+//! One person or company across every department, through the
+//! coordinator's `Lookups.Lookup`: the datasets carrying the key type that
+//! the caller holds a grant on are queried in parallel, each as a normal
+//! audited query, and the answers come back grouped by department with a
+//! status each. A deadline bounds the whole lookup: whatever has not
+//! answered by then is reported as timed out, so a dead or slow node never
+//! holds the others back.
 
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use futures::StreamExt;
-use tonic::Code;
+use exchange_proto::v1 as pb;
+use exchange_transport::AnyChannel;
 
 use crate::{Client, ClientError, Result};
 
@@ -78,21 +79,37 @@ pub struct LookupReport {
 /// The default deadline of a lookup.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3);
 
-pub(crate) fn classify(status: &tonic::Status) -> SourceStatus {
-    let message = status.message().to_string();
-    match status.code() {
-        Code::PermissionDenied | Code::ResourceExhausted => SourceStatus::Denied(message),
-        Code::Unavailable => SourceStatus::Offline(message),
-        Code::DeadlineExceeded => SourceStatus::TimedOut,
-        _ => SourceStatus::Error(message),
+impl SourceStatus {
+    /// The status of one dataset as the coordinator's lookup reported it.
+    pub(crate) fn from_answer(status: i32, detail: String) -> SourceStatus {
+        match pb::LookupStatus::try_from(status) {
+            Ok(pb::LookupStatus::Ok) => SourceStatus::Ok,
+            Ok(pb::LookupStatus::Denied) => SourceStatus::Denied(detail),
+            Ok(pb::LookupStatus::Offline) => SourceStatus::Offline(detail),
+            Ok(pb::LookupStatus::TimedOut) => SourceStatus::TimedOut,
+            _ if detail.is_empty() => {
+                SourceStatus::Error(format!("unknown lookup status {status}"))
+            }
+            _ => SourceStatus::Error(detail),
+        }
     }
 }
 
-pub(crate) fn classify_flight(e: &arrow_flight::error::FlightError) -> SourceStatus {
-    match e {
-        arrow_flight::error::FlightError::Tonic(status) => classify(status),
-        other => SourceStatus::Error(other.to_string()),
+/// Record batches from an Arrow IPC stream the coordinator sent.
+pub(crate) fn decode_ipc(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
     }
+    let bad = |e: arrow_schema::ArrowError| {
+        ClientError::Config(format!(
+            "the coordinator sent rows that are not Arrow IPC: {e}"
+        ))
+    };
+    let reader =
+        arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).map_err(bad)?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(bad)
 }
 
 /// Checks a key against its type's check characters.
@@ -122,8 +139,14 @@ pub fn check_key(key_type: &str, key: &str) -> Result<String> {
 }
 
 impl Client {
+    pub(crate) fn lookups(&self) -> pb::lookups_client::LookupsClient<AnyChannel> {
+        pb::lookups_client::LookupsClient::new(self.channel()).max_decoding_message_size(64 << 20)
+    }
+
     /// Looks `key` up in every dataset carrying `key_type` that this
-    /// department holds an active grant on, in parallel, within `deadline`.
+    /// department holds an active grant on, within `deadline`: the
+    /// coordinator's `Lookups.Lookup`, which reads every dataset in
+    /// parallel as an ordinary audited query.
     pub async fn lookup(
         &self,
         key_type: &str,
@@ -138,77 +161,33 @@ impl Client {
                 "a lookup must state its purpose (--purpose)".into(),
             ));
         }
-        let me = self.identity().member_id.clone();
-        let grants: Vec<_> = tokio::time::timeout(deadline, self.grants())
-            .await
-            .map_err(|_| {
-                ClientError::Config("the coordinator did not answer within the deadline".into())
-            })??
-            .into_iter()
-            .filter(|g| g.consumer == me && g.status == "active")
-            .collect();
-        // Which granted datasets carry the key type, and in which field:
-        // the coordinator names each granted field's key type.
-        let targets: Vec<(String, String, String)> = grants
-            .iter()
-            .filter_map(|grant| {
-                let field = grant.fields.iter().find(|f| f.key_type == key_type)?;
-                Some((
-                    grant.dataset.clone(),
-                    grant.owner.clone(),
-                    field.name.clone(),
-                ))
-            })
-            .collect();
-        let remaining = deadline.saturating_sub(started.elapsed());
-        let asks = targets.into_iter().map(|(dataset, department, key_field)| {
-            let key = key.clone();
-            async move {
-                let t = Instant::now();
-                let mut batches = Vec::new();
-                let run = async {
-                    let cmd = exchange_query::QueryCommand {
-                        dataset: dataset.clone(),
-                        fields: vec![],
-                        filter: format!("{key_field} = '{key}'"),
-                        purpose: purpose.to_string(),
-                        user: String::new(),
-                        limit: None,
-                    };
-                    let mut stream = match self.query(cmd).await {
-                        Ok(s) => s,
-                        Err(ClientError::Status(status)) => return classify(&status),
-                        Err(e) => return SourceStatus::Error(e.to_string()),
-                    };
-                    while let Some(b) = stream.next().await {
-                        match b {
-                            Ok(b) => batches.push(b),
-                            Err(e) => return classify_flight(&e),
-                        }
-                    }
-                    SourceStatus::Ok
-                };
-                let status = tokio::time::timeout(remaining, run)
-                    .await
-                    .unwrap_or(SourceStatus::TimedOut);
-                if status != SourceStatus::Ok {
-                    batches.clear();
-                }
-                DatasetAnswer {
-                    dataset,
-                    department,
-                    key_field,
-                    status,
-                    batches,
-                    elapsed: t.elapsed(),
-                }
-            }
-        });
-        let mut answers = futures::future::join_all(asks).await;
-        answers.sort_by(|a, b| (&a.department, &a.dataset).cmp(&(&b.department, &b.dataset)));
-        Ok(LookupReport {
+        let mut request = tonic::Request::new(pb::LookupRequest {
             key_type: key_type.to_string(),
             key,
+            purpose: purpose.to_string(),
+            user: self.user().to_string(),
+            deadline_ms: deadline.as_millis().min(u32::MAX as u128) as u32,
+            datasets: vec![],
+        });
+        // The coordinator answers within the deadline; allow for the trip.
+        request.set_timeout(deadline + Duration::from_secs(5));
+        let response = self.lookups().lookup(request).await?.into_inner();
+        let mut answers = Vec::with_capacity(response.answers.len());
+        for answer in response.answers {
+            let target = answer.target.unwrap_or_default();
+            let status = SourceStatus::from_answer(answer.status, answer.detail);
+            answers.push(DatasetAnswer {
+                dataset: target.dataset,
+                department: target.department,
+                key_field: target.key_field,
+                batches: decode_ipc(&answer.arrow_ipc)?,
+                status,
+                elapsed: Duration::from_millis(answer.elapsed_ms as u64),
+            });
+        }
+        Ok(LookupReport {
+            key_type: response.key_type,
+            key: response.key,
             answers,
             elapsed: started.elapsed(),
         })

@@ -13,6 +13,7 @@
 //! - Requests waiting longer than the service level (working days) are
 //!   shown as overdue.
 
+use exchange_transport::refusal::Refusal;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, RwLock};
 
@@ -39,6 +40,9 @@ pub enum AccessError {
     Forbidden(String),
     #[error("{0}")]
     Conflict(String),
+    /// A refusal of a kind every service reports alike (`transport::refusal`).
+    #[error("{1}")]
+    Refused(exchange_transport::refusal::Refusal, String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -192,7 +196,13 @@ fn clean_text(what: &str, text: &str, max: usize, required: bool) -> Result<Stri
         required: required.then_some("say why you need the data"),
         multiline: what == "reason",
     };
-    request_text(what, text, rule).map_err(|e| AccessError::Invalid(e.to_string()))
+    request_text(what, text, rule).map_err(|e| {
+        if what == "purpose" && text.trim().is_empty() {
+            AccessError::Refused(Refusal::PurposeRequired, e.to_string())
+        } else {
+            AccessError::Invalid(e.to_string())
+        }
+    })
 }
 
 /// Working days (Monday to Friday) from `from` to `to`, not counting `from`.
@@ -214,12 +224,15 @@ fn field<'a>(dataset: &'a pb::Dataset, name: &str) -> Result<&'a pb::Field, Acce
         .iter()
         .find(|f| f.name == name)
         .ok_or_else(|| {
-            AccessError::Invalid(format!(
-                "dataset {} has no field {:?}; see `exchange catalog show {}`",
+            AccessError::Refused(
+                Refusal::FieldUnknown,
+                format!(
+                "dataset {} has no field {:?}; see Catalog.GetDataset (`exchange catalog show {}`)",
                 dataset.id,
                 name.chars().take(64).collect::<String>(),
                 dataset.id
-            ))
+            ),
+            )
         })
 }
 

@@ -250,14 +250,15 @@ impl pb::audit_server::Audit for AuditService {
         request: Request<pb::AuditLogRequest>,
     ) -> Result<Response<pb::AuditLogResponse>, Status> {
         let peer = require_role(&request, &[Role::Client, Role::Admin])?;
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        let paging = crate::service::take_paging!(req);
         let bureau = peer.identity.role == Role::Admin;
         let me = peer.identity.member_id.clone();
         let limit = match req.limit {
             0 => 1000,
             n if n > MAX_LOG_ROWS => {
                 return Err(Status::invalid_argument(format!(
-                    "--limit must be at most {MAX_LOG_ROWS}"
+                    "limit must be at most {MAX_LOG_ROWS} (`--limit` on the command line); page through more with page_size"
                 )))
             }
             n => n,
@@ -275,11 +276,26 @@ impl pb::audit_server::Audit for AuditService {
             })
             .map(|(r, _)| r)
             .collect();
+        if paging.0 > 0 || !paging.1.is_empty() {
+            // Pages walk the log oldest first; it only grows at its end.
+            let (rows, next_page_token) =
+                crate::service::page_of(&self.0, &me, "Audit.Log", &req, paging, rows)?;
+            let truncated = !next_page_token.is_empty();
+            return Ok(Response::new(pb::AuditLogResponse {
+                rows,
+                truncated,
+                next_page_token,
+            }));
+        }
         let truncated = rows.len() > limit;
         if truncated {
             rows.drain(..rows.len() - limit);
         }
-        Ok(Response::new(pb::AuditLogResponse { rows, truncated }))
+        Ok(Response::new(pb::AuditLogResponse {
+            rows,
+            truncated,
+            next_page_token: String::new(),
+        }))
     }
 
     async fn subject(

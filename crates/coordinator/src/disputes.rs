@@ -216,7 +216,9 @@ impl pb::disputes_server::Disputes for DisputeService {
         request: Request<pb::ListDisputesRequest>,
     ) -> Result<Response<pb::DisputeList>, Status> {
         let peer = require_role(&request, &[Role::Client, Role::Admin])?;
-        let status = request.into_inner().status;
+        let mut req = request.into_inner();
+        let paging = crate::service::take_paging!(req);
+        let status = req.status.clone();
         let me = peer.identity.member_id.clone();
         let all = peer.identity.role == Role::Admin;
         let mut records: Vec<DisputeRecord> =
@@ -225,8 +227,11 @@ impl pb::disputes_server::Disputes for DisputeService {
             (all || d.owner == me || d.filed_by == me) && (status.is_empty() || d.status == status)
         });
         records.sort_by(|a, b| a.id.cmp(&b.id));
+        let (records, next_page_token) =
+            crate::service::page_of(&self.0, &me, "Disputes.List", &req, paging, records)?;
         Ok(Response::new(pb::DisputeList {
             disputes: records.iter().map(|d| d.message()).collect(),
+            next_page_token,
         }))
     }
 

@@ -36,6 +36,7 @@ use exchange_query::{FieldInfo, QueryCommand};
 use exchange_transport::client::{connect, ClientOptions, ExpectedServer};
 use exchange_transport::completion::{watch_completion, SOURCE_STATUS_KEY};
 use exchange_transport::prefetch::ready_first;
+use exchange_transport::refusal::Refusal;
 use exchange_transport::require_role;
 use exchange_transport::Channel;
 use futures::stream::BoxStream;
@@ -103,8 +104,14 @@ impl CoordinatorFlight {
         consumer: &Identity,
         cmd: &QueryCommand,
     ) -> Result<(QueryTicket, u64), Status> {
-        let purpose = request_text("purpose", &cmd.purpose, PURPOSE_RULE)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let purpose = request_text("purpose", &cmd.purpose, PURPOSE_RULE).map_err(|e| {
+            let kind = if cmd.purpose.trim().is_empty() {
+                Refusal::PurposeRequired
+            } else {
+                Refusal::InvalidRequest
+            };
+            kind.status(e.to_string())
+        })?;
         let user = request_text("user", &cmd.user, TextRule::line(100))
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let (dataset, grant, fields) = self.granted_fields(consumer, &cmd.dataset, &cmd.fields)?;
@@ -123,7 +130,7 @@ impl CoordinatorFlight {
                 .map_err(|e| Status::internal(e.to_string()))?;
             let remaining = grant.quota_rows_per_day.saturating_sub(served);
             if remaining == 0 {
-                return Err(Status::resource_exhausted(format!(
+                return Err(Refusal::QuotaExhausted.status(format!(
                     "denied by rule `daily quota`: grant {} has served its {} rows for today",
                     grant.id, grant.quota_rows_per_day
                 )));
@@ -165,7 +172,7 @@ impl CoordinatorFlight {
         requested: &[String],
     ) -> Result<(pb::Dataset, GrantRecord, Vec<TicketField>), Status> {
         let dataset = self.state.federation.dataset(dataset_id).ok_or_else(|| {
-            Status::not_found(format!(
+            Refusal::DatasetUnknown.status(format!(
                 "no dataset {:?}; find ids with Catalog.Search (`exchange catalog search`)",
                 dataset_id.chars().take(100).collect::<String>()
             ))
@@ -175,8 +182,8 @@ impl CoordinatorFlight {
             .access
             .active_grant(&consumer.member_id, &dataset.id)
             .ok_or_else(|| {
-                Status::permission_denied(format!(
-                    "denied by rule `grant required`: {} holds no active grant on {}; ask with `exchange access request {} --purpose ...`",
+                Refusal::GrantMissing.status(format!(
+                    "denied by rule `grant required`: {} holds no active grant on {}; ask with Access.RequestAccess (`exchange access request {} --purpose ...`)",
                     consumer.member_id, dataset.id, dataset.id
                 ))
             })?;
@@ -198,9 +205,9 @@ impl CoordinatorFlight {
                 let Some((_, mask)) = grant.fields.iter().find(|(n, _)| n == name) else {
                     let known = dataset.fields.iter().any(|f| &f.name == name);
                     return Err(if known {
-                        Status::permission_denied(format!("denied by rule `fields within grant`: field {name} is outside grant {}", grant.id))
+                        Refusal::FieldNotGranted.status(format!("denied by rule `fields within grant`: field {name} is outside grant {}", grant.id))
                     } else {
-                        Status::not_found(format!(
+                        Refusal::FieldUnknown.status(format!(
                             "{} has no field {:?}",
                             dataset.id,
                             name.chars().take(64).collect::<String>()
@@ -253,11 +260,11 @@ impl CoordinatorFlight {
             .map_err(|e| Status::internal(e.to_string()))?;
         match counted {
             Ok(_) => Ok(()),
-            Err(ProbeRefusal::Budget { tested_today, new }) => Err(Status::resource_exhausted(format!(
+            Err(ProbeRefusal::Budget { tested_today, new }) => Err(Refusal::MaskedValueBudget.status(format!(
                 "denied by rule `masked value budget`: this query tests {new} new values against fields masked for you; grant {} has tested {tested_today} today and its owner allows {budget} a day. Ask {} to raise it (access approve ... --masked-value-budget), or to unmask the field",
                 grant.id, grant.owner
             ))),
-            Err(ProbeRefusal::Repeated { field }) => Err(Status::resource_exhausted(format!(
+            Err(ProbeRefusal::Repeated { field }) => Err(Refusal::MaskedValueBudget.status(format!(
                 "denied by rule `masked value repeats`: a value of {field}, which is masked for you, was already tested {MAX_TESTS_PER_VALUE} times today under grant {} (testing one hidden value again and again is how a mask is bisected); ask {} to unmask the field if your work needs it",
                 grant.id, grant.owner
             ))),
@@ -459,7 +466,12 @@ fn consumer_filter(
     let checked = exchange_query::parse(text)
         .and_then(|f| f.check(&lookup))
         .map_err(|e| {
-            Status::invalid_argument(format!("{e} (a filter may use the fields you select)"))
+            let kind = if e.field_masked {
+                Refusal::FieldMasked
+            } else {
+                Refusal::InvalidRequest
+            };
+            kind.status(format!("{e} (a filter may use the fields you select)"))
         })?;
     let masked = |name: &str| lookup(name).is_some_and(|f| f.masked);
     let masked_values = checked
@@ -538,6 +550,22 @@ fn the_replay_text_is_the_node_s() {
 
 /// The steps of a relayed query, in the order `do_get` takes them.
 impl CoordinatorFlight {
+    /// Runs one query as `caller`, exactly as a `DoGet` of the JSON command
+    /// would: authorized, its decision logged before the owner is asked,
+    /// and its answer relayed, counted and completed in the audit log.
+    /// The lookups are built on this.
+    pub async fn run_query(
+        &self,
+        caller: &Identity,
+        cmd: &QueryCommand,
+    ) -> Result<BoxStream<'static, Result<FlightData, Status>>, Status> {
+        let started = std::time::Instant::now();
+        let ticket = self.authorize_logged(caller, cmd).await?;
+        let sealed = ticket.seal(&self.state.ticket_signer).into();
+        let frames = self.node_answer(&ticket, sealed, started).await?;
+        Ok(self.relay(&ticket, frames, started).boxed())
+    }
+
     /// A DoGet ticket: a JSON query command sent straight to DoGet (one
     /// round trip instead of GetFlightInfo + DoGet), authorized exactly as
     /// GetFlightInfo would; or a sealed ticket this coordinator issued to

@@ -14,13 +14,15 @@
 //! user) come from the call headers `x-exchange-purpose` and
 //! `x-exchange-user`, UTF-8, percent-encoded where not plain ASCII.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
-use arrow_array::RecordBatch;
+use exchange_transport::refusal::Refusal;
+
+use arrow_array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
-use arrow_flight::sql::{Any, Command, CommandGetTables, SqlInfo};
+use arrow_flight::sql::{Any, Command, CommandGetPrimaryKeys, CommandGetTables, SqlInfo};
 use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
-use arrow_schema::{Field, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use exchange_policy::arrow::output_type;
 use exchange_policy::ticket::TicketField;
 use exchange_policy::{FieldType, Mask};
@@ -66,7 +68,7 @@ pub fn header_text(meta: &MetadataMap, name: &str) -> Result<String, Status> {
 /// kind of client.
 fn require_purpose(cmd: &QueryCommand, how: &str) -> Result<(), Status> {
     if cmd.purpose.trim().is_empty() {
-        return Err(Status::invalid_argument(format!(
+        return Err(Refusal::PurposeRequired.status(format!(
             "a query must state its purpose: {how} carries none, so set the {PURPOSE_HEADER} call header (ADBC: the option adbc.flight.sql.rpc.call_header.{PURPOSE_HEADER}; JDBC: the connection property {PURPOSE_HEADER}), percent-encoded where not ASCII"
         )));
     }
@@ -140,6 +142,7 @@ pub fn asked_by_bytes(bytes: &[u8], meta: &MetadataMap, what: &str) -> Result<As
         | Command::CommandGetDbSchemas(_)
         | Command::CommandGetTables(_)
         | Command::CommandGetTableTypes(_)
+        | Command::CommandGetPrimaryKeys(_)
         | Command::CommandGetSqlInfo(_)) => Ok(Asked::Catalog(c)),
         Command::CommandPreparedStatementQuery(_)
         | Command::CommandStatementSubstraitPlan(_) => Err(Status::unimplemented(
@@ -151,7 +154,7 @@ pub fn asked_by_bytes(bytes: &[u8], meta: &MetadataMap, what: &str) -> Result<As
             "writes are not supported: the exchange only reads; each department changes its own data in its own systems",
         )),
         other => Err(Status::unimplemented(format!(
-            "the Flight SQL request {} is not supported; supported: statements (SELECT), GetCatalogs, GetDbSchemas, GetTables, GetTableTypes, GetSqlInfo",
+            "the Flight SQL request {} is not supported; supported: statements (SELECT), GetCatalogs, GetDbSchemas, GetTables, GetTableTypes, GetPrimaryKeys, GetSqlInfo",
             other.type_url().trim_start_matches(FLIGHT_SQL_TYPE_PREFIX)
         ))),
     }
@@ -234,6 +237,7 @@ pub fn catalog_schema(c: &Command) -> Result<SchemaRef, Status> {
         Command::CommandGetTables(q) => q.clone().into_builder().schema(),
         Command::CommandGetTableTypes(q) => (*q).into_builder().schema(),
         Command::CommandGetSqlInfo(q) => q.clone().into_builder(&SQL_INFO).schema(),
+        Command::CommandGetPrimaryKeys(_) => PRIMARY_KEYS_SCHEMA.clone(),
         _ => return Err(Status::internal("not a catalog request")),
     })
 }
@@ -290,8 +294,57 @@ pub fn catalog_answer(c: Command, tables: &[Table<'_>]) -> Result<RecordBatch, S
             b.build().map_err(internal)
         }
         Command::CommandGetSqlInfo(q) => q.into_builder(&SQL_INFO).build().map_err(internal),
+        Command::CommandGetPrimaryKeys(q) => primary_keys_answer(&q, tables),
         _ => Err(Status::internal("not a catalog request")),
     }
+}
+
+/// The schema Flight SQL fixes for `GetPrimaryKeys`.
+static PRIMARY_KEYS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("catalog_name", DataType::Utf8, true),
+        Field::new("db_schema_name", DataType::Utf8, true),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("key_name", DataType::Utf8, true),
+        Field::new("key_sequence", DataType::Int32, false),
+    ]))
+});
+
+/// A table's key columns (the dataset's `key_columns`) that the caller
+/// receives; a key column the grant withholds is not listed.
+fn primary_keys_answer(
+    q: &CommandGetPrimaryKeys,
+    tables: &[Table<'_>],
+) -> Result<RecordBatch, Status> {
+    let mut rows: Vec<(&str, &str, &str, i32)> = Vec::new();
+    for t in tables {
+        let (department, local) = t.dataset.id.split_once('/').unwrap_or(("", &t.dataset.id));
+        let wanted = local == q.table
+            && q.db_schema.as_deref().is_none_or(|s| s == department)
+            && q.catalog.as_deref().is_none_or(|c| c == CATALOG);
+        if !wanted {
+            continue;
+        }
+        let visible = t
+            .dataset
+            .key_columns
+            .iter()
+            .filter(|c| t.schema.field_with_name(c).is_ok());
+        for (i, column) in visible.enumerate() {
+            rows.push((department, local, column, i as i32 + 1));
+        }
+    }
+    let text = |column: Vec<&str>| -> ArrayRef { Arc::new(StringArray::from(column)) };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![Some(CATALOG); rows.len()])),
+        text(rows.iter().map(|r| r.0).collect()),
+        text(rows.iter().map(|r| r.1).collect()),
+        text(rows.iter().map(|r| r.2).collect()),
+        Arc::new(StringArray::from(vec![None::<&str>; rows.len()])),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.3))),
+    ];
+    RecordBatch::try_new(PRIMARY_KEYS_SCHEMA.clone(), columns).map_err(internal)
 }
 
 fn tables_answer(q: CommandGetTables, tables: &[Table<'_>]) -> Result<RecordBatch, Status> {

@@ -25,6 +25,8 @@ pub mod disputes;
 pub mod federation;
 pub mod flight;
 pub mod flight_sql;
+pub mod lookups;
+pub mod pages;
 pub mod probes;
 pub mod registry;
 pub mod service;
@@ -352,6 +354,9 @@ fn grpc_routes(
 ) -> tonic::service::Routes {
     let (reflection, reflection_alpha) = server::reflection(&[pb::FILE_DESCRIPTOR_SET])
         .expect("the compiled-in descriptor sets decode");
+    // One Flight service, whose node connections and replay guard the
+    // lookups share.
+    let flight = Arc::new(flight::CoordinatorFlight::new(state.clone()));
     tonic::service::Routes::new(health)
         .add_service(reflection)
         .add_service(reflection_alpha)
@@ -362,9 +367,15 @@ fn grpc_routes(
             service::RegistryService(state.clone()),
         ))
         .add_service(
-            arrow_flight::flight_service_server::FlightServiceServer::new(
-                flight::CoordinatorFlight::new(state.clone()),
-            )
+            arrow_flight::flight_service_server::FlightServiceServer::from_arc(flight.clone())
+                .max_decoding_message_size(1 << 20)
+                .max_encoding_message_size(64 << 20),
+        )
+        .add_service(
+            pb::lookups_server::LookupsServer::new(lookups::LookupService::new(
+                state.clone(),
+                flight,
+            ))
             .max_decoding_message_size(1 << 20)
             .max_encoding_message_size(64 << 20),
         )
@@ -459,6 +470,7 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         mask_key_cache: Default::default(),
         audit,
         statistics,
+        pages: pages::Pages::default(),
     });
 
     let (stop, stop_rx) = watch::channel(false);
@@ -484,6 +496,9 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         .await;
     health
         .set_serving::<pb::audit_server::AuditServer<audit_service::AuditService>>()
+        .await;
+    health
+        .set_serving::<pb::lookups_server::LookupsServer<lookups::LookupService>>()
         .await;
     health
         .set_serving::<arrow_flight::flight_service_server::FlightServiceServer<flight::CoordinatorFlight>>()

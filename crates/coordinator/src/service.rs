@@ -42,7 +42,44 @@ pub struct State {
     pub audit: Arc<exchange_audit::AuditLog>,
     /// Report statistics, fed by the audit log.
     pub statistics: Arc<crate::statistics::Statistics>,
+    /// Page tokens of the list RPCs.
+    pub pages: crate::pages::Pages,
 }
+
+/// The page of `items` a list request asks for, and the next page's token.
+/// `rest` is the request with its paging fields cleared: the token is bound
+/// to it.
+pub(crate) fn page_of<T>(
+    state: &State,
+    caller: &str,
+    rpc: &str,
+    rest: &impl prost::Message,
+    (page_size, page_token): (u32, String),
+    items: Vec<T>,
+) -> Result<(Vec<T>, String), Status> {
+    let request = rest.encode_to_vec();
+    state.pages.page(
+        &crate::pages::PageAsk {
+            caller,
+            rpc,
+            request: &request,
+            page_size,
+            page_token: &page_token,
+        },
+        items,
+    )
+}
+
+/// Takes a request's paging fields out, leaving the rest to identify it.
+macro_rules! take_paging {
+    ($req:expr) => {
+        (
+            std::mem::take(&mut $req.page_size),
+            std::mem::take(&mut $req.page_token),
+        )
+    };
+}
+pub(crate) use take_paging;
 
 /// Derived `hash` mask keys by member, and when they were derived.
 pub type MaskKeyCache = std::sync::Mutex<
@@ -98,6 +135,7 @@ pub(crate) fn access_status(e: AccessError) -> Status {
         AccessError::Invalid(m) => Status::invalid_argument(m),
         AccessError::Forbidden(m) => Status::permission_denied(m),
         AccessError::Conflict(m) => Status::failed_precondition(m),
+        AccessError::Refused(kind, m) => kind.status(m),
     }
 }
 
@@ -446,8 +484,10 @@ impl pb::catalog_server::Catalog for CatalogService {
         &self,
         request: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
-        caller(&request)?;
-        let req = request.into_inner();
+        let peer = caller(&request)?;
+        let mut req = request.into_inner();
+        let paging = take_paging!(req);
+        let rest = req.clone();
         if req.text.len() > 1024 {
             return Err(Status::invalid_argument(
                 "search text longer than 1024 bytes",
@@ -462,6 +502,14 @@ impl pb::catalog_server::Catalog for CatalogService {
             limit: req.limit as usize,
         };
         let (hits, total) = self.0.federation.search(&query);
+        let (hits, next_page_token) = page_of(
+            &self.0,
+            &peer.identity.member_id,
+            "Catalog.Search",
+            &rest,
+            paging,
+            hits,
+        )?;
         Ok(Response::new(pb::SearchResponse {
             hits: hits
                 .into_iter()
@@ -472,6 +520,7 @@ impl pb::catalog_server::Catalog for CatalogService {
                 })
                 .collect(),
             total: total as u32,
+            next_page_token,
         }))
     }
 
@@ -508,14 +557,20 @@ pub struct AccessService(pub Arc<State>);
 impl AccessService {
     fn request_list(
         &self,
+        caller: &str,
+        rpc: &str,
+        rest: &impl prost::Message,
+        paging: (u32, String),
         records: Result<Vec<crate::access::RequestRecord>, AccessError>,
     ) -> Result<Response<pb::AccessRequestList>, Status> {
         let records = records.map_err(access_status)?;
+        let (records, next_page_token) = page_of(&self.0, caller, rpc, rest, paging, records)?;
         Ok(Response::new(pb::AccessRequestList {
             requests: records
                 .iter()
                 .map(|r| self.0.access.request_message(r))
                 .collect(),
+            next_page_token,
         }))
     }
 
@@ -596,7 +651,16 @@ impl pb::access_server::Access for AccessService {
         request: Request<pb::PendingRequest>,
     ) -> Result<Response<pb::AccessRequestList>, Status> {
         let peer = require_role(&request, &[Role::Client])?;
-        self.request_list(self.0.access.pending(&peer.identity.member_id))
+        let mut req = request.into_inner();
+        let paging = take_paging!(req);
+        let records = self.0.access.pending(&peer.identity.member_id);
+        self.request_list(
+            &peer.identity.member_id,
+            "Access.Pending",
+            &req,
+            paging,
+            records,
+        )
     }
 
     async fn list_requests(
@@ -604,7 +668,16 @@ impl pb::access_server::Access for AccessService {
         request: Request<pb::ListRequestsRequest>,
     ) -> Result<Response<pb::AccessRequestList>, Status> {
         let peer = require_role(&request, &[Role::Client])?;
-        self.request_list(self.0.access.requests_of(&peer.identity.member_id))
+        let mut req = request.into_inner();
+        let paging = take_paging!(req);
+        let records = self.0.access.requests_of(&peer.identity.member_id);
+        self.request_list(
+            &peer.identity.member_id,
+            "Access.ListRequests",
+            &req,
+            paging,
+            records,
+        )
     }
 
     async fn approve(
@@ -658,13 +731,24 @@ impl pb::access_server::Access for AccessService {
         request: Request<pb::ListGrantsRequest>,
     ) -> Result<Response<pb::GrantList>, Status> {
         let peer = require_role(&request, &[Role::Client])?;
+        let mut req = request.into_inner();
+        let paging = take_paging!(req);
         let grants = self
             .0
             .access
             .grants_of(&peer.identity.member_id)
             .map_err(access_status)?;
+        let (grants, next_page_token) = page_of(
+            &self.0,
+            &peer.identity.member_id,
+            "Access.ListGrants",
+            &req,
+            paging,
+            grants,
+        )?;
         let federation = &self.0.federation;
         Ok(Response::new(pb::GrantList {
+            next_page_token,
             grants: grants
                 .iter()
                 .map(|g| {

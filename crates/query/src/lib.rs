@@ -74,11 +74,15 @@ pub struct QueryCommand {
 pub struct FilterError {
     pub position: usize,
     pub message: String,
+    /// The filter used a field masked for the caller in a way only raw
+    /// values allow (anything but `=` and `IN`).
+    pub field_masked: bool,
 }
 
 fn err<T>(position: usize, message: impl Into<String>) -> Result<T, FilterError> {
     Err(FilterError {
         position,
+        field_masked: false,
         message: message.into(),
     })
 }
@@ -608,6 +612,7 @@ impl Filter {
         let field_info = |field: &str| {
             lookup(field).ok_or_else(|| FilterError {
                 position: 0,
+                field_masked: false,
                 message: format!(
                     "no readable field {field:?} in this dataset (or it is outside your grant)"
                 ),
@@ -615,11 +620,15 @@ impl Filter {
         };
         let bad = |message: String| FilterError {
             position: 0,
+            field_masked: false,
             message,
         };
         let masked_only_equality = |field: &str, info: FieldInfo| {
             if info.masked {
-                Err(bad(format!("{field} is masked for you: only = and IN may filter on it, so its raw value cannot be probed")))
+                Err(FilterError {
+                    field_masked: true,
+                    ..bad(format!("{field} is masked for you: only = and IN may filter on it, so its raw value cannot be probed"))
+                })
             } else {
                 Ok(())
             }

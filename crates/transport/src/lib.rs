@@ -29,6 +29,7 @@ pub mod limits;
 pub mod local;
 pub mod metrics;
 pub mod prefetch;
+pub mod refusal;
 pub mod server;
 
 use std::path::Path;

@@ -68,6 +68,7 @@ async fn log_rows(
         } else {
             s.member().to_string()
         },
+        ..Default::default()
     };
     let log = s
         .client()

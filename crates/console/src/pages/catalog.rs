@@ -42,6 +42,7 @@ pub async fn search(s: Session, Query(p): Query<SearchParams>) -> Reply {
             sharing: p.sharing.clone(),
             key_type: p.key_type.clone(),
             limit: (page * PER_PAGE).min(10_000) as u32,
+            ..Default::default()
         })
         .await
         .map_err(|e| s.client_error(&e))?;

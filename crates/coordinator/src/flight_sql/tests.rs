@@ -17,6 +17,7 @@ fn people() -> pb::Dataset {
     pb::Dataset {
         id: "public-security/people".into(),
         department: "public-security".into(),
+        key_columns: vec!["person_id".into(), "case_no".into()],
         fields: vec![
             field("person_id", "string", "sensitive", "id_number"),
             field("birth_date", "date", "sensitive", "year"),
@@ -156,5 +157,34 @@ fn the_json_schema_describes_the_command_the_coordinator_reads() {
     assert_eq!(
         schema["properties"]["where"]["maxLength"],
         exchange_query::MAX_FILTER_BYTES
+    );
+}
+
+#[test]
+fn primary_keys_are_the_key_columns_the_caller_receives() {
+    let d = people();
+    let tables = [Table {
+        dataset: &d,
+        schema: result_schema(&d, &default_fields(&d)).unwrap(),
+    }];
+    let ask = |schema: Option<&str>| {
+        Command::CommandGetPrimaryKeys(CommandGetPrimaryKeys {
+            catalog: None,
+            db_schema: schema.map(str::to_string),
+            table: "people".into(),
+        })
+    };
+    let answer = catalog_answer(ask(Some("public-security")), &tables).unwrap();
+    assert_eq!(answer.schema(), catalog_schema(&ask(None)).unwrap());
+    // The secret key column is withheld, so it is not listed.
+    assert_eq!(answer.num_rows(), 1);
+    let column = answer.column_by_name("column_name").unwrap();
+    let column = column.as_any().downcast_ref::<StringArray>().unwrap();
+    assert_eq!(column.value(0), "person_id");
+    assert_eq!(
+        catalog_answer(ask(Some("tax")), &tables)
+            .unwrap()
+            .num_rows(),
+        0
     );
 }

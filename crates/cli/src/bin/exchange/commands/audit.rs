@@ -75,6 +75,7 @@ pub async fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
                 since_unix: time_or_zero(since.as_deref())?,
                 until_unix: time_or_zero(until.as_deref())?,
                 limit,
+                ..Default::default()
             };
             let log = ctx.client().await?.audit_log(request).await?;
             exchange_cli::say!("{}", exchange_cli::audit::log(&log, ctx.json));

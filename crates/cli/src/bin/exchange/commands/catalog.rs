@@ -43,6 +43,7 @@ pub async fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
                     sharing: sharing.unwrap_or_default(),
                     key_type: key_type.unwrap_or_default(),
                     limit,
+                    ..Default::default()
                 })
                 .await?;
             output::search_results(&response, ctx.json)
