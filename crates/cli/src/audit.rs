@@ -89,10 +89,59 @@ pub fn log(response: &pb::AuditLogResponse, as_json: bool) -> String {
     }
     let mut out = t.to_string();
     out.push_str(&format!("\n{} queries", response.rows.len()));
-    if response.truncated {
-        out.push_str(" (older ones left out: narrow with --since or raise --limit)");
+    if response.truncated && response.next_page_token.is_empty() {
+        out.push_str(
+            " (older ones left out: narrow with --since, raise --limit, or page with --page-size)",
+        );
     }
     out
+}
+
+/// The command that prints the page after `request`'s: the same filters,
+/// with relative times (`--since 7d`) pinned to the instants the first page
+/// used, since a page token is bound to the whole request.
+pub fn next_page_command(request: &pb::AuditLogRequest, token: &str) -> String {
+    let mut command = vec!["exchange".to_string(), "audit".into(), "log".into()];
+    let mut option = |name: &str, value: &str| {
+        if !value.is_empty() {
+            command.push(format!("--{name}"));
+            command.push(shell_word(value));
+        }
+    };
+    option("dataset", &request.dataset);
+    option("consumer", &request.consumer);
+    option("owner", &request.owner);
+    option("purpose", &request.purpose);
+    let rfc3339 = |unix: i64| {
+        time::OffsetDateTime::from_unix_timestamp(unix)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default()
+    };
+    if request.since_unix > 0 {
+        option("since", &rfc3339(request.since_unix));
+    }
+    if request.until_unix > 0 {
+        option("until", &rfc3339(request.until_unix));
+    }
+    option("page-size", &request.page_size.to_string());
+    option("page-token", token);
+    command.join(" ")
+}
+
+/// A word as a POSIX shell reads it back unchanged.
+fn shell_word(text: &str) -> String {
+    let plain = text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./:+=".contains(c));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 pub fn subject(response: &pb::SubjectReportResponse, as_json: bool) -> String {

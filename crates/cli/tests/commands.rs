@@ -1082,6 +1082,55 @@ async fn query_from_the_command_line_in_every_format() {
         ],
     ));
     assert!(denied.contains("grant required"), "{denied}");
+
+    // The audit log pages, oldest first; each page prints the command for
+    // the next, with a relative --since pinned to the first page's instant.
+    let mut args: Vec<String> = [
+        "--config",
+        cfg,
+        "audit",
+        "log",
+        "--since",
+        "1d",
+        "--page-size",
+        "2",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut seen = 0;
+    for page in 0.. {
+        let words: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ok(&run("exchange", &words));
+        seen += out.lines().filter(|l| l.contains("tax/")).count();
+        let Some(next) = out
+            .lines()
+            .find_map(|l| l.strip_prefix("next page: exchange "))
+        else {
+            break;
+        };
+        assert!(page < 20, "the pages never end: {out}");
+        assert!(next.contains("--since 20"), "{next}");
+        args = ["--config", cfg].map(String::from).to_vec();
+        args.extend(next.split(' ').map(String::from));
+    }
+    assert!(seen > 2, "more queries than one page: {seen}");
+    let forged = fails(&run(
+        "exchange",
+        &[
+            "--config",
+            cfg,
+            "audit",
+            "log",
+            "--page-size",
+            "2",
+            "--page-token",
+            "abc.def",
+        ],
+    ));
+    assert!(
+        forged.contains("not one this coordinator issued"),
+        "{forged}"
+    );
     cluster.shutdown().await;
 }
 

@@ -36,6 +36,12 @@ pub enum Command {
         until: Option<String>,
         #[arg(long, default_value_t = 1000)]
         limit: u32,
+        /// Page through the log oldest first, this many queries a page (1 to 1000); prints the command for the next page.
+        #[arg(long)]
+        page_size: Option<u32>,
+        /// The token the previous page printed (keep every other option as it was).
+        #[arg(long, requires = "page_size")]
+        page_token: Option<String>,
     },
     /// Which departments accessed one person's or company's records, when and why (bureau certificate).
     Subject {
@@ -66,6 +72,8 @@ pub async fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
             since,
             until,
             limit,
+            page_size,
+            page_token,
         } => {
             let request = pb::AuditLogRequest {
                 dataset: dataset.unwrap_or_default(),
@@ -75,10 +83,17 @@ pub async fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
                 since_unix: time_or_zero(since.as_deref())?,
                 until_unix: time_or_zero(until.as_deref())?,
                 limit,
-                ..Default::default()
+                page_size: page_size.unwrap_or(0),
+                page_token: page_token.unwrap_or_default(),
             };
-            let log = ctx.client().await?.audit_log(request).await?;
+            let log = ctx.client().await?.audit_log(request.clone()).await?;
             exchange_cli::say!("{}", exchange_cli::audit::log(&log, ctx.json));
+            if !log.next_page_token.is_empty() && !ctx.json {
+                exchange_cli::say!(
+                    "next page: {}",
+                    exchange_cli::audit::next_page_command(&request, &log.next_page_token)
+                );
+            }
             Ok(())
         }
         Command::Subject {
