@@ -3,6 +3,7 @@
 Usage (from anywhere): python3 crates/exchange-py/generate.py [OUT_DIR]
 Needs grpcio-tools. tests/test_stubs.py checks the committed stubs are current.
 """
+import importlib.resources
 import pathlib
 import sys
 
@@ -18,6 +19,8 @@ def generate(out: pathlib.Path) -> None:
     args = [
         "protoc",
         f"-I{PROTO}",
+        # google/protobuf/timestamp.proto, which grpcio-tools ships.
+        f"-I{importlib.resources.files('grpc_tools') / '_proto'}",
         f"--python_out={out}",
         f"--pyi_out={out}",
         f"--grpc_python_out={out}",

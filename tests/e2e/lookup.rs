@@ -357,6 +357,17 @@ async fn list_rpcs_page_with_tokens_bound_to_the_caller() {
     let first = access.list_grants(page("")).await.unwrap().into_inner();
     assert_eq!(first.grants.len(), 1);
     assert!(!first.next_page_token.is_empty());
+    // The typed forms beside v1's text and seconds.
+    let grant = &first.grants[0];
+    assert_eq!(
+        (grant.status.as_str(), grant.state()),
+        ("active", pb::GrantState::Active)
+    );
+    assert_eq!(
+        grant.created_at.as_ref().map(|t| t.seconds),
+        Some(grant.created_unix)
+    );
+    assert!(grant.revoked_at.is_none());
     let second = access
         .list_grants(page(&first.next_page_token))
         .await
@@ -428,5 +439,14 @@ async fn list_rpcs_page_with_tokens_bound_to_the_caller() {
     assert_eq!(rest.rows.len(), 2);
     assert!(rest.next_page_token.is_empty());
     assert!(first.rows[3].time_ms <= rest.rows[0].time_ms);
+    let time = first.rows[0].time.unwrap();
+    assert_eq!(
+        time.seconds * 1000 + i64::from(time.nanos) / 1_000_000,
+        first.rows[0].time_ms
+    );
+    let requests = civil.access_requests().await.unwrap();
+    assert!(requests
+        .iter()
+        .all(|r| r.state() == pb::RequestState::Granted && r.decided_at.is_some()));
     cluster.shutdown().await;
 }

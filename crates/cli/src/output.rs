@@ -285,12 +285,14 @@ pub fn access_request(r: &pb::AccessRequestRecord, as_json: bool) -> String {
     if as_json {
         return access_requests(std::slice::from_ref(r), true);
     }
-    match r.status.as_str() {
-        "granted" => format!(
+    match r.state() {
+        pb::RequestState::Granted => format!(
             "request {} for {} granted as {} ({}).",
             r.id, r.dataset, r.grant_id, r.decided_by
         ),
-        "refused" => format!("request {} for {} refused: {}", r.id, r.dataset, r.reason),
+        pb::RequestState::Refused => {
+            format!("request {} for {} refused: {}", r.id, r.dataset, r.reason)
+        }
         _ => format!(
             "request {} for {} is waiting for {} to decide.",
             r.id, r.dataset, r.owner
@@ -658,7 +660,7 @@ pub fn disputes(disputes: &[pb::Dispute], as_json: bool) -> String {
             d.filed_by.clone(),
             d.status.clone(),
             d.note.clone(),
-            if d.status == "open" {
+            if d.state() == pb::DisputeState::Open {
                 String::new()
             } else {
                 format!("{} — {}", d.resolution_note, d.resolved_by)

@@ -34,6 +34,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
+use exchange_proto::v1 as pb;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -252,7 +253,7 @@ impl Client {
             };
             let grant = grants
                 .iter()
-                .find(|g| g.consumer == me && &g.dataset == dataset && g.status == "active")
+                .find(|g| g.consumer == me && &g.dataset == dataset && g.state() == pb::GrantState::Active)
                 .ok_or_else(|| {
                     invalid(format!(
                         "join refused before any data was read: {me} holds no active grant on {dataset} (table {:?}); ask with `exchange access request {dataset} --purpose ...`",

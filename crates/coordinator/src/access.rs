@@ -13,6 +13,7 @@
 //! - Requests waiting longer than the service level (working days) are
 //!   shown as overdue.
 
+use exchange_proto::v1::typed;
 use exchange_transport::refusal::Refusal;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, RwLock};
@@ -818,6 +819,9 @@ impl AccessBook {
             reason: r.reason.clone(),
             grant_id: r.grant_id.clone(),
             overdue: self.is_overdue(r),
+            state: typed::request_state(&r.status).into(),
+            created_at: typed::timestamp(r.created_unix),
+            decided_at: typed::timestamp(r.decided_unix),
         }
     }
 }
@@ -848,6 +852,9 @@ pub fn grant_message(g: &GrantRecord) -> pb::Grant {
         revoked_unix: g.revoked_unix,
         embargo_until: g.embargo_until.clone(),
         masked_value_budget_per_day: g.masked_value_budget(),
+        state: typed::grant_state(&g.status).into(),
+        created_at: typed::timestamp(g.created_unix),
+        revoked_at: typed::timestamp(g.revoked_unix),
     }
 }
 

@@ -47,6 +47,7 @@ pub fn query_rows(records: &[Record]) -> Vec<(pb::AuditQueryRow, String)> {
                 rows.push((
                     pb::AuditQueryRow {
                         time_ms: r.time_ms,
+                        time: exchange_proto::v1::typed::timestamp_ms(r.time_ms),
                         query_id: d.query_id.clone(),
                         consumer: d.consumer.clone(),
                         user: d.user.clone(),

@@ -54,6 +54,9 @@ impl DisputeRecord {
             resolved_by: self.resolved_by.clone(),
             filed_unix: self.filed_unix,
             resolved_unix: self.resolved_unix,
+            state: exchange_proto::v1::typed::dispute_state(&self.status).into(),
+            filed_at: exchange_proto::v1::typed::timestamp(self.filed_unix),
+            resolved_at: exchange_proto::v1::typed::timestamp(self.resolved_unix),
         }
     }
 }

@@ -495,7 +495,7 @@ class Audit:
         rows = _call(self._stub.Log, request).rows
         return pa.table(
             {
-                "time": pa.array([r.time_ms for r in rows], pa.timestamp("ms", tz="UTC")),
+                "time": pa.array([r.time.ToMilliseconds() for r in rows], pa.timestamp("ms", tz="UTC")),
                 "query_id": pa.array([r.query_id for r in rows], pa.string()),
                 "consumer": pa.array([r.consumer for r in rows], pa.string()),
                 "user": pa.array([r.user for r in rows], pa.string()),

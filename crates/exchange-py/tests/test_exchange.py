@@ -7,6 +7,7 @@ import pyarrow as pa
 import pytest
 
 import exchange
+from exchange.v1 import control_pb2 as pb
 
 PURPOSE = "低保家庭财产核查"
 
@@ -41,7 +42,8 @@ def test_access_request_once_then_owner_sees_it(ex, owner, job):
     assert (e.value.code, e.value.reason) == ("INVALID_ARGUMENT", "FIELD_UNKNOWN")
     first = ex.access.request(dataset, purpose=PURPOSE)
     again = ex.access.request(dataset, purpose=PURPOSE)
-    assert first.status == "pending"
+    assert first.status == "pending" and first.state == pb.REQUEST_STATE_PENDING
+    assert first.created_at.seconds == first.created_unix
     assert again.id == first.id, "an identical open request returns the first"
     assert any(r.id == first.id for r in ex.access.requests())
 

@@ -144,7 +144,9 @@ pub async fn dataset(s: Session, Path((dept, local)): Path<(String, String)>) ->
             .await
             .map_err(|e| s.client_error(&e))?
             .iter()
-            .any(|g| g.dataset == id && g.consumer == s.member() && g.status == "active")
+            .any(|g| {
+                g.dataset == id && g.consumer == s.member() && g.state() == pb::GrantState::Active
+            })
     };
     let fields = d.fields.iter().map(|f| {
         vec![

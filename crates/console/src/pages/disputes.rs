@@ -24,7 +24,7 @@ pub async fn list(s: Session) -> Reply {
                 p { strong { (d.id) } " · " (d.dataset) " · " (d.key) " · " (d.field) " · " (state_label(&s, &d.status)) " · " (s.time(d.filed_unix)) }
                 p { (s.t("对方看到", "Value seen")) ": " (d.value_seen) " → " (s.t("建议", "proposed")) ": " (d.proposed) }
                 p { (s.t("说明", "Note")) ": " (d.note) " — " (d.filed_by) }
-                @if d.status == "open" {
+                @if d.state() == pb::DisputeState::Open {
                     form.inline method="post" action=(format!("/disputes/{}/resolve", d.id)) {
                         (s.csrf_field())
                         select name="outcome" {

@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -7,6 +10,27 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class RequestState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REQUEST_STATE_UNSPECIFIED: _ClassVar[RequestState]
+    REQUEST_STATE_PENDING: _ClassVar[RequestState]
+    REQUEST_STATE_GRANTED: _ClassVar[RequestState]
+    REQUEST_STATE_REFUSED: _ClassVar[RequestState]
+
+class GrantState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GRANT_STATE_UNSPECIFIED: _ClassVar[GrantState]
+    GRANT_STATE_ACTIVE: _ClassVar[GrantState]
+    GRANT_STATE_EXPIRED: _ClassVar[GrantState]
+    GRANT_STATE_REVOKED: _ClassVar[GrantState]
+
+class DisputeState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DISPUTE_STATE_UNSPECIFIED: _ClassVar[DisputeState]
+    DISPUTE_STATE_OPEN: _ClassVar[DisputeState]
+    DISPUTE_STATE_RESOLVED: _ClassVar[DisputeState]
+    DISPUTE_STATE_REJECTED: _ClassVar[DisputeState]
+
 class LookupStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     LOOKUP_STATUS_UNSPECIFIED: _ClassVar[LookupStatus]
@@ -15,6 +39,18 @@ class LookupStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LOOKUP_STATUS_OFFLINE: _ClassVar[LookupStatus]
     LOOKUP_STATUS_TIMED_OUT: _ClassVar[LookupStatus]
     LOOKUP_STATUS_ERROR: _ClassVar[LookupStatus]
+REQUEST_STATE_UNSPECIFIED: RequestState
+REQUEST_STATE_PENDING: RequestState
+REQUEST_STATE_GRANTED: RequestState
+REQUEST_STATE_REFUSED: RequestState
+GRANT_STATE_UNSPECIFIED: GrantState
+GRANT_STATE_ACTIVE: GrantState
+GRANT_STATE_EXPIRED: GrantState
+GRANT_STATE_REVOKED: GrantState
+DISPUTE_STATE_UNSPECIFIED: DisputeState
+DISPUTE_STATE_OPEN: DisputeState
+DISPUTE_STATE_RESOLVED: DisputeState
+DISPUTE_STATE_REJECTED: DisputeState
 LOOKUP_STATUS_UNSPECIFIED: LookupStatus
 LOOKUP_STATUS_OK: LookupStatus
 LOOKUP_STATUS_DENIED: LookupStatus
@@ -429,7 +465,7 @@ class AccessRequest(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., basis: _Optional[str] = ..., until: _Optional[str] = ..., user: _Optional[str] = ...) -> None: ...
 
 class AccessRequestRecord(_message.Message):
-    __slots__ = ("id", "dataset", "owner", "consumer", "user", "fields", "purpose", "basis", "until", "status", "created_unix", "decided_unix", "decided_by", "reason", "grant_id", "overdue")
+    __slots__ = ("id", "dataset", "owner", "consumer", "user", "fields", "purpose", "basis", "until", "status", "created_unix", "decided_unix", "decided_by", "reason", "grant_id", "overdue", "state", "created_at", "decided_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -446,6 +482,9 @@ class AccessRequestRecord(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     GRANT_ID_FIELD_NUMBER: _ClassVar[int]
     OVERDUE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     dataset: str
     owner: str
@@ -462,7 +501,10 @@ class AccessRequestRecord(_message.Message):
     reason: str
     grant_id: str
     overdue: bool
-    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., owner: _Optional[str] = ..., consumer: _Optional[str] = ..., user: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., basis: _Optional[str] = ..., until: _Optional[str] = ..., status: _Optional[str] = ..., created_unix: _Optional[int] = ..., decided_unix: _Optional[int] = ..., decided_by: _Optional[str] = ..., reason: _Optional[str] = ..., grant_id: _Optional[str] = ..., overdue: _Optional[bool] = ...) -> None: ...
+    state: RequestState
+    created_at: _timestamp_pb2.Timestamp
+    decided_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., owner: _Optional[str] = ..., consumer: _Optional[str] = ..., user: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., basis: _Optional[str] = ..., until: _Optional[str] = ..., status: _Optional[str] = ..., created_unix: _Optional[int] = ..., decided_unix: _Optional[int] = ..., decided_by: _Optional[str] = ..., reason: _Optional[str] = ..., grant_id: _Optional[str] = ..., overdue: _Optional[bool] = ..., state: _Optional[_Union[RequestState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AccessRequestList(_message.Message):
     __slots__ = ("requests", "next_page_token")
@@ -531,7 +573,7 @@ class GrantField(_message.Message):
     def __init__(self, name: _Optional[str] = ..., mask: _Optional[str] = ..., key_type: _Optional[str] = ...) -> None: ...
 
 class Grant(_message.Message):
-    __slots__ = ("id", "dataset", "owner", "consumer", "fields", "row_filter", "purpose", "until", "quota_rows_per_day", "status", "request_id", "approved_by", "created_unix", "revoked_unix", "embargo_until", "masked_value_budget_per_day")
+    __slots__ = ("id", "dataset", "owner", "consumer", "fields", "row_filter", "purpose", "until", "quota_rows_per_day", "status", "request_id", "approved_by", "created_unix", "revoked_unix", "embargo_until", "masked_value_budget_per_day", "state", "created_at", "revoked_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -548,6 +590,9 @@ class Grant(_message.Message):
     REVOKED_UNIX_FIELD_NUMBER: _ClassVar[int]
     EMBARGO_UNTIL_FIELD_NUMBER: _ClassVar[int]
     MASKED_VALUE_BUDGET_PER_DAY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     dataset: str
     owner: str
@@ -564,7 +609,10 @@ class Grant(_message.Message):
     revoked_unix: int
     embargo_until: str
     masked_value_budget_per_day: int
-    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., owner: _Optional[str] = ..., consumer: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[GrantField, _Mapping]]] = ..., row_filter: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., quota_rows_per_day: _Optional[int] = ..., status: _Optional[str] = ..., request_id: _Optional[str] = ..., approved_by: _Optional[str] = ..., created_unix: _Optional[int] = ..., revoked_unix: _Optional[int] = ..., embargo_until: _Optional[str] = ..., masked_value_budget_per_day: _Optional[int] = ...) -> None: ...
+    state: GrantState
+    created_at: _timestamp_pb2.Timestamp
+    revoked_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., owner: _Optional[str] = ..., consumer: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[GrantField, _Mapping]]] = ..., row_filter: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., quota_rows_per_day: _Optional[int] = ..., status: _Optional[str] = ..., request_id: _Optional[str] = ..., approved_by: _Optional[str] = ..., created_unix: _Optional[int] = ..., revoked_unix: _Optional[int] = ..., embargo_until: _Optional[str] = ..., masked_value_budget_per_day: _Optional[int] = ..., state: _Optional[_Union[GrantState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListGrantsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
@@ -613,7 +661,7 @@ class AuditLogRequest(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., consumer: _Optional[str] = ..., purpose: _Optional[str] = ..., since_unix: _Optional[int] = ..., until_unix: _Optional[int] = ..., limit: _Optional[int] = ..., owner: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class AuditQueryRow(_message.Message):
-    __slots__ = ("time_ms", "query_id", "consumer", "user", "purpose", "dataset", "fields", "allowed", "rule", "reason", "rows", "duration_ms", "status", "grant_id", "filter_digest", "masked_values")
+    __slots__ = ("time_ms", "query_id", "consumer", "user", "purpose", "dataset", "fields", "allowed", "rule", "reason", "rows", "duration_ms", "status", "grant_id", "filter_digest", "masked_values", "time")
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_FIELD_NUMBER: _ClassVar[int]
@@ -630,6 +678,7 @@ class AuditQueryRow(_message.Message):
     GRANT_ID_FIELD_NUMBER: _ClassVar[int]
     FILTER_DIGEST_FIELD_NUMBER: _ClassVar[int]
     MASKED_VALUES_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
     time_ms: int
     query_id: str
     consumer: str
@@ -646,7 +695,8 @@ class AuditQueryRow(_message.Message):
     grant_id: str
     filter_digest: str
     masked_values: int
-    def __init__(self, time_ms: _Optional[int] = ..., query_id: _Optional[str] = ..., consumer: _Optional[str] = ..., user: _Optional[str] = ..., purpose: _Optional[str] = ..., dataset: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., allowed: _Optional[bool] = ..., rule: _Optional[str] = ..., reason: _Optional[str] = ..., rows: _Optional[int] = ..., duration_ms: _Optional[int] = ..., status: _Optional[str] = ..., grant_id: _Optional[str] = ..., filter_digest: _Optional[str] = ..., masked_values: _Optional[int] = ...) -> None: ...
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, time_ms: _Optional[int] = ..., query_id: _Optional[str] = ..., consumer: _Optional[str] = ..., user: _Optional[str] = ..., purpose: _Optional[str] = ..., dataset: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., allowed: _Optional[bool] = ..., rule: _Optional[str] = ..., reason: _Optional[str] = ..., rows: _Optional[int] = ..., duration_ms: _Optional[int] = ..., status: _Optional[str] = ..., grant_id: _Optional[str] = ..., filter_digest: _Optional[str] = ..., masked_values: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AuditLogResponse(_message.Message):
     __slots__ = ("rows", "truncated", "next_page_token")
@@ -770,7 +820,7 @@ class ReconcileResponse(_message.Message):
     def __init__(self, authorized: _Optional[int] = ..., served: _Optional[int] = ..., discrepancies: _Optional[_Iterable[_Union[Discrepancy, _Mapping]]] = ..., explained: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Dispute(_message.Message):
-    __slots__ = ("id", "dataset", "owner", "filed_by", "key", "field", "value_seen", "proposed", "note", "status", "resolution_note", "resolved_by", "filed_unix", "resolved_unix")
+    __slots__ = ("id", "dataset", "owner", "filed_by", "key", "field", "value_seen", "proposed", "note", "status", "resolution_note", "resolved_by", "filed_unix", "resolved_unix", "state", "filed_at", "resolved_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -785,6 +835,9 @@ class Dispute(_message.Message):
     RESOLVED_BY_FIELD_NUMBER: _ClassVar[int]
     FILED_UNIX_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    FILED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     dataset: str
     owner: str
@@ -799,7 +852,10 @@ class Dispute(_message.Message):
     resolved_by: str
     filed_unix: int
     resolved_unix: int
-    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., owner: _Optional[str] = ..., filed_by: _Optional[str] = ..., key: _Optional[str] = ..., field: _Optional[str] = ..., value_seen: _Optional[str] = ..., proposed: _Optional[str] = ..., note: _Optional[str] = ..., status: _Optional[str] = ..., resolution_note: _Optional[str] = ..., resolved_by: _Optional[str] = ..., filed_unix: _Optional[int] = ..., resolved_unix: _Optional[int] = ...) -> None: ...
+    state: DisputeState
+    filed_at: _timestamp_pb2.Timestamp
+    resolved_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., owner: _Optional[str] = ..., filed_by: _Optional[str] = ..., key: _Optional[str] = ..., field: _Optional[str] = ..., value_seen: _Optional[str] = ..., proposed: _Optional[str] = ..., note: _Optional[str] = ..., status: _Optional[str] = ..., resolution_note: _Optional[str] = ..., resolved_by: _Optional[str] = ..., filed_unix: _Optional[int] = ..., resolved_unix: _Optional[int] = ..., state: _Optional[_Union[DisputeState, str]] = ..., filed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class FileDisputeRequest(_message.Message):
     __slots__ = ("dataset", "key", "field", "value_seen", "proposed", "note", "user")
