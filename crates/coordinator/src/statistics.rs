@@ -278,14 +278,38 @@ fn day_text(day: i64) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
 }
 
-/// A report table with its column names.
-fn table(columns: &[&str], body: Vec<Vec<String>>) -> pb::ReportResponse {
+/// A report table: its column names, the first `text_columns` of them text
+/// and the rest figures (integers, but for names ending `_h`, which are
+/// hours with a fraction), and the cells as text and typed.
+fn table(columns: &[&str], text_columns: usize, body: Vec<Vec<String>>) -> pb::ReportResponse {
+    use pb::report_value::Value;
+    let types: Vec<pb::ReportColumnType> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, name)| match i {
+            i if i < text_columns => pb::ReportColumnType::Text,
+            _ if name.ends_with("_h") => pb::ReportColumnType::Number,
+            _ => pb::ReportColumnType::Integer,
+        })
+        .collect();
+    let typed = |cell: &String, kind: &pb::ReportColumnType| pb::ReportValue {
+        value: match kind {
+            _ if cell.is_empty() => None,
+            pb::ReportColumnType::Integer => cell.parse().ok().map(Value::Integer),
+            pb::ReportColumnType::Number => cell.parse().ok().map(Value::Number),
+            _ => Some(Value::Text(cell.clone())),
+        },
+    };
     pb::ReportResponse {
         columns: columns.iter().map(|c| c.to_string()).collect(),
         rows: body
             .into_iter()
-            .map(|cells| pb::ReportRow { cells })
+            .map(|cells| pb::ReportRow {
+                values: cells.iter().zip(&types).map(|(c, t)| typed(c, t)).collect(),
+                cells,
+            })
             .collect(),
+        column_types: types.into_iter().map(i32::from).collect(),
     }
 }
 
@@ -378,6 +402,7 @@ fn departments_report(slice: &Slice, overdue: &BTreeMap<String, u64>) -> pb::Rep
             "approval_turnaround_median_h",
             "overdue_requests",
         ],
+        1,
         body,
     )
 }
@@ -432,6 +457,7 @@ fn datasets_report(slice: &Slice) -> pb::ReportResponse {
         .collect();
     table(
         &["dataset", "owner", "queries", "denied", "consumers", "rows"],
+        2,
         body,
     )
 }
@@ -466,6 +492,7 @@ fn daily_report(slice: &Slice) -> pb::ReportResponse {
         .collect();
     table(
         &["day", "queries", "denied", "rows", "p50_ms", "p99_ms"],
+        1,
         body,
     )
 }

@@ -373,20 +373,19 @@ class Exchange:
 
     def report(self, kind: str = "departments", *, since_unix: int = 0, until_unix: int = 0) -> pa.Table:
         """The federation's performance report (``departments``, ``datasets``
-        or ``daily``) as a table; columns whose every cell is a number are
-        numbers."""
+        or ``daily``) as a table with the column types the coordinator
+        declares (integers, numbers, text; empty figures are null)."""
         response = _call(self.audit._stub.Report, pb.ReportRequest(kind=kind, since_unix=since_unix, until_unix=until_unix))
-        columns = {name: [row.cells[i] for row in response.rows] for i, name in enumerate(response.columns)}
-        return pa.table({name: _typed(cells) for name, cells in columns.items()})
-
-
-def _typed(cells: list[str]) -> pa.Array:
-    for kind in (int, float):
-        try:
-            return pa.array([kind(c) for c in cells])
-        except ValueError:
-            pass
-    return pa.array(cells, pa.string())
+        arrow_type = {
+            pb.REPORT_COLUMN_TYPE_INTEGER: pa.int64(),
+            pb.REPORT_COLUMN_TYPE_NUMBER: pa.float64(),
+        }
+        columns = {}
+        for i, name in enumerate(response.columns):
+            cells = [row.values[i] for row in response.rows]
+            values = [getattr(c, c.WhichOneof("value")) if c.WhichOneof("value") else None for c in cells]
+            columns[name] = pa.array(values, arrow_type.get(response.column_types[i], pa.string()))
+        return pa.table(columns)
 
 
 def _call(method, request, timeout: float = 30):

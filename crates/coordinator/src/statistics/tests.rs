@@ -127,6 +127,29 @@ fn departments_count_both_sides_of_each_query_and_the_overdue_requests() {
     );
     assert_eq!(cells(&r, "tax")[1..4], ["1", "0", "3"]);
     assert_eq!(cells(&r, "tax")[10], "2");
+
+    // The same cells typed: text, integers, hours as a number, and empty
+    // where there is no figure.
+    use pb::report_value::Value;
+    let types: Vec<_> = r.column_types().collect();
+    assert_eq!(types[0], pb::ReportColumnType::Text);
+    assert_eq!(types[1], pb::ReportColumnType::Integer);
+    assert_eq!(types[9], pb::ReportColumnType::Number);
+    let row = |name: &str| {
+        r.rows
+            .iter()
+            .find(|row| row.cells[0] == name)
+            .unwrap()
+            .values
+            .iter()
+            .map(|v| v.value.clone())
+            .collect::<Vec<_>>()
+    };
+    let vehicles = row("vehicle-admin");
+    assert_eq!(vehicles[0], Some(Value::Text("vehicle-admin".into())));
+    assert_eq!(vehicles[5], Some(Value::Integer(15)));
+    assert_eq!(vehicles[9], Some(Value::Number(6.0)));
+    assert_eq!(row("civil-affairs")[9], None);
 }
 
 #[test]

@@ -31,6 +31,13 @@ class DisputeState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DISPUTE_STATE_RESOLVED: _ClassVar[DisputeState]
     DISPUTE_STATE_REJECTED: _ClassVar[DisputeState]
 
+class ReportColumnType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REPORT_COLUMN_TYPE_UNSPECIFIED: _ClassVar[ReportColumnType]
+    REPORT_COLUMN_TYPE_INTEGER: _ClassVar[ReportColumnType]
+    REPORT_COLUMN_TYPE_NUMBER: _ClassVar[ReportColumnType]
+    REPORT_COLUMN_TYPE_TEXT: _ClassVar[ReportColumnType]
+
 class LookupStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     LOOKUP_STATUS_UNSPECIFIED: _ClassVar[LookupStatus]
@@ -51,6 +58,10 @@ DISPUTE_STATE_UNSPECIFIED: DisputeState
 DISPUTE_STATE_OPEN: DisputeState
 DISPUTE_STATE_RESOLVED: DisputeState
 DISPUTE_STATE_REJECTED: DisputeState
+REPORT_COLUMN_TYPE_UNSPECIFIED: ReportColumnType
+REPORT_COLUMN_TYPE_INTEGER: ReportColumnType
+REPORT_COLUMN_TYPE_NUMBER: ReportColumnType
+REPORT_COLUMN_TYPE_TEXT: ReportColumnType
 LOOKUP_STATUS_UNSPECIFIED: LookupStatus
 LOOKUP_STATUS_OK: LookupStatus
 LOOKUP_STATUS_DENIED: LookupStatus
@@ -767,18 +778,32 @@ class ReportRequest(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., since_unix: _Optional[int] = ..., until_unix: _Optional[int] = ...) -> None: ...
 
 class ReportRow(_message.Message):
-    __slots__ = ("cells",)
+    __slots__ = ("cells", "values")
     CELLS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
     cells: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, cells: _Optional[_Iterable[str]] = ...) -> None: ...
+    values: _containers.RepeatedCompositeFieldContainer[ReportValue]
+    def __init__(self, cells: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[_Union[ReportValue, _Mapping]]] = ...) -> None: ...
+
+class ReportValue(_message.Message):
+    __slots__ = ("integer", "number", "text")
+    INTEGER_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    integer: int
+    number: float
+    text: str
+    def __init__(self, integer: _Optional[int] = ..., number: _Optional[float] = ..., text: _Optional[str] = ...) -> None: ...
 
 class ReportResponse(_message.Message):
-    __slots__ = ("columns", "rows")
+    __slots__ = ("columns", "rows", "column_types")
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_TYPES_FIELD_NUMBER: _ClassVar[int]
     columns: _containers.RepeatedScalarFieldContainer[str]
     rows: _containers.RepeatedCompositeFieldContainer[ReportRow]
-    def __init__(self, columns: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[ReportRow, _Mapping]]] = ...) -> None: ...
+    column_types: _containers.RepeatedScalarFieldContainer[ReportColumnType]
+    def __init__(self, columns: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[ReportRow, _Mapping]]] = ..., column_types: _Optional[_Iterable[_Union[ReportColumnType, str]]] = ...) -> None: ...
 
 class ReconcileRequest(_message.Message):
     __slots__ = ("node", "since_unix")
