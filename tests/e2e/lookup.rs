@@ -444,6 +444,10 @@ async fn list_rpcs_page_with_tokens_bound_to_the_caller() {
         time.seconds * 1000 + i64::from(time.nanos) / 1_000_000,
         first.rows[0].time_ms
     );
+    let members = civil.members().await.unwrap();
+    assert!(members.iter().all(|m| m.state() == pb::MemberState::Active
+        && m.created_at.as_ref().map(|t| t.seconds) == Some(m.created_unix)
+        && m.node.as_ref().is_some_and(|n| n.last_seen_at.is_some())));
     let requests = civil.access_requests().await.unwrap();
     assert!(requests
         .iter()

@@ -190,7 +190,7 @@ pub fn members(members: &[pb::Member], as_json: bool) -> String {
     ]);
     for m in members {
         let node = m.node.clone().unwrap_or_default();
-        let online = if m.status == "revoked" {
+        let online = if m.state() == pb::MemberState::Revoked {
             "-"
         } else if node.online {
             "online"

@@ -381,6 +381,9 @@ impl LookupService {
                         return;
                     }
                 }
+                // Not reached (with keys waiting, a chunk is in flight), but
+                // a loop with nothing to wait on must end, not spin or panic.
+                else => return,
             }
         }
     }

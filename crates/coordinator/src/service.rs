@@ -6,13 +6,14 @@ use std::sync::Arc;
 use exchange_catalog::SearchQuery;
 use exchange_pki::{Identity, Role};
 use exchange_proto::v1 as pb;
+use exchange_proto::v1::typed;
 use exchange_transport::{caller, require_role, Revocations};
 use time::Duration;
 use tonic::{Request, Response, Status};
 
 use crate::access::{grant_message, AccessBook, AccessError};
 use crate::federation::{Federation, PublishError};
-use crate::registry::{MemberRecord, Registry, RegistryError};
+use crate::registry::{MemberRecord, MemberStatus, Registry, RegistryError};
 
 /// Shared by every service.
 pub struct State {
@@ -163,7 +164,16 @@ pub fn member_message(state: &State, m: &MemberRecord) -> pb::Member {
             catalog_version: node.catalog_version,
             datasets: node.datasets,
             address: node.address,
+            last_seen_at: typed::timestamp(node.last_seen_unix),
         }),
+        state: match m.status {
+            MemberStatus::Pending => pb::MemberState::Pending,
+            MemberStatus::Active => pb::MemberState::Active,
+            MemberStatus::Revoked => pb::MemberState::Revoked,
+        }
+        .into(),
+        created_at: typed::timestamp(m.created_unix),
+        revoked_at: m.revoked_unix.and_then(typed::timestamp),
     }
 }
 

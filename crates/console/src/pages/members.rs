@@ -5,6 +5,7 @@
 use axum::extract::Path;
 use axum::http::StatusCode;
 use exchange_pki::Role;
+use exchange_proto::v1 as pb;
 use maud::{html, Markup};
 
 use super::Reply;
@@ -23,7 +24,7 @@ fn members_table(s: &Session, members: &[exchange_proto::v1::Member]) -> Markup 
                 td { @if node.online { span.status.ok { (s.t("在线", "online")) } } @else { span.status.offline { (s.t("离线", "offline")) } } }
                 td { (beijing(node.last_seen_unix)) } td { (node.catalog_version) } td { (node.datasets) } td { (m.certificates) }
                 td {
-                    @if m.status != "revoked" {
+                    @if m.state() != pb::MemberState::Revoked {
                         form.inline method="post" action=(format!("/members/{}/token", m.id)) {
                             (s.csrf_field())
                             select name="role" { option value="client" { (s.t("用户证书令牌", "client token")) } option value="node" { (s.t("节点令牌", "node token")) } }

@@ -10,6 +10,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class MemberState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MEMBER_STATE_UNSPECIFIED: _ClassVar[MemberState]
+    MEMBER_STATE_PENDING: _ClassVar[MemberState]
+    MEMBER_STATE_ACTIVE: _ClassVar[MemberState]
+    MEMBER_STATE_REVOKED: _ClassVar[MemberState]
+
 class RequestState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REQUEST_STATE_UNSPECIFIED: _ClassVar[RequestState]
@@ -46,6 +53,10 @@ class LookupStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LOOKUP_STATUS_OFFLINE: _ClassVar[LookupStatus]
     LOOKUP_STATUS_TIMED_OUT: _ClassVar[LookupStatus]
     LOOKUP_STATUS_ERROR: _ClassVar[LookupStatus]
+MEMBER_STATE_UNSPECIFIED: MemberState
+MEMBER_STATE_PENDING: MemberState
+MEMBER_STATE_ACTIVE: MemberState
+MEMBER_STATE_REVOKED: MemberState
 REQUEST_STATE_UNSPECIFIED: RequestState
 REQUEST_STATE_PENDING: RequestState
 REQUEST_STATE_GRANTED: RequestState
@@ -170,7 +181,7 @@ class RevokeMemberResponse(_message.Message):
     def __init__(self, member: _Optional[_Union[Member, _Mapping]] = ..., revoked_certificates: _Optional[int] = ..., crl_number: _Optional[int] = ...) -> None: ...
 
 class Member(_message.Message):
-    __slots__ = ("id", "display_name", "status", "created_unix", "revoked_unix", "certificates", "node", "revocation_reason")
+    __slots__ = ("id", "display_name", "status", "created_unix", "revoked_unix", "certificates", "node", "revocation_reason", "state", "created_at", "revoked_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -179,6 +190,9 @@ class Member(_message.Message):
     CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     REVOCATION_REASON_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     display_name: str
     status: str
@@ -187,21 +201,26 @@ class Member(_message.Message):
     certificates: int
     node: NodeStatus
     revocation_reason: str
-    def __init__(self, id: _Optional[str] = ..., display_name: _Optional[str] = ..., status: _Optional[str] = ..., created_unix: _Optional[int] = ..., revoked_unix: _Optional[int] = ..., certificates: _Optional[int] = ..., node: _Optional[_Union[NodeStatus, _Mapping]] = ..., revocation_reason: _Optional[str] = ...) -> None: ...
+    state: MemberState
+    created_at: _timestamp_pb2.Timestamp
+    revoked_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., display_name: _Optional[str] = ..., status: _Optional[str] = ..., created_unix: _Optional[int] = ..., revoked_unix: _Optional[int] = ..., certificates: _Optional[int] = ..., node: _Optional[_Union[NodeStatus, _Mapping]] = ..., revocation_reason: _Optional[str] = ..., state: _Optional[_Union[MemberState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("online", "last_seen_unix", "catalog_version", "datasets", "address")
+    __slots__ = ("online", "last_seen_unix", "catalog_version", "datasets", "address", "last_seen_at")
     ONLINE_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_UNIX_FIELD_NUMBER: _ClassVar[int]
     CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
     DATASETS_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_AT_FIELD_NUMBER: _ClassVar[int]
     online: bool
     last_seen_unix: int
     catalog_version: int
     datasets: int
     address: str
-    def __init__(self, online: _Optional[bool] = ..., last_seen_unix: _Optional[int] = ..., catalog_version: _Optional[int] = ..., datasets: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...
+    last_seen_at: _timestamp_pb2.Timestamp
+    def __init__(self, online: _Optional[bool] = ..., last_seen_unix: _Optional[int] = ..., catalog_version: _Optional[int] = ..., datasets: _Optional[int] = ..., address: _Optional[str] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListMembersRequest(_message.Message):
     __slots__ = ()
