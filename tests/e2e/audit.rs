@@ -207,6 +207,11 @@ async fn both_ends_record_every_query_and_answer_who_looked() {
         seen,
         vec![("vehicle-admin", "civil-affairs", "低保家庭财产核查")]
     );
+    let when = report.accesses[0].time.unwrap();
+    assert_eq!(
+        when.seconds * 1000 + i64::from(when.nanos) / 1_000_000,
+        report.accesses[0].time_ms
+    );
     assert!(
         report.departments.iter().all(|d| d.status == "ok"),
         "{:?}",
@@ -450,6 +455,9 @@ async fn both_ends_record_every_query_and_answer_who_looked() {
         kinds.contains(&("served_without_authorization", "Q-forged")),
         "{kinds:?}"
     );
+    assert!(rec.discrepancies.iter().all(
+        |d| d.time.map(|t| t.seconds) == (d.time_ms != 0).then_some(d.time_ms.div_euclid(1000))
+    ));
     assert!(
         kinds.contains(&("row_count_mismatch", v.query_id.as_str())),
         "{kinds:?}"

@@ -251,10 +251,10 @@ async fn enrol_publish_search_and_revoke() {
     );
     // Members list shows it.
     let members = analyst.members().await.unwrap();
-    assert_eq!(
-        members.iter().find(|m| m.id == "tax").unwrap().status,
-        "revoked"
-    );
+    let tax = members.iter().find(|m| m.id == "tax").unwrap();
+    assert_eq!(tax.status, "revoked");
+    assert_eq!(tax.state(), pb::MemberState::Revoked);
+    assert_eq!(tax.revoked_at.map(|t| t.seconds), Some(tax.revoked_unix));
     // And a revoked member cannot be given new tokens.
     let err = cluster
         .admin
@@ -320,14 +320,18 @@ async fn tokens_and_certificates_that_must_not_work() {
         .to_string();
     assert!(err.contains("already used"), "{err}");
     // A token for a node cannot enrol a client.
-    let client_token = cluster
+    let issued = cluster
         .admin
         .issue_token("education", Role::Node, 0)
         .await
         .unwrap()
         .token
-        .unwrap()
-        .token;
+        .unwrap();
+    assert_eq!(
+        issued.expires_at.map(|t| t.seconds),
+        Some(issued.expires_unix)
+    );
+    let client_token = issued.token;
     let err = enroll(&EnrollOptions {
         role: Role::Client,
         server_names: vec![],

@@ -127,12 +127,14 @@ pub fn reconcile(
                     "{node_id} served ticket {ticket} but the coordinator authorized no such query"
                 ),
                 time_ms: *time_ms,
+                ..Default::default()
             }),
             Some((_, t)) if t != ticket => discrepancies.push(pb::Discrepancy {
                 kind: "served_without_authorization".into(),
                 query_id: q.clone(),
                 detail: format!("{node_id} served ticket {ticket}; the coordinator issued {t}"),
                 time_ms: *time_ms,
+                ..Default::default()
             }),
             Some(_) => {}
         }
@@ -155,6 +157,7 @@ pub fn reconcile(
                 query_id: q.clone(),
                 detail: format!("no served record at {node_id}; {detail}"),
                 time_ms: *time_ms,
+                ..Default::default()
             }),
         }
     }
@@ -168,11 +171,17 @@ pub fn reconcile(
                         "{node_id} recorded {rows} rows, the coordinator relayed {relayed}"
                     ),
                     time_ms: served.get(q).map_or(0, |s| s.0),
+                    ..Default::default()
                 });
             }
         }
     }
     discrepancies.sort_by(|a, b| a.time_ms.cmp(&b.time_ms).then(a.query_id.cmp(&b.query_id)));
+    for d in &mut discrepancies {
+        d.time = (d.time_ms != 0)
+            .then(|| exchange_proto::v1::typed::timestamp_ms(d.time_ms))
+            .flatten();
+    }
     pb::ReconcileResponse {
         authorized: authorized.len() as u64,
         served: served.len() as u64,
@@ -372,6 +381,7 @@ impl pb::audit_server::Audit for AuditService {
                     let n = r.accesses.len();
                     accesses.extend(r.accesses.into_iter().map(|mut a| {
                         a.owner = member.clone();
+                        a.time = exchange_proto::v1::typed::timestamp_ms(a.time_ms);
                         a
                     }));
                     (

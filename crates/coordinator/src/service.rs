@@ -226,6 +226,7 @@ impl pb::enrollment_server::Enrollment for EnrollmentService {
             ca_certificate_der: self.0.registry.ca().cert_der().to_vec(),
             coordinator_address: self.0.advertise_addr.clone(),
             not_after_unix: enrolled.not_after_unix,
+            not_after: typed::timestamp(enrolled.not_after_unix),
         }))
     }
 }
@@ -263,6 +264,7 @@ impl pb::admin_server::Admin for AdminService {
                 token: token.token,
                 role: token.role.to_string(),
                 expires_unix: token.expires_unix,
+                expires_at: typed::timestamp(token.expires_unix),
             }),
             ca_fingerprint: self.0.registry.ca().fingerprint(),
             enroll_address: self.0.enroll_address.clone(),
@@ -291,6 +293,7 @@ impl pb::admin_server::Admin for AdminService {
                 token: token.token,
                 role: token.role.to_string(),
                 expires_unix: token.expires_unix,
+                expires_at: typed::timestamp(token.expires_unix),
             }),
             ca_fingerprint: self.0.registry.ca().fingerprint(),
             enroll_address: self.0.enroll_address.clone(),

@@ -159,6 +159,7 @@ pub fn subject_accesses(
             }
             out.push(pb::SubjectAccess {
                 time_ms: r.time_ms,
+                time: exchange_proto::v1::typed::timestamp_ms(r.time_ms),
                 owner: state.member_id.clone(),
                 dataset: s.dataset,
                 consumer: s.consumer,

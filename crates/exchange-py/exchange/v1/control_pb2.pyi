@@ -93,7 +93,7 @@ class EnrollRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ..., csr_der: _Optional[bytes] = ..., role: _Optional[str] = ..., server_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
-    __slots__ = ("member_id", "role", "identity", "certificate_der", "ca_certificate_der", "coordinator_address", "not_after_unix")
+    __slots__ = ("member_id", "role", "identity", "certificate_der", "ca_certificate_der", "coordinator_address", "not_after_unix", "not_after")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,7 @@ class EnrollResponse(_message.Message):
     CA_CERTIFICATE_DER_FIELD_NUMBER: _ClassVar[int]
     COORDINATOR_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     NOT_AFTER_UNIX_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     role: str
     identity: str
@@ -108,7 +109,8 @@ class EnrollResponse(_message.Message):
     ca_certificate_der: bytes
     coordinator_address: str
     not_after_unix: int
-    def __init__(self, member_id: _Optional[str] = ..., role: _Optional[str] = ..., identity: _Optional[str] = ..., certificate_der: _Optional[bytes] = ..., ca_certificate_der: _Optional[bytes] = ..., coordinator_address: _Optional[str] = ..., not_after_unix: _Optional[int] = ...) -> None: ...
+    not_after: _timestamp_pb2.Timestamp
+    def __init__(self, member_id: _Optional[str] = ..., role: _Optional[str] = ..., identity: _Optional[str] = ..., certificate_der: _Optional[bytes] = ..., ca_certificate_der: _Optional[bytes] = ..., coordinator_address: _Optional[str] = ..., not_after_unix: _Optional[int] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AddMemberRequest(_message.Message):
     __slots__ = ("member_id", "display_name", "token_ttl_secs")
@@ -133,14 +135,16 @@ class AddMemberResponse(_message.Message):
     def __init__(self, member: _Optional[_Union[Member, _Mapping]] = ..., token: _Optional[_Union[EnrolmentToken, _Mapping]] = ..., ca_fingerprint: _Optional[str] = ..., enroll_address: _Optional[str] = ...) -> None: ...
 
 class EnrolmentToken(_message.Message):
-    __slots__ = ("token", "role", "expires_unix")
+    __slots__ = ("token", "role", "expires_unix", "expires_at")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_UNIX_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     token: str
     role: str
     expires_unix: int
-    def __init__(self, token: _Optional[str] = ..., role: _Optional[str] = ..., expires_unix: _Optional[int] = ...) -> None: ...
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, token: _Optional[str] = ..., role: _Optional[str] = ..., expires_unix: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class IssueTokenRequest(_message.Message):
     __slots__ = ("member_id", "role", "ttl_secs")
@@ -749,7 +753,7 @@ class SubjectReportRequest(_message.Message):
     def __init__(self, key_type: _Optional[str] = ..., key: _Optional[str] = ..., include_embargoed: _Optional[bool] = ...) -> None: ...
 
 class SubjectAccess(_message.Message):
-    __slots__ = ("time_ms", "owner", "dataset", "consumer", "user", "purpose", "query_id", "embargo_until")
+    __slots__ = ("time_ms", "owner", "dataset", "consumer", "user", "purpose", "query_id", "embargo_until", "time")
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
@@ -758,6 +762,7 @@ class SubjectAccess(_message.Message):
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     EMBARGO_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
     time_ms: int
     owner: str
     dataset: str
@@ -766,7 +771,8 @@ class SubjectAccess(_message.Message):
     purpose: str
     query_id: str
     embargo_until: str
-    def __init__(self, time_ms: _Optional[int] = ..., owner: _Optional[str] = ..., dataset: _Optional[str] = ..., consumer: _Optional[str] = ..., user: _Optional[str] = ..., purpose: _Optional[str] = ..., query_id: _Optional[str] = ..., embargo_until: _Optional[str] = ...) -> None: ...
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, time_ms: _Optional[int] = ..., owner: _Optional[str] = ..., dataset: _Optional[str] = ..., consumer: _Optional[str] = ..., user: _Optional[str] = ..., purpose: _Optional[str] = ..., query_id: _Optional[str] = ..., embargo_until: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DepartmentStatus(_message.Message):
     __slots__ = ("department", "status", "detail")
@@ -833,16 +839,18 @@ class ReconcileRequest(_message.Message):
     def __init__(self, node: _Optional[str] = ..., since_unix: _Optional[int] = ...) -> None: ...
 
 class Discrepancy(_message.Message):
-    __slots__ = ("kind", "query_id", "detail", "time_ms")
+    __slots__ = ("kind", "query_id", "detail", "time_ms", "time")
     KIND_FIELD_NUMBER: _ClassVar[int]
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
     kind: str
     query_id: str
     detail: str
     time_ms: int
-    def __init__(self, kind: _Optional[str] = ..., query_id: _Optional[str] = ..., detail: _Optional[str] = ..., time_ms: _Optional[int] = ...) -> None: ...
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, kind: _Optional[str] = ..., query_id: _Optional[str] = ..., detail: _Optional[str] = ..., time_ms: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ReconcileResponse(_message.Message):
     __slots__ = ("authorized", "served", "discrepancies", "explained")
