@@ -8,6 +8,14 @@ use exchange_proto::v1 as pb;
 use exchange_testkit::ClusterBuilder;
 use exchange_transport::refusal::reason_of;
 
+/// `id` with a wrong check character.
+fn mistyped(id: &str) -> String {
+    let mut bad = id.to_string();
+    let last = bad.pop().unwrap();
+    bad.push(if last == '1' { '2' } else { '1' });
+    bad
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_person_across_departments_with_a_status_each() {
     let mut cluster = ClusterBuilder::new()
@@ -126,9 +134,7 @@ async fn one_person_across_departments_with_a_status_each() {
     assert_eq!(vehicles.rows(), cluster.planted.official_vehicles.len());
 
     // Bad input: a mistyped ID is refused before anything is asked.
-    let mut bad = official.clone();
-    let last = bad.pop().unwrap();
-    bad.push(if last == '1' { '2' } else { '1' });
+    let bad = mistyped(&official);
     let e = civil
         .lookup("person_id", &bad, "核查", Duration::from_secs(2))
         .await
@@ -205,9 +211,7 @@ async fn the_lookups_service_refuses_malformed_calls() {
     };
 
     // Lookup: a bad check character, a deadline too long, an unknown key type.
-    let mut bad = official.clone();
-    let last = bad.pop().unwrap();
-    bad.push(if last == '1' { '2' } else { '1' });
+    let bad = mistyped(&official);
     for (request, expected) in [
         (lookup(&bad, 0, "person_id"), "check character"),
         (lookup(&official, 100_000, "person_id"), "deadline_ms"),

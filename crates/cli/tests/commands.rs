@@ -1440,6 +1440,20 @@ async fn joins_and_conflict_reports_from_the_command_line() {
 /// department certificates.
 #[test]
 fn a_second_demo_stops_before_it_wipes_the_running_one() {
+    /// A port free now, with the next one and the console's (+43) free too
+    /// (`port + 2` could be taken by a test running beside this one).
+    fn free_demo_port() -> u16 {
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        (0..100)
+            .filter_map(|_| {
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+                let p = listener.local_addr().ok()?.port();
+                drop(listener);
+                (p <= 65_000 && free(p) && free(p + 1) && free(p + 43)).then_some(p)
+            })
+            .next()
+            .expect("a free port with free neighbours")
+    }
     use std::io::{BufRead, BufReader};
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("demo-data");
@@ -1505,7 +1519,7 @@ fn a_second_demo_stops_before_it_wipes_the_running_one() {
         "{e}"
     );
     // Other ports, same directory: the running demo holds it.
-    let e = second_demo(&(port + 2).to_string());
+    let e = second_demo(&free_demo_port().to_string());
     assert!(
         e.contains("is running from") && e.contains("nothing was changed"),
         "{e}"

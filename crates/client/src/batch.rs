@@ -137,9 +137,9 @@ impl KeyReader {
 fn check_key_type(key_type: &str) -> Result<()> {
     match key_type {
         "person_id" | "org_code" => Ok(()),
-        other => Err(ClientError::Config(format!(
-            "batch lookups by {other:?} are not supported: use person_id or org_code"
-        ))),
+        other => Err(ClientError::Config(
+            exchange_catalog::policy::ids::unsupported_key_type(other),
+        )),
     }
 }
 
@@ -294,8 +294,8 @@ impl Client {
             user: self.user().to_string(),
             datasets: targets.iter().map(|t| t.dataset.clone()).collect(),
             chunk_size: options.chunk_size as u32,
-            parallel: options.parallel.clamp(1, 16) as u32,
-            query_deadline_ms: options.query_deadline.as_millis().min(600_000) as u32,
+            parallel: options.parallel.min(u32::MAX as usize) as u32,
+            query_deadline_ms: options.query_deadline.as_millis().min(u32::MAX as u128) as u32,
         };
         let _ = tx
             .send(pb::BatchLookupRequest {

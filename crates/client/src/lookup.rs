@@ -112,30 +112,10 @@ pub(crate) fn decode_ipc(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
         .map_err(bad)
 }
 
-/// Checks a key against its type's check characters.
+/// Checks a key against its type's check characters (the same check the
+/// coordinator makes again), so a mistyped key is refused before any call.
 pub fn check_key(key_type: &str, key: &str) -> Result<String> {
-    let key = key.trim().to_ascii_uppercase();
-    let ok = match key_type {
-        "person_id" => exchange_catalog::policy::ids::is_valid_resident_id(&key),
-        "org_code" => exchange_catalog::policy::ids::is_valid_uscc(&key),
-        other => {
-            return Err(ClientError::Config(format!(
-                "lookups by {other:?} are not supported: use person_id or org_code"
-            )))
-        }
-    };
-    if !ok {
-        let what = if key_type == "person_id" {
-            "a resident identity number (18 characters, GB 11643 check character)"
-        } else {
-            "a unified social credit code (18 characters, GB 32100 check characters)"
-        };
-        return Err(ClientError::Config(format!(
-            "{:?} is not {what}: check for a mistyped digit",
-            key.chars().take(40).collect::<String>()
-        )));
-    }
-    Ok(key)
+    exchange_catalog::policy::ids::checked_key(key_type, key).map_err(ClientError::Config)
 }
 
 impl Client {

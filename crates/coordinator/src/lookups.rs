@@ -25,6 +25,7 @@ use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_schema::SchemaRef;
 use exchange_pki::{Identity, Role};
+use exchange_policy::ids::{checked_key, unsupported_key_type};
 use exchange_proto::v1 as pb;
 use exchange_query::QueryCommand;
 use exchange_transport::refusal::Refusal;
@@ -61,38 +62,6 @@ impl LookupService {
     }
 }
 
-/// Checks a key against its type's check characters and returns it trimmed
-/// and in upper case.
-pub fn checked_key(key_type: &str, key: &str) -> Result<String, String> {
-    let key = key.trim().to_ascii_uppercase();
-    let (ok, what) = match key_type {
-        "person_id" => (
-            exchange_policy::ids::is_valid_resident_id(&key),
-            "a resident identity number (18 characters, GB 11643 check character)",
-        ),
-        "org_code" => (
-            exchange_policy::ids::is_valid_uscc(&key),
-            "a unified social credit code (18 characters, GB 32100 check characters)",
-        ),
-        other => return Err(key_type_error(other)),
-    };
-    if ok {
-        Ok(key)
-    } else {
-        Err(format!(
-            "{:?} is not {what}: check for a mistyped digit",
-            key.chars().take(40).collect::<String>()
-        ))
-    }
-}
-
-fn key_type_error(key_type: &str) -> String {
-    format!(
-        "lookups by key_type {:?} are not supported: use \"person_id\" or \"org_code\"",
-        key_type.chars().take(40).collect::<String>()
-    )
-}
-
 /// The datasets a lookup by `key_type` reads for `member`: its active
 /// grants that include a field of that key type (the first such field in
 /// the dataset's order), sorted by department and dataset. A dataset named
@@ -104,7 +73,7 @@ pub fn lookup_targets(
     only: &[String],
 ) -> Result<Vec<pb::LookupTarget>, Status> {
     if !matches!(key_type, "person_id" | "org_code") {
-        return Err(Status::invalid_argument(key_type_error(key_type)));
+        return Err(Status::invalid_argument(unsupported_key_type(key_type)));
     }
     let grants: Vec<_> = state
         .access
@@ -402,11 +371,7 @@ impl LookupService {
             self.read(&plan.caller, target, filter, &plan.purpose, &plan.user),
         )
         .await
-        .unwrap_or_else(|_| {
-            Err(timed_out(
-                "query_deadline_ms; `--query-deadline-ms` on the command line",
-            ))
-        });
+        .unwrap_or_else(|_| Err(timed_out("the batch lookup's query_deadline_ms")));
         (index, keys.len(), answer)
     }
 

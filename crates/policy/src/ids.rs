@@ -93,6 +93,39 @@ pub fn uscc(region: &str, org_body8: u32) -> String {
     format!("{first17}{check}")
 }
 
+/// Checks a lookup key against its type's check characters and returns it
+/// trimmed and in upper case, or says what is wrong with it.
+pub fn checked_key(key_type: &str, key: &str) -> Result<String, String> {
+    let key = key.trim().to_ascii_uppercase();
+    let (ok, what) = match key_type {
+        "person_id" => (
+            is_valid_resident_id(&key),
+            "a resident identity number (18 characters, GB 11643 check character)",
+        ),
+        "org_code" => (
+            is_valid_uscc(&key),
+            "a unified social credit code (18 characters, GB 32100 check characters)",
+        ),
+        other => return Err(unsupported_key_type(other)),
+    };
+    if ok {
+        Ok(key)
+    } else {
+        Err(format!(
+            "{:?} is not {what}: check for a mistyped digit",
+            key.chars().take(40).collect::<String>()
+        ))
+    }
+}
+
+/// Why a lookup by `key_type` is refused: only the two identifier types have keys.
+pub fn unsupported_key_type(key_type: &str) -> String {
+    format!(
+        "lookups by key_type {:?} are not supported: use \"person_id\" or \"org_code\"",
+        key_type.chars().take(40).collect::<String>()
+    )
+}
+
 /// `440604********1234`: enough to recognise a subject in a log without
 /// copying the full identifier into one more place.
 pub fn mask_subject(key: &str) -> String {

@@ -46,7 +46,7 @@ pub struct Args {
     /// Batch only: keys per IN query.
     #[arg(long, default_value_t = 1000)]
     chunk_size: usize,
-    /// Batch only: queries in flight at once.
+    /// Batch only: queries in flight at once (1 to 16, the coordinator's limit).
     #[arg(long, default_value_t = 6)]
     parallel: usize,
 }
@@ -70,8 +70,8 @@ async fn one(ctx: &Context, args: Args) -> anyhow::Result<()> {
             anyhow::bail!("give --person-id, --org-code, --person-ids-file or --org-codes-file")
         }
     };
-    if !(100..=600_000).contains(&args.deadline_ms) {
-        anyhow::bail!("--deadline-ms must be 100 to 600000");
+    if !(100..=60_000).contains(&args.deadline_ms) {
+        anyhow::bail!("--deadline-ms must be 100 to 60000 (the coordinator's limit)");
     }
     let deadline = std::time::Duration::from_millis(args.deadline_ms);
     let client = ctx.client().await?;
@@ -83,8 +83,8 @@ async fn one(ctx: &Context, args: Args) -> anyhow::Result<()> {
 }
 
 async fn batch(ctx: &Context, key_type: &str, file: PathBuf, args: Args) -> anyhow::Result<()> {
-    if !(1..=64).contains(&args.parallel) {
-        anyhow::bail!("--parallel must be 1 to 64");
+    if !(1..=16).contains(&args.parallel) {
+        anyhow::bail!("--parallel must be 1 to 16");
     }
     let format = exchange_cli::batch::BatchFormat::choose(
         json_or(ctx, args.format.as_deref(), args.output.as_deref())?,
