@@ -7,6 +7,7 @@ mod browser;
 mod console;
 mod federation;
 mod flight_sql;
+mod grpc_cli;
 mod lookup;
 mod pyarrow;
 mod python_package;

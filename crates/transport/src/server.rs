@@ -319,8 +319,9 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsL
 
 /// gRPC server reflection, versions `v1` and `v1alpha` (grpcurl asks for
 /// the first, Python's grpcio-reflection for the second), over the given
-/// encoded descriptor sets and the health service's: clients discover the
-/// services without the proto files. Add both services to a router.
+/// encoded descriptor sets, the health service's and `google.rpc`'s error
+/// details (so a refusal's `ErrorInfo` decodes by name): clients discover
+/// the services without the proto files. Add both services to a router.
 pub fn reflection(
     descriptor_sets: &[&'static [u8]],
 ) -> Result<
@@ -332,7 +333,8 @@ pub fn reflection(
 > {
     let builder = || {
         let mut b = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET);
         for set in descriptor_sets {
             b = b.register_encoded_file_descriptor_set(set);
         }
