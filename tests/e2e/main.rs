@@ -15,3 +15,4 @@ mod query;
 mod reads;
 mod scenarios;
 mod sources;
+mod typed_api;

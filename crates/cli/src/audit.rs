@@ -121,11 +121,15 @@ pub fn next_page_command(request: &pb::AuditLogRequest, token: &str) -> String {
             })
             .unwrap_or_default()
     };
-    if request.since_unix > 0 {
-        option("since", &rfc3339(request.since_unix));
-    }
-    if request.until_unix > 0 {
-        option("until", &rfc3339(request.until_unix));
+    // The window as the request gave it: a Timestamp or v1's seconds.
+    for (name, unix, typed) in [
+        ("since", request.since_unix, request.since),
+        ("until", request.until_unix, request.until),
+    ] {
+        let unix = typed.map_or(unix, |t| t.seconds);
+        if unix > 0 {
+            option(name, &rfc3339(unix));
+        }
     }
     option("page-size", &request.page_size.to_string());
     option("page-token", token);

@@ -2,6 +2,7 @@
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use exchange_proto::v1 as pb;
+use exchange_proto::v1::typed::{self, Timestamp};
 use serde_json::{json, Value};
 
 pub fn table(header: &[&str]) -> Table {
@@ -10,6 +11,11 @@ pub fn table(header: &[&str]) -> Table {
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.to_vec());
     t
+}
+
+/// A Timestamp as [`unix_time`] shows it; `-` for none.
+pub fn time_of(t: Option<Timestamp>) -> String {
+    unix_time(t.map_or(0, |t| t.seconds))
 }
 
 pub fn unix_time(unix: i64) -> String {
@@ -65,10 +71,10 @@ pub fn dataset_json(d: &pb::Dataset) -> Value {
 pub fn member_json(m: &pb::Member) -> Value {
     let node = m.node.clone().unwrap_or_default();
     json!({
-        "id": m.id, "display_name": m.display_name, "status": m.status,
-        "created": unix_time(m.created_unix), "revoked": if m.revoked_unix > 0 { Value::String(unix_time(m.revoked_unix)) } else { Value::Null },
+        "id": m.id, "display_name": m.display_name, "status": typed::state_text(m.state().as_str_name()),
+        "created": time_of(m.created_at), "revoked": m.revoked_at.map(|t| time_of(Some(t))),
         "revocation_reason": m.revocation_reason, "certificates": m.certificates,
-        "node": { "online": node.online, "last_seen": unix_time(node.last_seen_unix), "catalog_version": node.catalog_version, "datasets": node.datasets, "address": node.address },
+        "node": { "online": node.online, "last_seen": time_of(node.last_seen_at), "catalog_version": node.catalog_version, "datasets": node.datasets, "address": node.address },
     })
 }
 
@@ -194,7 +200,7 @@ pub fn members(members: &[pb::Member], as_json: bool) -> String {
             "-"
         } else if node.online {
             "online"
-        } else if node.last_seen_unix > 0 {
+        } else if node.last_seen_at.is_some() {
             "offline"
         } else {
             "never seen"
@@ -202,9 +208,9 @@ pub fn members(members: &[pb::Member], as_json: bool) -> String {
         t.add_row(vec![
             m.id.clone(),
             m.display_name.clone(),
-            m.status.clone(),
+            typed::state_text(m.state().as_str_name()),
             online.into(),
-            unix_time(node.last_seen_unix),
+            time_of(node.last_seen_at),
             if node.catalog_version > 0 {
                 format!("v{}", node.catalog_version)
             } else {
@@ -223,8 +229,9 @@ pub fn access_requests(records: &[pb::AccessRequestRecord], as_json: bool) -> St
             .iter()
             .map(|r| json!({
                 "id": r.id, "dataset": r.dataset, "owner": r.owner, "consumer": r.consumer, "user": r.user,
-                "fields": r.fields, "purpose": r.purpose, "basis": r.basis, "until": r.until, "status": r.status,
-                "created": unix_time(r.created_unix), "decided": unix_time(r.decided_unix), "decided_by": r.decided_by,
+                "fields": r.fields, "purpose": r.purpose, "basis": r.basis, "until": typed::day(r.until_date),
+                "status": typed::state_text(r.state().as_str_name()),
+                "created": time_of(r.created_at), "decided": time_of(r.decided_at), "decided_by": r.decided_by,
                 "reason": r.reason, "grant": r.grant_id, "overdue": r.overdue,
             }))
             .collect();
@@ -244,10 +251,11 @@ pub fn access_requests(records: &[pb::AccessRequestRecord], as_json: bool) -> St
         "decided by / reason",
     ]);
     for r in records {
+        let status = typed::state_text(r.state().as_str_name());
         let status = if r.overdue {
-            format!("{} (OVERDUE)", r.status)
+            format!("{status} (OVERDUE)")
         } else {
-            r.status.clone()
+            status
         };
         let from = if r.user.is_empty() {
             r.consumer.clone()
@@ -255,7 +263,7 @@ pub fn access_requests(records: &[pb::AccessRequestRecord], as_json: bool) -> St
             format!("{}\n{}", r.consumer, r.user)
         };
         let decision = match (r.decided_by.is_empty(), r.reason.is_empty()) {
-            (true, _) => format!("waiting since {}", unix_time(r.created_unix)),
+            (true, _) => format!("waiting since {}", time_of(r.created_at)),
             (false, true) => format!(
                 "{}\n{}",
                 r.decided_by,
@@ -273,7 +281,7 @@ pub fn access_requests(records: &[pb::AccessRequestRecord], as_json: bool) -> St
             from,
             r.fields.join(", "),
             r.purpose.clone(),
-            r.until.clone(),
+            typed::day(r.until_date),
             status,
             decision,
         ]);
@@ -307,9 +315,10 @@ pub fn grants(grants: &[pb::Grant], as_json: bool) -> String {
             .map(|g| json!({
                 "id": g.id, "dataset": g.dataset, "owner": g.owner, "consumer": g.consumer,
                 "fields": g.fields.iter().map(|f| json!({"name": f.name, "mask": f.mask})).collect::<Vec<_>>(),
-                "row_filter": g.row_filter, "purpose": g.purpose, "until": g.until,
-                "quota_rows_per_day": g.quota_rows_per_day, "status": g.status, "request": g.request_id,
-                "approved_by": g.approved_by, "created": unix_time(g.created_unix), "revoked": unix_time(g.revoked_unix),
+                "row_filter": g.row_filter, "purpose": g.purpose, "until": typed::day(g.until_date),
+                "quota_rows_per_day": g.quota_rows_per_day, "status": typed::state_text(g.state().as_str_name()),
+                "request": g.request_id, "approved_by": g.approved_by, "created": time_of(g.created_at),
+                "revoked": time_of(g.revoked_at),
             }))
             .collect();
         return serde_json::to_string_pretty(&v).unwrap_or_default();
@@ -350,9 +359,9 @@ pub fn grants(grants: &[pb::Grant], as_json: bool) -> String {
             g.consumer.clone(),
             fields.join("\n"),
             g.row_filter.clone(),
-            g.until.clone(),
+            typed::day(g.until_date),
             quota,
-            g.status.clone(),
+            typed::state_text(g.state().as_str_name()),
         ]);
     }
     t.to_string()
@@ -640,9 +649,9 @@ pub fn disputes(disputes: &[pb::Dispute], as_json: bool) -> String {
                 serde_json::json!({
                     "id": d.id, "dataset": d.dataset, "owner": d.owner, "filed_by": d.filed_by,
                     "key": d.key, "field": d.field, "value_seen": d.value_seen,
-                    "proposed": d.proposed, "note": d.note, "status": d.status,
+                    "proposed": d.proposed, "note": d.note, "status": typed::state_text(d.state().as_str_name()),
                     "resolution_note": d.resolution_note, "resolved_by": d.resolved_by,
-                    "filed": unix_time(d.filed_unix),
+                    "filed": time_of(d.filed_at),
                 })
             })
             .collect();
@@ -658,7 +667,7 @@ pub fn disputes(disputes: &[pb::Dispute], as_json: bool) -> String {
             d.key.clone(),
             d.field.clone(),
             d.filed_by.clone(),
-            d.status.clone(),
+            typed::state_text(d.state().as_str_name()),
             d.note.clone(),
             if d.state() == pb::DisputeState::Open {
                 String::new()

@@ -398,7 +398,8 @@ impl Client {
             .audit()
             .reconcile(pb::ReconcileRequest {
                 node: node.into(),
-                since_unix,
+                since: pb::typed::timestamp(since_unix),
+                ..Default::default()
             })
             .await?
             .into_inner())

@@ -365,11 +365,13 @@ impl AccessBook {
         } else {
             let d = parse_date(&req.until)?;
             if d < today() {
-                return Err(AccessError::Invalid("--until is in the past".into()));
+                return Err(AccessError::Invalid(
+                    "until is in the past (`--until` on the command line)".into(),
+                ));
             }
             if d > today() + Duration::days(3 * 366) {
                 return Err(AccessError::Invalid(
-                    "--until may be at most three years ahead".into(),
+                    "until may be at most three years ahead (`--until` on the command line)".into(),
                 ));
             }
             d
@@ -535,19 +537,21 @@ impl AccessBook {
             let d = parse_date(&req.until)?;
             if date_text(d) > r.until {
                 return Err(AccessError::Invalid(format!(
-                    "--until {} is later than requested ({}): an approval may only shorten",
+                    "until {} is later than requested ({}): an approval may only shorten (`--until` on the command line)",
                     date_text(d),
                     r.until
                 )));
             }
             if d < today() {
-                return Err(AccessError::Invalid("--until is in the past".into()));
+                return Err(AccessError::Invalid(
+                    "until is in the past (`--until` on the command line)".into(),
+                ));
             }
             date_text(d)
         };
         if req.masked_value_budget_per_day > MAX_MASKED_VALUE_BUDGET {
             return Err(AccessError::Invalid(format!(
-                "--masked-value-budget {} is too large; at most {MAX_MASKED_VALUE_BUDGET}",
+                "masked_value_budget_per_day {} is too large; at most {MAX_MASKED_VALUE_BUDGET} (`--masked-value-budget` on the command line)",
                 req.masked_value_budget_per_day
             )));
         }
@@ -582,11 +586,14 @@ impl AccessBook {
         let embargo_until = if req.embargo_until.trim().is_empty() {
             String::new()
         } else {
-            let d = parse_date(&req.embargo_until)
-                .map_err(|e| AccessError::Invalid(format!("--embargo-until: {e}")))?;
+            let d = parse_date(&req.embargo_until).map_err(|e| {
+                AccessError::Invalid(format!(
+                    "embargo_until: {e} (`--embargo-until` on the command line)"
+                ))
+            })?;
             if d < today() {
                 return Err(AccessError::Invalid(
-                    "--embargo-until is in the past".into(),
+                    "embargo_until is in the past (`--embargo-until` on the command line)".into(),
                 ));
             }
             date_text(d)
@@ -629,7 +636,7 @@ impl AccessBook {
         let reason = clean_text("reason", &req.reason, 1000, false)?;
         if reason.is_empty() {
             return Err(AccessError::Invalid(
-                "a refusal must give its reason (--reason)".into(),
+                "a refusal must give its reason (the request's `reason`; `--reason` on the command line)".into(),
             ));
         }
         let mut r = self.request_for_owner(owner, &req.request_id)?;
@@ -822,6 +829,7 @@ impl AccessBook {
             state: typed::request_state(&r.status).into(),
             created_at: typed::timestamp(r.created_unix),
             decided_at: typed::timestamp(r.decided_unix),
+            until_date: typed::date(&r.until),
         }
     }
 }
@@ -855,6 +863,8 @@ pub fn grant_message(g: &GrantRecord) -> pb::Grant {
         state: typed::grant_state(&g.status).into(),
         created_at: typed::timestamp(g.created_unix),
         revoked_at: typed::timestamp(g.revoked_unix),
+        until_date: typed::date(&g.until),
+        embargo_until_date: typed::date(&g.embargo_until),
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use exchange_audit::{Event, Record};
 use exchange_pki::{Identity, Role};
 use exchange_proto::v1 as pb;
+use exchange_proto::v1::typed::{settle_seconds, Timestamp};
 use exchange_transport::client::{connect, ClientOptions, ExpectedServer};
 use exchange_transport::require_role;
 use tonic::{Request, Response, Status};
@@ -16,6 +17,17 @@ use tonic::{Request, Response, Status};
 use crate::registry::MemberStatus;
 use crate::service::State;
 use crate::statistics::{in_window, Viewer};
+
+/// Settles a time window given as `since_unix`/`until_unix`, as `since`/
+/// `until` Timestamps, or both (they must then agree).
+fn settle_window(
+    since_unix: &mut i64,
+    until_unix: &mut i64,
+    (since, until): (Option<Timestamp>, Option<Timestamp>),
+) -> Result<(), Status> {
+    settle_seconds(since_unix, since.as_ref(), "since").map_err(crate::service::invalid)?;
+    settle_seconds(until_unix, until.as_ref(), "until").map_err(crate::service::invalid)
+}
 
 #[derive(Debug, Clone)]
 pub struct AuditService(pub Arc<State>);
@@ -261,6 +273,11 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<pb::AuditLogResponse>, Status> {
         let peer = require_role(&request, &[Role::Client, Role::Admin])?;
         let mut req = request.into_inner();
+        settle_window(
+            &mut req.since_unix,
+            &mut req.until_unix,
+            (req.since, req.until),
+        )?;
         let paging = crate::service::take_paging!(req);
         let bureau = peer.identity.role == Role::Admin;
         let me = peer.identity.member_id.clone();
@@ -416,7 +433,12 @@ impl pb::audit_server::Audit for AuditService {
         request: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::ReportResponse>, Status> {
         let peer = require_role(&request, &[Role::Client, Role::Admin])?;
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        settle_window(
+            &mut req.since_unix,
+            &mut req.until_unix,
+            (req.since, req.until),
+        )?;
         // A department sees statistics of its own queries and its own data.
         let me = peer.identity.member_id.clone();
         let viewer = match peer.identity.role {
@@ -448,7 +470,8 @@ impl pb::audit_server::Audit for AuditService {
         request: Request<pb::ReconcileRequest>,
     ) -> Result<Response<pb::ReconcileResponse>, Status> {
         require_role(&request, &[Role::Admin])?;
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        settle_window(&mut req.since_unix, &mut 0, (req.since, None))?;
         exchange_pki::validate_member_id(&req.node)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let since_ms = req.since_unix.saturating_mul(1000);

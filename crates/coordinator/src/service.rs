@@ -140,6 +140,11 @@ pub(crate) fn access_status(e: AccessError) -> Status {
     }
 }
 
+/// A malformed request field, with the `INVALID_REQUEST` reason.
+pub(crate) fn invalid(message: String) -> Status {
+    exchange_transport::refusal::Refusal::InvalidRequest.status(message)
+}
+
 fn role_arg(text: &str) -> Result<Role, Status> {
     Role::parse(text).map_err(|e| Status::invalid_argument(e.to_string()))
 }
@@ -641,7 +646,8 @@ impl pb::access_server::Access for AccessService {
         request: Request<pb::AccessRequest>,
     ) -> Result<Response<pb::AccessRequestRecord>, Status> {
         let peer = require_role(&request, &[Role::Client])?;
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        typed::settle_date(&mut req.until, req.until_date.as_ref(), "until").map_err(invalid)?;
         let dataset = self.dataset(&req.dataset)?;
         let state = self.0.clone();
         let (record, created) = blocking(move || {
@@ -698,7 +704,11 @@ impl pb::access_server::Access for AccessService {
         request: Request<pb::ApproveRequest>,
     ) -> Result<Response<pb::AccessRequestRecord>, Status> {
         let peer = require_role(&request, &[Role::Client])?;
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        typed::settle_date(&mut req.until, req.until_date.as_ref(), "until").map_err(invalid)?;
+        let embargo = req.embargo_until_date;
+        typed::settle_date(&mut req.embargo_until, embargo.as_ref(), "embargo_until")
+            .map_err(invalid)?;
         let record = self
             .0
             .access

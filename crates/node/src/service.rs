@@ -157,6 +157,11 @@ pub fn subject_accesses(
             if embargoed && !include_embargoed {
                 return;
             }
+            let embargo_until = if embargoed {
+                s.embargo_until
+            } else {
+                String::new()
+            };
             out.push(pb::SubjectAccess {
                 time_ms: r.time_ms,
                 time: exchange_proto::v1::typed::timestamp_ms(r.time_ms),
@@ -166,11 +171,8 @@ pub fn subject_accesses(
                 user: s.user,
                 purpose: s.purpose,
                 query_id: s.query_id,
-                embargo_until: if embargoed {
-                    s.embargo_until
-                } else {
-                    String::new()
-                },
+                embargo_until_date: exchange_proto::v1::typed::date(&embargo_until),
+                embargo_until,
             });
         }
     })?;

@@ -342,7 +342,7 @@ fn print_token(
 ) {
     exchange_cli::say!(
         "one-time {role} enrolment token for {member} (expires {}):",
-        output::unix_time(token.expires_unix)
+        output::time_of(token.expires_at)
     );
     exchange_cli::say!("  {}", token.token);
     exchange_cli::say!("CA fingerprint:");

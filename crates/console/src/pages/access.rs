@@ -21,7 +21,7 @@ pub async fn request(s: Session, Path((dept, local)): Path<(String, String)>, fo
             purpose: form.get("purpose").to_string(),
             basis: form.get("basis").to_string(),
             until: form.get("until").to_string(),
-            user: String::new(),
+            ..Default::default()
         })
         .await
         .map_err(|e| s.client_error(&e))?;

@@ -59,8 +59,8 @@ async fn log_rows(
         dataset: p.dataset.trim().to_string(),
         consumer: p.consumer.trim().to_string(),
         purpose: p.purpose.trim().to_string(),
-        since_unix: day_start(s, &p.since)?,
-        until_unix: until,
+        since: pb::typed::timestamp(day_start(s, &p.since)?),
+        until: pb::typed::timestamp(until),
         limit,
         // A department sees the use of its own data here; the bureau all.
         owner: if s.is_bureau() {

@@ -30,8 +30,9 @@ async fn fetch(s: &Session, p: &ReportParams, kind: &str) -> Result<pb::ReportRe
     s.client()
         .report(pb::ReportRequest {
             kind: kind.into(),
-            since_unix: day_start(s, &p.since)?,
-            until_unix: until,
+            since: pb::typed::timestamp(day_start(s, &p.since)?),
+            until: pb::typed::timestamp(until),
+            ..Default::default()
         })
         .await
         .map_err(|e| s.client_error(&e))

@@ -44,8 +44,8 @@ fn ask(fields: &[&str]) -> pb::AccessRequest {
         fields: fields.iter().map(|f| f.to_string()).collect(),
         purpose: "低保家庭财产核查".into(),
         basis: "《社会救助暂行办法》第十一条".into(),
-        until: String::new(),
         user: "王小明".into(),
+        ..Default::default()
     }
 }
 
@@ -139,8 +139,7 @@ fn the_owner_decides_and_may_only_narrow() {
             quota_rows_per_day: 10_000,
             until: until.into(),
             user: "李科长".into(),
-            embargo_until: String::new(),
-            masked_value_budget_per_day: 0,
+            ..Default::default()
         };
     // Only the owner.
     let err = b

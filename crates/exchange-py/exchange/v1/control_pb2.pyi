@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.type import date_pb2 as _date_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -483,23 +484,25 @@ class DescribeResponse(_message.Message):
     def __init__(self, member_id: _Optional[str] = ..., crl_number: _Optional[int] = ..., catalog_digest: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[Dataset, _Mapping]]] = ...) -> None: ...
 
 class AccessRequest(_message.Message):
-    __slots__ = ("dataset", "fields", "purpose", "basis", "until", "user")
+    __slots__ = ("dataset", "fields", "purpose", "basis", "until", "user", "until_date")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     BASIS_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_DATE_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     fields: _containers.RepeatedScalarFieldContainer[str]
     purpose: str
     basis: str
     until: str
     user: str
-    def __init__(self, dataset: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., basis: _Optional[str] = ..., until: _Optional[str] = ..., user: _Optional[str] = ...) -> None: ...
+    until_date: _date_pb2.Date
+    def __init__(self, dataset: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., basis: _Optional[str] = ..., until: _Optional[str] = ..., user: _Optional[str] = ..., until_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ...) -> None: ...
 
 class AccessRequestRecord(_message.Message):
-    __slots__ = ("id", "dataset", "owner", "consumer", "user", "fields", "purpose", "basis", "until", "status", "created_unix", "decided_unix", "decided_by", "reason", "grant_id", "overdue", "state", "created_at", "decided_at")
+    __slots__ = ("id", "dataset", "owner", "consumer", "user", "fields", "purpose", "basis", "until", "status", "created_unix", "decided_unix", "decided_by", "reason", "grant_id", "overdue", "state", "created_at", "decided_at", "until_date")
     ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -519,6 +522,7 @@ class AccessRequestRecord(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_DATE_FIELD_NUMBER: _ClassVar[int]
     id: str
     dataset: str
     owner: str
@@ -538,7 +542,8 @@ class AccessRequestRecord(_message.Message):
     state: RequestState
     created_at: _timestamp_pb2.Timestamp
     decided_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., owner: _Optional[str] = ..., consumer: _Optional[str] = ..., user: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., basis: _Optional[str] = ..., until: _Optional[str] = ..., status: _Optional[str] = ..., created_unix: _Optional[int] = ..., decided_unix: _Optional[int] = ..., decided_by: _Optional[str] = ..., reason: _Optional[str] = ..., grant_id: _Optional[str] = ..., overdue: _Optional[bool] = ..., state: _Optional[_Union[RequestState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    until_date: _date_pb2.Date
+    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., owner: _Optional[str] = ..., consumer: _Optional[str] = ..., user: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., basis: _Optional[str] = ..., until: _Optional[str] = ..., status: _Optional[str] = ..., created_unix: _Optional[int] = ..., decided_unix: _Optional[int] = ..., decided_by: _Optional[str] = ..., reason: _Optional[str] = ..., grant_id: _Optional[str] = ..., overdue: _Optional[bool] = ..., state: _Optional[_Union[RequestState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ...) -> None: ...
 
 class AccessRequestList(_message.Message):
     __slots__ = ("requests", "next_page_token")
@@ -565,7 +570,7 @@ class ListRequestsRequest(_message.Message):
     def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ApproveRequest(_message.Message):
-    __slots__ = ("request_id", "fields", "unmask", "row_filter", "quota_rows_per_day", "until", "user", "embargo_until", "masked_value_budget_per_day")
+    __slots__ = ("request_id", "fields", "unmask", "row_filter", "quota_rows_per_day", "until", "user", "embargo_until", "masked_value_budget_per_day", "until_date", "embargo_until_date")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     UNMASK_FIELD_NUMBER: _ClassVar[int]
@@ -575,6 +580,8 @@ class ApproveRequest(_message.Message):
     USER_FIELD_NUMBER: _ClassVar[int]
     EMBARGO_UNTIL_FIELD_NUMBER: _ClassVar[int]
     MASKED_VALUE_BUDGET_PER_DAY_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_DATE_FIELD_NUMBER: _ClassVar[int]
+    EMBARGO_UNTIL_DATE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     fields: _containers.RepeatedScalarFieldContainer[str]
     unmask: _containers.RepeatedScalarFieldContainer[str]
@@ -584,7 +591,9 @@ class ApproveRequest(_message.Message):
     user: str
     embargo_until: str
     masked_value_budget_per_day: int
-    def __init__(self, request_id: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., unmask: _Optional[_Iterable[str]] = ..., row_filter: _Optional[str] = ..., quota_rows_per_day: _Optional[int] = ..., until: _Optional[str] = ..., user: _Optional[str] = ..., embargo_until: _Optional[str] = ..., masked_value_budget_per_day: _Optional[int] = ...) -> None: ...
+    until_date: _date_pb2.Date
+    embargo_until_date: _date_pb2.Date
+    def __init__(self, request_id: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., unmask: _Optional[_Iterable[str]] = ..., row_filter: _Optional[str] = ..., quota_rows_per_day: _Optional[int] = ..., until: _Optional[str] = ..., user: _Optional[str] = ..., embargo_until: _Optional[str] = ..., masked_value_budget_per_day: _Optional[int] = ..., until_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ..., embargo_until_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ...) -> None: ...
 
 class RefuseRequest(_message.Message):
     __slots__ = ("request_id", "reason", "user")
@@ -607,7 +616,7 @@ class GrantField(_message.Message):
     def __init__(self, name: _Optional[str] = ..., mask: _Optional[str] = ..., key_type: _Optional[str] = ...) -> None: ...
 
 class Grant(_message.Message):
-    __slots__ = ("id", "dataset", "owner", "consumer", "fields", "row_filter", "purpose", "until", "quota_rows_per_day", "status", "request_id", "approved_by", "created_unix", "revoked_unix", "embargo_until", "masked_value_budget_per_day", "state", "created_at", "revoked_at")
+    __slots__ = ("id", "dataset", "owner", "consumer", "fields", "row_filter", "purpose", "until", "quota_rows_per_day", "status", "request_id", "approved_by", "created_unix", "revoked_unix", "embargo_until", "masked_value_budget_per_day", "state", "created_at", "revoked_at", "until_date", "embargo_until_date")
     ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -627,6 +636,8 @@ class Grant(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_DATE_FIELD_NUMBER: _ClassVar[int]
+    EMBARGO_UNTIL_DATE_FIELD_NUMBER: _ClassVar[int]
     id: str
     dataset: str
     owner: str
@@ -646,7 +657,9 @@ class Grant(_message.Message):
     state: GrantState
     created_at: _timestamp_pb2.Timestamp
     revoked_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., owner: _Optional[str] = ..., consumer: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[GrantField, _Mapping]]] = ..., row_filter: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., quota_rows_per_day: _Optional[int] = ..., status: _Optional[str] = ..., request_id: _Optional[str] = ..., approved_by: _Optional[str] = ..., created_unix: _Optional[int] = ..., revoked_unix: _Optional[int] = ..., embargo_until: _Optional[str] = ..., masked_value_budget_per_day: _Optional[int] = ..., state: _Optional[_Union[GrantState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    until_date: _date_pb2.Date
+    embargo_until_date: _date_pb2.Date
+    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., owner: _Optional[str] = ..., consumer: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[GrantField, _Mapping]]] = ..., row_filter: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., quota_rows_per_day: _Optional[int] = ..., status: _Optional[str] = ..., request_id: _Optional[str] = ..., approved_by: _Optional[str] = ..., created_unix: _Optional[int] = ..., revoked_unix: _Optional[int] = ..., embargo_until: _Optional[str] = ..., masked_value_budget_per_day: _Optional[int] = ..., state: _Optional[_Union[GrantState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ..., embargo_until_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ...) -> None: ...
 
 class ListGrantsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
@@ -673,7 +686,7 @@ class RevokeGrantRequest(_message.Message):
     def __init__(self, grant_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class AuditLogRequest(_message.Message):
-    __slots__ = ("dataset", "consumer", "purpose", "since_unix", "until_unix", "limit", "owner", "page_size", "page_token")
+    __slots__ = ("dataset", "consumer", "purpose", "since_unix", "until_unix", "limit", "owner", "page_size", "page_token", "since", "until")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
@@ -683,6 +696,8 @@ class AuditLogRequest(_message.Message):
     OWNER_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     consumer: str
     purpose: str
@@ -692,7 +707,9 @@ class AuditLogRequest(_message.Message):
     owner: str
     page_size: int
     page_token: str
-    def __init__(self, dataset: _Optional[str] = ..., consumer: _Optional[str] = ..., purpose: _Optional[str] = ..., since_unix: _Optional[int] = ..., until_unix: _Optional[int] = ..., limit: _Optional[int] = ..., owner: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    def __init__(self, dataset: _Optional[str] = ..., consumer: _Optional[str] = ..., purpose: _Optional[str] = ..., since_unix: _Optional[int] = ..., until_unix: _Optional[int] = ..., limit: _Optional[int] = ..., owner: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AuditQueryRow(_message.Message):
     __slots__ = ("time_ms", "query_id", "consumer", "user", "purpose", "dataset", "fields", "allowed", "rule", "reason", "rows", "duration_ms", "status", "grant_id", "filter_digest", "masked_values", "time")
@@ -753,7 +770,7 @@ class SubjectReportRequest(_message.Message):
     def __init__(self, key_type: _Optional[str] = ..., key: _Optional[str] = ..., include_embargoed: _Optional[bool] = ...) -> None: ...
 
 class SubjectAccess(_message.Message):
-    __slots__ = ("time_ms", "owner", "dataset", "consumer", "user", "purpose", "query_id", "embargo_until", "time")
+    __slots__ = ("time_ms", "owner", "dataset", "consumer", "user", "purpose", "query_id", "embargo_until", "time", "embargo_until_date")
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
@@ -763,6 +780,7 @@ class SubjectAccess(_message.Message):
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     EMBARGO_UNTIL_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    EMBARGO_UNTIL_DATE_FIELD_NUMBER: _ClassVar[int]
     time_ms: int
     owner: str
     dataset: str
@@ -772,7 +790,8 @@ class SubjectAccess(_message.Message):
     query_id: str
     embargo_until: str
     time: _timestamp_pb2.Timestamp
-    def __init__(self, time_ms: _Optional[int] = ..., owner: _Optional[str] = ..., dataset: _Optional[str] = ..., consumer: _Optional[str] = ..., user: _Optional[str] = ..., purpose: _Optional[str] = ..., query_id: _Optional[str] = ..., embargo_until: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    embargo_until_date: _date_pb2.Date
+    def __init__(self, time_ms: _Optional[int] = ..., owner: _Optional[str] = ..., dataset: _Optional[str] = ..., consumer: _Optional[str] = ..., user: _Optional[str] = ..., purpose: _Optional[str] = ..., query_id: _Optional[str] = ..., embargo_until: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., embargo_until_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ...) -> None: ...
 
 class DepartmentStatus(_message.Message):
     __slots__ = ("department", "status", "detail")
@@ -793,14 +812,18 @@ class SubjectReportResponse(_message.Message):
     def __init__(self, accesses: _Optional[_Iterable[_Union[SubjectAccess, _Mapping]]] = ..., departments: _Optional[_Iterable[_Union[DepartmentStatus, _Mapping]]] = ...) -> None: ...
 
 class ReportRequest(_message.Message):
-    __slots__ = ("kind", "since_unix", "until_unix")
+    __slots__ = ("kind", "since_unix", "until_unix", "since", "until")
     KIND_FIELD_NUMBER: _ClassVar[int]
     SINCE_UNIX_FIELD_NUMBER: _ClassVar[int]
     UNTIL_UNIX_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
     kind: str
     since_unix: int
     until_unix: int
-    def __init__(self, kind: _Optional[str] = ..., since_unix: _Optional[int] = ..., until_unix: _Optional[int] = ...) -> None: ...
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    def __init__(self, kind: _Optional[str] = ..., since_unix: _Optional[int] = ..., until_unix: _Optional[int] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ReportRow(_message.Message):
     __slots__ = ("cells", "values")
@@ -831,12 +854,14 @@ class ReportResponse(_message.Message):
     def __init__(self, columns: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[ReportRow, _Mapping]]] = ..., column_types: _Optional[_Iterable[_Union[ReportColumnType, str]]] = ...) -> None: ...
 
 class ReconcileRequest(_message.Message):
-    __slots__ = ("node", "since_unix")
+    __slots__ = ("node", "since_unix", "since")
     NODE_FIELD_NUMBER: _ClassVar[int]
     SINCE_UNIX_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
     node: str
     since_unix: int
-    def __init__(self, node: _Optional[str] = ..., since_unix: _Optional[int] = ...) -> None: ...
+    since: _timestamp_pb2.Timestamp
+    def __init__(self, node: _Optional[str] = ..., since_unix: _Optional[int] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Discrepancy(_message.Message):
     __slots__ = ("kind", "query_id", "detail", "time_ms", "time")

@@ -3,6 +3,7 @@
 use exchange_cli::output;
 use exchange_client::Client;
 use exchange_proto::v1 as pb;
+use exchange_proto::v1::typed;
 
 use super::Context;
 
@@ -78,6 +79,19 @@ pub async fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A `--until`-style date as the API's Date; empty gives none.
+fn cli_date(option: &str, text: &str) -> anyhow::Result<Option<typed::Date>> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    typed::date(text).map(Some).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{option} {:?} is not a date: use YYYY-MM-DD, for example 2027-12-31",
+            text.chars().take(40).collect::<String>()
+        )
+    })
+}
+
 async fn decide(client: &Client, command: Command, json: bool) -> anyhow::Result<String> {
     Ok(match command {
         Command::Request {
@@ -92,8 +106,8 @@ async fn decide(client: &Client, command: Command, json: bool) -> anyhow::Result
                 fields,
                 purpose,
                 basis,
-                until,
-                user: String::new(),
+                until_date: cli_date("--until", &until)?,
+                ..Default::default()
             };
             output::access_request(&client.request_access(request).await?, json)
         }
@@ -106,10 +120,10 @@ async fn decide(client: &Client, command: Command, json: bool) -> anyhow::Result
                 unmask: a.unmask,
                 row_filter: a.row_filter,
                 quota_rows_per_day: a.quota_rows_per_day,
-                until: a.until,
-                user: String::new(),
-                embargo_until: a.embargo_until,
+                until_date: cli_date("--until", &a.until)?,
+                embargo_until_date: cli_date("--embargo-until", &a.embargo_until)?,
                 masked_value_budget_per_day: a.masked_value_budget,
+                ..Default::default()
             };
             output::access_request(&client.approve(approval).await?, json)
         }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use exchange_proto::v1 as pb;
+use exchange_proto::v1::typed::Timestamp;
 
 use super::Context;
 
@@ -80,11 +81,12 @@ pub async fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
                 consumer: consumer.unwrap_or_default(),
                 owner: owner.unwrap_or_default(),
                 purpose: purpose.unwrap_or_default(),
-                since_unix: time_or_zero(since.as_deref())?,
-                until_unix: time_or_zero(until.as_deref())?,
+                since: timestamp_or_none(since.as_deref())?,
+                until: timestamp_or_none(until.as_deref())?,
                 limit,
                 page_size: page_size.unwrap_or(0),
                 page_token: page_token.unwrap_or_default(),
+                ..Default::default()
             };
             let log = ctx.client().await?.audit_log(request.clone()).await?;
             exchange_cli::say!("{}", exchange_cli::audit::log(&log, ctx.json));
@@ -119,11 +121,12 @@ pub async fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
 }
 
 /// `--since`/`--until` as Unix seconds; absent is 0, no bound.
-pub fn time_or_zero(text: Option<&str>) -> anyhow::Result<i64> {
+/// A `--since`/`--until` value as the Timestamp the API takes.
+pub fn timestamp_or_none(text: Option<&str>) -> anyhow::Result<Option<Timestamp>> {
     Ok(text
         .map(exchange_cli::audit::parse_time)
         .transpose()?
-        .unwrap_or(0))
+        .and_then(exchange_proto::v1::typed::timestamp))
 }
 
 fn verify(ctx: &Context, path: PathBuf, ca: Option<PathBuf>) -> anyhow::Result<()> {

@@ -2,7 +2,7 @@
 
 use exchange_proto::v1 as pb;
 
-use super::audit::time_or_zero;
+use super::audit::timestamp_or_none;
 use super::Context;
 
 #[derive(clap::Args, Debug)]
@@ -22,8 +22,9 @@ pub struct Args {
 pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let request = pb::ReportRequest {
         kind: args.kind,
-        since_unix: time_or_zero(args.since.as_deref())?,
-        until_unix: time_or_zero(args.until.as_deref())?,
+        since: timestamp_or_none(args.since.as_deref())?,
+        until: timestamp_or_none(args.until.as_deref())?,
+        ..Default::default()
     };
     let client = ctx.client().await?;
     let format = if ctx.json {
