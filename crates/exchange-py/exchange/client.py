@@ -46,15 +46,24 @@ class ExchangeError(Exception):
         self.reason = reason
 
 
+def _reason_in(status_details: bytes) -> str | None:
+    """The ``ErrorInfo.reason`` in an encoded ``google.rpc.Status``, if any."""
+    try:
+        details = status_pb2.Status.FromString(status_details).details
+    except Exception:  # noqa: BLE001 - not a Status: no reason to give
+        return None
+    for detail in details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason
+    return None
+
+
 def _reason(e: grpc.RpcError) -> str | None:
     """The ``ErrorInfo.reason`` in a status's details, if any."""
     for key, value in e.trailing_metadata() or ():
-        if key != "grpc-status-details-bin":
-            continue
-        for detail in status_pb2.Status.FromString(value).details:
-            info = error_details_pb2.ErrorInfo()
-            if detail.Unpack(info):
-                return info.reason
+        if key == "grpc-status-details-bin":
+            return _reason_in(value)
     return None
 
 
@@ -76,7 +85,9 @@ def _error(e: Exception) -> ExchangeError:
     if "with message: " in text:
         text = text.split("with message: ", 1)[1]
     text = text.split(". gRPC client debug context")[0].split(". Detail:")[0]
-    return ExchangeError(kind, text.strip())
+    # Arrow's Flight client keeps the status details trailer as extra_info.
+    extra = getattr(e, "extra_info", None)
+    return ExchangeError(kind, text.strip(), _reason_in(extra) if extra else None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -68,13 +68,13 @@ def test_query_returns_masked_typed_rows(ex, job):
 def test_query_refusals_name_what_is_wrong(ex, job):
     with pytest.raises(exchange.ExchangeError) as e:
         ex.query(job["ungranted"], purpose=PURPOSE)
-    assert "grant" in e.value.message
+    assert "grant" in e.value.message and e.value.reason == "GRANT_MISSING"
     with pytest.raises(exchange.ExchangeError) as e:
         ex.query("real-estate/leases", purpose=" ")
     assert "purpose" in e.value.message
     with pytest.raises(exchange.ExchangeError) as e:
         ex.query("real-estate/leases", purpose=PURPOSE, fields=["landlord_id"])
-    assert "landlord_id" in e.value.message
+    assert "landlord_id" in e.value.message and e.value.reason == "FIELD_NOT_GRANTED", e.value.reason
 
 
 def test_lookup_across_departments(ex, job):

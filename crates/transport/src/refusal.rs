@@ -74,9 +74,26 @@ impl Refusal {
             ERROR_DOMAIN,
             std::collections::HashMap::new(),
         );
-        Status::with_error_details(self.code(), message, details)
+        let mut status = Status::with_error_details(self.code(), message, details);
+        if self.code() == Code::PermissionDenied {
+            // Arrow Flight's C++ client (pyarrow, ADBC) hands the status
+            // details to its caller (`FlightError.extra_info`) only beside
+            // Arrow's own status trailer. 5 is Arrow's IOError, the status
+            // it already makes of PERMISSION_DENIED, so nothing else about
+            // the error changes. Other codes are left alone: with details
+            // attached Arrow would raise them as internal errors.
+            status.metadata_mut().insert(
+                ARROW_STATUS_TRAILER,
+                ARROW_IO_ERROR.parse().expect("ASCII digit"),
+            );
+        }
+        status
     }
 }
+
+/// The trailer in which Arrow Flight servers send an Arrow status code.
+const ARROW_STATUS_TRAILER: &str = "x-arrow-status";
+const ARROW_IO_ERROR: &str = "5";
 
 /// The `ErrorInfo.reason` a status carries, if any.
 pub fn reason_of(status: &Status) -> Option<String> {
@@ -101,5 +118,12 @@ mod tests {
         assert_eq!(reason_of(&received).as_deref(), Some("GRANT_MISSING"));
         assert_eq!(received.message(), "no grant on tax/taxpayers");
         assert_eq!(reason_of(&Status::internal("x")), None);
+        // Arrow Flight clients read the details beside Arrow's status code,
+        // sent only where it changes nothing else about the error.
+        assert_eq!(headers.get(ARROW_STATUS_TRAILER).unwrap(), ARROW_IO_ERROR);
+        let mut headers = http::HeaderMap::new();
+        let invalid = Refusal::PurposeRequired.status("purpose");
+        invalid.add_header(&mut headers).unwrap();
+        assert!(headers.get(ARROW_STATUS_TRAILER).is_none());
     }
 }
