@@ -349,7 +349,11 @@ impl pb::audit_server::Audit for AuditService {
                     )));
                 }
             }
-            _ => return Err(Status::invalid_argument("give --person-id or --org-code")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "key_type must be person_id or org_code (`--person-id` or `--org-code` on the command line)",
+                ))
+            }
         }
         let subject = exchange_policy::ids::mask_subject(&key);
         self.0

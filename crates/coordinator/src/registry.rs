@@ -202,7 +202,7 @@ impl Registry {
             display_name,
             TextRule::required_line(
                 100,
-                "give the department's name, e.g. --name \"车辆管理所\"",
+                "give the department's name in display_name, e.g. \"车辆管理所\" (`--name` on the command line)",
             ),
         )
         .map_err(RegistryError::BadText)?;

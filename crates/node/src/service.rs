@@ -92,7 +92,7 @@ impl pb::node_server::Node for NodeService {
         .map_err(|e| Status::internal(format!("reading the audit log: {e}")))?;
         if records.1 {
             return Err(Status::resource_exhausted(format!(
-                "more than {MAX_AUDIT_RECORDS} query records since that time: reconcile a shorter period (--since)"
+                "more than {MAX_AUDIT_RECORDS} query records since that time: reconcile a shorter period (a later `since`; `--since` on the command line)"
             )));
         }
         Ok(Response::new(pb::NodeAuditResponse {
