@@ -15,4 +15,5 @@ mod query;
 mod reads;
 mod scenarios;
 mod sources;
+mod state_postgres;
 mod typed_api;

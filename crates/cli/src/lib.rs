@@ -9,6 +9,7 @@ pub mod audit;
 pub mod batch;
 pub mod logging;
 pub mod output;
+pub mod state;
 
 /// Prints a line to standard output with every control, invisible and
 /// direction-changing character spelled `\uXXXX`

@@ -1541,3 +1541,6 @@ fn a_second_demo_stops_before_it_wipes_the_running_one() {
 
 #[path = "support/printed_commands.rs"]
 mod printed_commands;
+
+#[path = "support/state_commands.rs"]
+mod state_commands;

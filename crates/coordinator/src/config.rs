@@ -41,6 +41,12 @@ pub struct CoordinatorConfig {
     /// `registered_address = "market-regulation/companies"` under `[authoritative]`.
     /// Conflict reports name it.
     pub authoritative: std::collections::BTreeMap<String, String>,
+    /// The state engine: `"sled"` (default: embedded, under
+    /// `<data_dir>/state`) or a PostgreSQL URL,
+    /// `"postgres://user:password@host:5432/exchange"`.
+    pub state: String,
+    /// Connections to PostgreSQL kept open. Default 8.
+    pub state_pool_size: u32,
 }
 
 impl Default for CoordinatorConfig {
@@ -60,6 +66,8 @@ impl Default for CoordinatorConfig {
             console_listen: None,
             metrics_listen: None,
             authoritative: Default::default(),
+            state: "sled".into(),
+            state_pool_size: 8,
         }
     }
 }
@@ -99,6 +107,23 @@ impl CoordinatorConfig {
         self.data_dir.join("state")
     }
 
+    /// The PostgreSQL settings when `state` names a database.
+    pub fn postgres_state(&self) -> Option<exchange_storage::postgres::PgSettings> {
+        is_postgres_url(&self.state).then(|| exchange_storage::postgres::PgSettings {
+            pool_size: self.state_pool_size,
+            ..exchange_storage::postgres::PgSettings::new(&self.state)
+        })
+    }
+
+    /// Opens the configured state store. On PostgreSQL, pending schema
+    /// migrations run (a newer schema is refused).
+    pub fn open_state(&self) -> Result<exchange_storage::Db, exchange_storage::StorageError> {
+        match self.postgres_state() {
+            Some(settings) => exchange_storage::Db::open_postgres(&settings, true),
+            None => exchange_storage::Db::open(&self.state_dir()),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.heartbeat_interval_secs == 0 || self.heartbeat_interval_secs > 3600 {
             return Err(
@@ -116,8 +141,21 @@ impl CoordinatorConfig {
             return Err("certificate_validity_days must be 1 to 3650".into());
         }
         self.audit.validate()?;
+        if self.state != "sled" && !is_postgres_url(&self.state) {
+            return Err(format!(
+                "state must be \"sled\" or a PostgreSQL URL such as \"postgres://exchange@127.0.0.1:5432/exchange\", not {:?}",
+                exchange_storage::postgres::redacted(&self.state)
+            ));
+        }
+        if !(1..=256).contains(&self.state_pool_size) {
+            return Err("state_pool_size must be 1 to 256 (fix: state_pool_size = 8)".into());
+        }
         Ok(())
     }
+}
+
+fn is_postgres_url(state: &str) -> bool {
+    state.starts_with("postgres://") || state.starts_with("postgresql://")
 }
 
 #[cfg(test)]

@@ -42,7 +42,6 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use exchange_pki::{files, CertificateAuthority, Identity, Role};
 use exchange_proto::v1 as pb;
-use exchange_storage::Db;
 use exchange_transport::limits::{BodyLimitLayer, ListenerLimits};
 use exchange_transport::{server, Revocations, TlsIdentity};
 use tokio::sync::watch;
@@ -175,7 +174,7 @@ pub fn write_dev_pki(
 ) -> anyhow::Result<(InitReport, Vec<DevMember>)> {
     let report = init(&config.pki_dir(), server_names)?;
     let ca = Arc::new(load_ca(&config.pki_dir())?);
-    let db = Db::open(&config.state_dir())?;
+    let db = config.open_state()?;
     let registry = Registry::open(&db, ca.clone(), RegistryPolicy::default())?;
     files::write_public(&out.join("ca.crt"), ca.cert_pem())?;
     let mut written = Vec::new();
@@ -408,7 +407,7 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
             pki.display()
         );
     }
-    let db = Db::open(&config.state_dir())?;
+    let db = config.open_state()?;
     let policy = RegistryPolicy {
         default_token_ttl: time::Duration::seconds(config.token_ttl_secs as i64),
         certificate_validity: time::Duration::days(config.certificate_validity_days as i64),

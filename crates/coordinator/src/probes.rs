@@ -164,7 +164,7 @@ impl ProbeLedger {
             return Ok(());
         }
         let name = format!("probes-{day}");
-        for old in self.db.tree_names() {
+        for old in self.db.tree_names()? {
             if old.starts_with("probes-") && old != name {
                 self.db.drop_tree(&old)?;
             }
@@ -251,7 +251,11 @@ mod tests {
                 .unwrap(),
             Ok(1)
         );
-        assert!(!db.tree_names().iter().any(|n| n == "probes-2026-11-30"));
+        assert!(!db
+            .tree_names()
+            .unwrap()
+            .iter()
+            .any(|n| n == "probes-2026-11-30"));
     }
 
     #[test]

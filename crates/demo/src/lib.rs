@@ -46,6 +46,8 @@ pub struct ClusterBuilder {
     /// member -> audit directory of that member's node (default: under its data dir).
     audit_dirs: BTreeMap<String, PathBuf>,
     audit_fsync: bool,
+    /// The coordinator's state engine (`sled` or a PostgreSQL URL).
+    state: String,
 }
 
 impl Default for ClusterBuilder {
@@ -66,6 +68,7 @@ impl Default for ClusterBuilder {
             vetoes: BTreeMap::new(),
             audit_dirs: BTreeMap::new(),
             audit_fsync: true,
+            state: "sled".into(),
         }
     }
 }
@@ -182,6 +185,13 @@ impl ClusterBuilder {
     }
 
     /// Whether to enrol an analyst client certificate for every member (default yes).
+    /// The coordinator's state engine: `sled` (the default) or a
+    /// PostgreSQL URL.
+    pub fn state(mut self, state: &str) -> ClusterBuilder {
+        self.state = state.to_string();
+        self
+    }
+
     pub fn analysts(mut self, yes: bool) -> ClusterBuilder {
         self.analysts = yes;
         self
@@ -214,6 +224,7 @@ impl ClusterBuilder {
                 ..Default::default()
             },
             authoritative: self.authoritative.clone(),
+            state: self.state.clone(),
             ..CoordinatorConfig::default()
         };
         let init = exchange_coordinator::init(

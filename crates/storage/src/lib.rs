@@ -1,11 +1,14 @@
 //! Durable state for the coordinator and the nodes.
 //!
-//! This is the only crate that touches sled (architecture invariant). It
-//! offers a small typed interface, [`Db`], [`Tree`] and [`Batch`], with values
-//! stored as JSON so that state stays inspectable and the engine can be
-//! swapped without touching callers.
+//! This is the only crate that touches a state engine (architecture
+//! invariant): sled, embedded, the default; or PostgreSQL
+//! ([`postgres`]), which several coordinators can share. It offers a small
+//! typed interface, [`Db`], [`Tree`] and [`Batch`], with values stored as
+//! JSON so that state stays inspectable and the engine can be swapped
+//! without touching callers. [`transfer`] moves a whole store between
+//! engines.
 //!
-//! **Every write is durable when it returns.** `insert`, `remove`,
+//! **Every write is durable when it returns.** On sled, `insert`, `remove`,
 //! `update` and `apply` flush sled's log to disk (`fsync`) before they
 //! return, so a change the caller acknowledges survives a kill -9 the
 //! moment after (sled alone flushes every 500 ms, and lost grants,
@@ -13,12 +16,18 @@
 //! Concurrent writers share flushes where sled allows. The exceptions are
 //! [`Tree::update_relaxed`] and [`Tree::insert_relaxed`], for counters on
 //! the query path whose callers say why a crash may forget their last
-//! 500 ms.
+//! 500 ms. On PostgreSQL every write returns after its commit.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+pub mod postgres;
+pub mod transfer;
+
+use postgres::{PgSettings, PgStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -26,6 +35,8 @@ pub enum StorageError {
     Open { path: String, source: sled::Error },
     #[error("state store failure: {0}")]
     Engine(#[from] sled::Error),
+    #[error("state database {url}: {message}")]
+    Postgres { url: String, message: String },
     #[error("corrupt record in tree {tree} at key {key:?}: {source}")]
     Decode {
         tree: String,
@@ -34,6 +45,8 @@ pub enum StorageError {
     },
     #[error("could not encode a record: {0}")]
     Encode(serde_json::Error),
+    #[error("{0}")]
+    Transfer(String),
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -41,20 +54,32 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// How long [`Db::open`] waits for a lock held by a store that is closing.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// sled's own default tree, which holds nothing of ours.
+const SLED_DEFAULT_TREE: &str = "__sled__default";
+
+#[derive(Clone)]
+enum Engine {
+    Sled(sled::Db),
+    Postgres(Arc<PgStore>),
+}
+
 /// An open state store.
 #[derive(Clone)]
 pub struct Db {
-    inner: sled::Db,
+    engine: Engine,
 }
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Db(..)")
+        match &self.engine {
+            Engine::Sled(_) => f.write_str("Db(sled)"),
+            Engine::Postgres(store) => write!(f, "Db({store:?})"),
+        }
     }
 }
 
 impl Db {
-    /// Opens the store at `path`, waiting up to [`LOCK_WAIT`] for a file
+    /// Opens the sled store at `path`, waiting up to [`LOCK_WAIT`] for a file
     /// lock that a store closed a moment ago in this process still holds:
     /// sled's background threads release it shortly after the last handle
     /// drops, so a component restarted in place would otherwise fail. A
@@ -66,7 +91,7 @@ impl Db {
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
             match config.open() {
-                Ok(inner) => return Ok(Db { inner }),
+                Ok(inner) => return Ok(Db::sled(inner)),
                 Err(sled::Error::Io(e))
                     if e.to_string().contains("could not acquire lock")
                         && std::time::Instant::now() < deadline =>
@@ -83,55 +108,100 @@ impl Db {
         }
     }
 
+    /// Opens the PostgreSQL store `settings` names. Its schema must be at
+    /// this build's version, or older with `migrate` (the migrations then
+    /// run); a newer schema is refused.
+    pub fn open_postgres(settings: &PgSettings, migrate: bool) -> Result<Db> {
+        Ok(Db {
+            engine: Engine::Postgres(Arc::new(PgStore::open(settings, migrate)?)),
+        })
+    }
+
+    fn sled(inner: sled::Db) -> Db {
+        Db {
+            engine: Engine::Sled(inner),
+        }
+    }
+
     /// A throw-away store for tests and benchmarks.
     pub fn temporary() -> Result<Db> {
-        Ok(Db {
-            inner: sled::Config::new().temporary(true).open()?,
-        })
+        Ok(Db::sled(sled::Config::new().temporary(true).open()?))
+    }
+
+    /// Which engine holds this store: `sled` or `postgres`.
+    pub fn engine_name(&self) -> &'static str {
+        match self.engine {
+            Engine::Sled(_) => "sled",
+            Engine::Postgres(_) => "postgres",
+        }
     }
 
     pub fn tree(&self, name: &str) -> Result<Tree> {
+        let inner = match &self.engine {
+            Engine::Sled(db) => TreeEngine::Sled(db.open_tree(name)?),
+            Engine::Postgres(store) => TreeEngine::Postgres(store.clone()),
+        };
         Ok(Tree {
             name: name.to_string(),
-            inner: self.inner.open_tree(name)?,
+            inner,
         })
     }
 
-    /// The names of the trees in the store (sled's own default tree
-    /// included).
-    pub fn tree_names(&self) -> Vec<String> {
-        self.inner
-            .tree_names()
-            .iter()
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .collect()
+    /// The names of the trees that hold anything of ours.
+    pub fn tree_names(&self) -> Result<Vec<String>> {
+        Ok(match &self.engine {
+            Engine::Sled(db) => db
+                .tree_names()
+                .iter()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .filter(|n| n != SLED_DEFAULT_TREE)
+                .collect(),
+            Engine::Postgres(store) => store.tree_names()?,
+        })
     }
 
     /// Removes a tree and everything in it; returns whether it existed.
     pub fn drop_tree(&self, name: &str) -> Result<bool> {
-        let dropped = self.inner.drop_tree(name.as_bytes())?;
-        self.inner.flush()?;
-        Ok(dropped)
+        match &self.engine {
+            Engine::Sled(db) => {
+                let dropped = db.drop_tree(name.as_bytes())?;
+                db.flush()?;
+                Ok(dropped)
+            }
+            Engine::Postgres(store) => store.drop_tree(name),
+        }
     }
 
     /// Waits until everything written so far is on disk.
     pub fn flush(&self) -> Result<()> {
-        self.inner.flush()?;
+        if let Engine::Sled(db) = &self.engine {
+            db.flush()?;
+        }
         Ok(())
     }
+}
+
+#[derive(Clone)]
+enum TreeEngine {
+    Sled(sled::Tree),
+    Postgres(Arc<PgStore>),
 }
 
 /// A named keyspace holding JSON values.
 #[derive(Clone)]
 pub struct Tree {
     name: String,
-    inner: sled::Tree,
+    inner: TreeEngine,
 }
 
 impl std::fmt::Debug for Tree {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Tree({})", self.name)
     }
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(StorageError::Encode)
 }
 
 impl Tree {
@@ -144,30 +214,38 @@ impl Tree {
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        match self.inner.get(key.as_bytes())? {
-            Some(bytes) => Ok(Some(self.decode(key.as_bytes(), &bytes)?)),
-            None => Ok(None),
-        }
+        let bytes = match &self.inner {
+            TreeEngine::Sled(t) => t.get(key.as_bytes())?.map(|b| b.to_vec()),
+            TreeEngine::Postgres(store) => store.get(&self.name, key)?,
+        };
+        bytes.map(|b| self.decode(key.as_bytes(), &b)).transpose()
     }
 
     /// Stores `value` under `key`, durably.
     pub fn insert<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
-        let bytes = serde_json::to_vec(value).map_err(StorageError::Encode)?;
-        self.inner.insert(key.as_bytes(), bytes)?;
+        self.insert_relaxed(key, value)?;
         self.sync()
     }
 
     /// [`Self::insert`] without waiting for the disk (see
     /// [`Self::update_relaxed`] for when that is acceptable).
     pub fn insert_relaxed<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
-        let bytes = serde_json::to_vec(value).map_err(StorageError::Encode)?;
-        self.inner.insert(key.as_bytes(), bytes)?;
+        let bytes = encode(value)?;
+        match &self.inner {
+            TreeEngine::Sled(t) => {
+                t.insert(key.as_bytes(), bytes)?;
+            }
+            TreeEngine::Postgres(store) => store.put(&self.name, key, bytes)?,
+        }
         Ok(())
     }
 
     /// Removes `key`, durably; returns whether it was there.
     pub fn remove(&self, key: &str) -> Result<bool> {
-        let removed = self.inner.remove(key.as_bytes())?.is_some();
+        let removed = match &self.inner {
+            TreeEngine::Sled(t) => t.remove(key.as_bytes())?.is_some(),
+            TreeEngine::Postgres(store) => store.remove(&self.name, key)?,
+        };
         self.sync()?;
         Ok(removed)
     }
@@ -195,22 +273,29 @@ impl Tree {
         F: FnMut(Option<T>) -> Option<T>,
     {
         loop {
-            let old_bytes = self.inner.get(key.as_bytes())?;
+            let (old_bytes, version) = match &self.inner {
+                TreeEngine::Sled(t) => (t.get(key.as_bytes())?.map(|b| b.to_vec()), None),
+                TreeEngine::Postgres(store) => match store.get_versioned(&self.name, key)? {
+                    Some((bytes, version)) => (Some(bytes), Some(version)),
+                    None => (None, None),
+                },
+            };
             let old: Option<T> = match &old_bytes {
                 Some(b) => Some(self.decode(key.as_bytes(), b)?),
                 None => None,
             };
             let new = f(old);
-            let new_bytes = match &new {
-                Some(v) => Some(serde_json::to_vec(v).map_err(StorageError::Encode)?),
-                None => None,
+            let new_bytes = new.as_ref().map(encode).transpose()?;
+            let swapped = match &self.inner {
+                TreeEngine::Sled(t) => t
+                    .compare_and_swap(key.as_bytes(), old_bytes, new_bytes)?
+                    .is_ok(),
+                TreeEngine::Postgres(store) => {
+                    store.compare_and_swap(&self.name, key, version, new_bytes)?
+                }
             };
-            match self
-                .inner
-                .compare_and_swap(key.as_bytes(), old_bytes, new_bytes)?
-            {
-                Ok(()) => return Ok(new),
-                Err(_) => continue,
+            if swapped {
+                return Ok(new);
             }
         }
     }
@@ -221,69 +306,105 @@ impl Tree {
     }
 
     pub fn scan_prefix<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>> {
-        let mut out = Vec::new();
-        for item in self.inner.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = item?;
-            out.push(self.decode(&k, &v)?);
+        self.raw_prefix(prefix)?
+            .iter()
+            .map(|(k, v)| self.decode(k.as_bytes(), v))
+            .collect()
+    }
+
+    /// Keys and encoded values under `prefix`, in key order.
+    fn raw_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        match &self.inner {
+            TreeEngine::Sled(t) => t
+                .scan_prefix(prefix.as_bytes())
+                .map(|item| {
+                    let (k, v) = item?;
+                    Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+                })
+                .collect(),
+            TreeEngine::Postgres(store) => store.scan_prefix(&self.name, prefix),
         }
-        Ok(out)
     }
 
     /// All keys and values in key order.
     pub fn entries<T: DeserializeOwned>(&self) -> Result<Vec<(String, T)>> {
-        let mut out = Vec::new();
-        for item in self.inner.iter() {
-            let (k, v) = item?;
-            out.push((
-                String::from_utf8_lossy(&k).into_owned(),
-                self.decode(&k, &v)?,
-            ));
-        }
-        Ok(out)
+        self.raw_prefix("")?
+            .into_iter()
+            .map(|(k, v)| {
+                let value = self.decode(k.as_bytes(), &v)?;
+                Ok((k, value))
+            })
+            .collect()
     }
 
+    /// How many keys the tree holds (0 when the engine cannot be asked).
     pub fn len(&self) -> usize {
-        self.inner.len()
+        match &self.inner {
+            TreeEngine::Sled(t) => t.len(),
+            TreeEngine::Postgres(store) => store.len(&self.name).unwrap_or(0),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
+        self.len() == 0
     }
 
     /// Applies a batch atomically and durably.
     pub fn apply(&self, batch: Batch) -> Result<()> {
-        self.inner.apply_batch(batch.inner)?;
+        match &self.inner {
+            TreeEngine::Sled(t) => {
+                let mut sled_batch = sled::Batch::default();
+                for (key, value) in batch.ops {
+                    match value {
+                        Some(v) => sled_batch.insert(key.as_bytes(), v),
+                        None => sled_batch.remove(key.as_bytes()),
+                    }
+                }
+                t.apply_batch(sled_batch)?;
+            }
+            TreeEngine::Postgres(store) => store.apply(&self.name, batch.ops)?,
+        }
         self.sync()
     }
 
-    /// Waits until every write so far, this tree's and others', is on disk.
+    /// Waits until every write so far, this tree's and others', is on disk
+    /// (PostgreSQL's writes already are when they return).
     fn sync(&self) -> Result<()> {
-        self.inner.flush()?;
+        if let TreeEngine::Sled(t) = &self.inner {
+            t.flush()?;
+        }
         Ok(())
     }
 }
 
-/// Writes applied to one tree atomically.
+/// Writes applied to one tree atomically, in order.
 #[derive(Default)]
 pub struct Batch {
-    inner: sled::Batch,
+    ops: Vec<(String, Option<Vec<u8>>)>,
 }
 
 impl std::fmt::Debug for Batch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Batch(..)")
+        write!(f, "Batch({} writes)", self.ops.len())
     }
 }
 
 impl Batch {
     pub fn insert<T: Serialize>(&mut self, key: &str, value: &T) -> Result<()> {
-        let bytes = serde_json::to_vec(value).map_err(StorageError::Encode)?;
-        self.inner.insert(key.as_bytes(), bytes);
+        self.ops.push((key.to_string(), Some(encode(value)?)));
         Ok(())
     }
 
     pub fn remove(&mut self, key: &str) {
-        self.inner.remove(key.as_bytes());
+        self.ops.push((key.to_string(), None));
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
     }
 }
 

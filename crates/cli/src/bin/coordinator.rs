@@ -32,6 +32,9 @@ struct Cli {
     /// Key material directory (default <data-dir>/pki).
     #[arg(long, global = true, env = "EXCHANGE_COORDINATOR_PKI_DIR")]
     pki_dir: Option<PathBuf>,
+    /// State engine: sled (embedded, the default) or a PostgreSQL URL (postgres://user:password@host:5432/db). Overrides `state` in the config.
+    #[arg(long, global = true, env = "EXCHANGE_COORDINATOR_STATE")]
+    state: Option<String>,
     #[arg(
         long,
         global = true,
@@ -80,6 +83,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The state store: schema migrations, and moving a federation between sled and PostgreSQL (with the coordinator stopped).
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
     /// Write a complete development PKI for demos and tests, without a running coordinator.
     DevPki {
         /// Where member certificates go.
@@ -88,6 +96,26 @@ enum Command {
         /// Members as id=display name (repeat). Default: the nine demo departments.
         #[arg(long = "member")]
         members: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StateCommand {
+    /// Bring a PostgreSQL state database to this coordinator's schema version (serve also does this at start).
+    Migrate {
+        /// Show the pending migrations and their SQL without applying them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write every member, token, certificate serial, catalog, request, grant, dispute and quota counter to a file.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Read an export into the configured state store, which must be empty (for example: export from sled, set state to PostgreSQL, import).
+    Import {
+        #[arg(long)]
+        from: PathBuf,
     },
 }
 
@@ -148,6 +176,12 @@ fn config(cli: &Cli) -> anyhow::Result<CoordinatorConfig> {
     }
     if let Some(p) = &cli.pki_dir {
         config.pki_dir = Some(p.clone());
+    }
+    if let Some(state) = &cli.state {
+        config.state = state.clone();
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--state: {e}"))?;
     }
     Ok(config)
 }
@@ -238,6 +272,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !response.discrepancies.is_empty() {
                 std::process::exit(1);
             }
+        }
+        Command::State { command } => {
+            let text = match command {
+                StateCommand::Migrate { dry_run } => {
+                    exchange_cli::state::migrate(&config, dry_run)?
+                }
+                StateCommand::Export { out } => exchange_cli::state::export(&config, &out)?,
+                StateCommand::Import { from } => exchange_cli::state::import(&config, &from)?,
+            };
+            exchange_cli::say!("{text}");
         }
         Command::DevPki { out, members } => {
             let parsed: Vec<(String, String)> = if members.is_empty() {

@@ -1,0 +1,485 @@
+//! The PostgreSQL engine behind [`crate::Db`]: every tree's keys and JSON
+//! values in one table, `exchange_state (tree, key, value, version)`, so
+//! several coordinators can share one database.
+//!
+//! The store's interface is synchronous (its callers run on blocking
+//! threads, or briefly on the runtime, as with sled's `fsync`). Each call
+//! is therefore handed to a small runtime of this store's own and waited on
+//! over a channel, which is safe from any thread, async or not.
+//!
+//! A write returns once PostgreSQL has committed it, which (with the
+//! server's default `synchronous_commit = on`) means it is on disk.
+//! `update` is a compare-and-swap on the row's `version`, retried while
+//! another writer, on this process or another replica, got there first.
+
+use std::future::Future;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Row;
+
+use crate::{Result, StorageError};
+
+/// The schema versions this build knows, oldest first: each one's number,
+/// what it changes, and its SQL. A database at a higher version than the
+/// last one here was written by a newer coordinator; it is refused.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description:
+        "exchange_state: every tree's keys and JSON values, with a row version for compare-and-swap",
+    sql: "CREATE TABLE exchange_state (
+            tree text NOT NULL,
+            key text COLLATE \"C\" NOT NULL,
+            value bytea NOT NULL,
+            version bigint NOT NULL DEFAULT 1,
+            PRIMARY KEY (tree, key)
+        )",
+}];
+
+/// One schema change.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i32,
+    pub description: &'static str,
+    pub sql: &'static str,
+}
+
+/// Where the schema of a database stands against this build.
+#[derive(Debug, Clone)]
+pub struct SchemaStatus {
+    /// The version the database is at (0: never migrated).
+    pub current: i32,
+    /// The migrations that would bring it to this build's version.
+    pub pending: Vec<Migration>,
+}
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    /// `postgres://user:password@host:port/database`.
+    pub url: String,
+    /// Connections kept open. Default 8.
+    pub pool_size: u32,
+    /// How long a call waits for a connection before it fails. Default 5 s.
+    pub connect_timeout: Duration,
+}
+
+impl PgSettings {
+    pub fn new(url: &str) -> PgSettings {
+        PgSettings {
+            url: url.to_string(),
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A connection pool on a runtime of its own.
+pub(crate) struct PgStore {
+    pool: PgPool,
+    /// Always `Some` until dropped; taken out by `Drop`, which cannot wait
+    /// for the runtime's threads when the store is dropped on an async task.
+    runtime: Option<tokio::runtime::Runtime>,
+    /// The URL without its password, for messages.
+    shown: String,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgStore({})", self.shown)
+    }
+}
+
+/// A URL with any password replaced by `***`, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(not a postgres:// URL)".into();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) => {
+            let user = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+impl PgStore {
+    /// Connects and checks the schema: a database at a newer version than
+    /// this build's is refused; with `migrate`, pending migrations run
+    /// (under an advisory lock, so replicas starting together take turns),
+    /// otherwise pending migrations are an error.
+    pub(crate) fn open(settings: &PgSettings, migrate: bool) -> Result<PgStore> {
+        let store = PgStore::connect(settings)?;
+        let status = store.schema_status()?;
+        if !status.pending.is_empty() {
+            if !migrate {
+                return Err(store.fail(format!(
+                    "the database's schema is at version {}, this coordinator needs {}: run `coordinator state migrate`",
+                    status.current,
+                    latest_version()
+                )));
+            }
+            store.migrate()?;
+        }
+        Ok(store)
+    }
+
+    pub(crate) fn connect(settings: &PgSettings) -> Result<PgStore> {
+        let shown = redacted(&settings.url);
+        let options: PgConnectOptions =
+            settings.url.parse().map_err(|e| StorageError::Postgres {
+                url: shown.clone(),
+                message: format!("state is not a valid PostgreSQL URL: {e}"),
+            })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("state-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::Postgres {
+                url: shown.clone(),
+                message: format!("could not start the database runtime: {e}"),
+            })?;
+        let pool = {
+            let _entered = runtime.enter();
+            PgPoolOptions::new()
+                .max_connections(settings.pool_size.max(1))
+                .acquire_timeout(settings.connect_timeout)
+                .connect_lazy_with(options)
+        };
+        let store = PgStore {
+            pool,
+            runtime: Some(runtime),
+            shown,
+        };
+        store
+            .run(|pool| async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()) })?;
+        Ok(store)
+    }
+
+    fn fail(&self, message: String) -> StorageError {
+        StorageError::Postgres {
+            url: self.shown.clone(),
+            message,
+        }
+    }
+
+    /// Runs one database call on the store's runtime and waits for it.
+    fn run<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(PgPool) -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let future = call(self.pool.clone());
+        let Some(runtime) = &self.runtime else {
+            return Err(self.fail("the store is closed".into()));
+        };
+        runtime.spawn(async move {
+            let _ = tx.send(future.await);
+        });
+        match rx.recv() {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(self.fail(describe(&e))),
+            Err(_) => Err(self.fail("the database call was abandoned".into())),
+        }
+    }
+
+    pub(crate) fn schema_status(&self) -> Result<SchemaStatus> {
+        let current = self.run(|pool| async move {
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS exchange_schema (
+                    version integer PRIMARY KEY,
+                    description text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .execute(&pool)
+            .await?;
+            let row = sqlx::query("SELECT coalesce(max(version), 0) AS v FROM exchange_schema")
+                .fetch_one(&pool)
+                .await?;
+            row.try_get::<i32, _>("v")
+        })?;
+        if current > latest_version() {
+            return Err(self.fail(format!(
+                "the database's schema is at version {current}, newer than this coordinator's {}: upgrade the coordinator, or set state to another database",
+                latest_version()
+            )));
+        }
+        let pending = MIGRATIONS
+            .iter()
+            .filter(|m| m.version > current)
+            .copied()
+            .collect();
+        Ok(SchemaStatus { current, pending })
+    }
+
+    /// Applies the pending migrations, each in its own transaction.
+    pub(crate) fn migrate(&self) -> Result<Vec<Migration>> {
+        let applied = self.run(|pool| async move {
+            let mut tx = pool.begin().await?;
+            // Replicas starting together: one migrates, the others wait.
+            sqlx::query("SELECT pg_advisory_xact_lock(7400001)")
+                .execute(&mut *tx)
+                .await?;
+            let current: i32 =
+                sqlx::query("SELECT coalesce(max(version), 0) AS v FROM exchange_schema")
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("v")?;
+            let mut applied = Vec::new();
+            for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+                sqlx::query(m.sql).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO exchange_schema (version, description) VALUES ($1, $2)")
+                    .bind(m.version)
+                    .bind(m.description)
+                    .execute(&mut *tx)
+                    .await?;
+                applied.push(*m);
+            }
+            tx.commit().await?;
+            Ok(applied)
+        })?;
+        Ok(applied)
+    }
+
+    pub(crate) fn get(&self, tree: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let (tree, key) = (tree.to_string(), key.to_string());
+        self.run(|pool| async move {
+            let row = sqlx::query("SELECT value FROM exchange_state WHERE tree = $1 AND key = $2")
+                .bind(tree)
+                .bind(key)
+                .fetch_optional(&pool)
+                .await?;
+            row.map(|r| r.try_get::<Vec<u8>, _>("value")).transpose()
+        })
+    }
+
+    /// The value and its row version, for compare-and-swap.
+    pub(crate) fn get_versioned(&self, tree: &str, key: &str) -> Result<Option<(Vec<u8>, i64)>> {
+        let (tree, key) = (tree.to_string(), key.to_string());
+        self.run(|pool| async move {
+            let row = sqlx::query(
+                "SELECT value, version FROM exchange_state WHERE tree = $1 AND key = $2",
+            )
+            .bind(tree)
+            .bind(key)
+            .fetch_optional(&pool)
+            .await?;
+            row.map(|r| Ok((r.try_get("value")?, r.try_get("version")?)))
+                .transpose()
+        })
+    }
+
+    pub(crate) fn put(&self, tree: &str, key: &str, value: Vec<u8>) -> Result<()> {
+        self.apply(tree, vec![(key.to_string(), Some(value))])
+    }
+
+    pub(crate) fn remove(&self, tree: &str, key: &str) -> Result<bool> {
+        let (tree, key) = (tree.to_string(), key.to_string());
+        self.run(|pool| async move {
+            let done = sqlx::query("DELETE FROM exchange_state WHERE tree = $1 AND key = $2")
+                .bind(tree)
+                .bind(key)
+                .execute(&pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    /// Replaces `key`'s value if its row is still at `expected` (`None`:
+    /// still absent); `new` `None` removes it. Returns whether it did.
+    pub(crate) fn compare_and_swap(
+        &self,
+        tree: &str,
+        key: &str,
+        expected: Option<i64>,
+        new: Option<Vec<u8>>,
+    ) -> Result<bool> {
+        let (tree, key) = (tree.to_string(), key.to_string());
+        self.run(move |pool| async move {
+            let done = match (expected, new) {
+                (None, Some(value)) => sqlx::query(
+                    "INSERT INTO exchange_state (tree, key, value) VALUES ($1, $2, $3)
+                     ON CONFLICT (tree, key) DO NOTHING",
+                )
+                .bind(tree)
+                .bind(key)
+                .bind(value)
+                .execute(&pool)
+                .await?
+                .rows_affected(),
+                (Some(version), Some(value)) => sqlx::query(
+                    "UPDATE exchange_state SET value = $3, version = version + 1
+                     WHERE tree = $1 AND key = $2 AND version = $4",
+                )
+                .bind(tree)
+                .bind(key)
+                .bind(value)
+                .bind(version)
+                .execute(&pool)
+                .await?
+                .rows_affected(),
+                (Some(version), None) => sqlx::query(
+                    "DELETE FROM exchange_state WHERE tree = $1 AND key = $2 AND version = $3",
+                )
+                .bind(tree)
+                .bind(key)
+                .bind(version)
+                .execute(&pool)
+                .await?
+                .rows_affected(),
+                (None, None) => {
+                    let row = sqlx::query(
+                        "SELECT 1 AS present FROM exchange_state WHERE tree = $1 AND key = $2",
+                    )
+                    .bind(tree)
+                    .bind(key)
+                    .fetch_optional(&pool)
+                    .await?;
+                    u64::from(row.is_none())
+                }
+            };
+            Ok(done == 1)
+        })
+    }
+
+    /// Writes and removals in one transaction.
+    pub(crate) fn apply(&self, tree: &str, ops: Vec<(String, Option<Vec<u8>>)>) -> Result<()> {
+        let tree = tree.to_string();
+        self.run(|pool| async move {
+            let mut tx = pool.begin().await?;
+            for (key, value) in ops {
+                match value {
+                    Some(value) => {
+                        sqlx::query(
+                            "INSERT INTO exchange_state (tree, key, value) VALUES ($1, $2, $3)
+                             ON CONFLICT (tree, key)
+                             DO UPDATE SET value = EXCLUDED.value, version = exchange_state.version + 1",
+                        )
+                        .bind(&tree)
+                        .bind(key)
+                        .bind(value)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    None => {
+                        sqlx::query("DELETE FROM exchange_state WHERE tree = $1 AND key = $2")
+                            .bind(&tree)
+                            .bind(key)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
+            tx.commit().await
+        })
+    }
+
+    /// Keys starting with `prefix` and their values, in byte order (as
+    /// sled keeps them: the key column collates as "C").
+    pub(crate) fn scan_prefix(&self, tree: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let (tree, prefix) = (tree.to_string(), prefix.to_string());
+        self.run(|pool| async move {
+            let rows = sqlx::query(
+                "SELECT key, value FROM exchange_state
+                 WHERE tree = $1 AND starts_with(key, $2) ORDER BY key",
+            )
+            .bind(tree)
+            .bind(prefix)
+            .fetch_all(&pool)
+            .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
+                .collect()
+        })
+    }
+
+    pub(crate) fn len(&self, tree: &str) -> Result<usize> {
+        let tree = tree.to_string();
+        self.run(|pool| async move {
+            let n: i64 = sqlx::query("SELECT count(*) AS n FROM exchange_state WHERE tree = $1")
+                .bind(tree)
+                .fetch_one(&pool)
+                .await?
+                .try_get("n")?;
+            Ok(n.max(0) as usize)
+        })
+    }
+
+    pub(crate) fn tree_names(&self) -> Result<Vec<String>> {
+        self.run(|pool| async move {
+            let rows = sqlx::query("SELECT DISTINCT tree FROM exchange_state ORDER BY tree")
+                .fetch_all(&pool)
+                .await?;
+            rows.iter().map(|r| r.try_get("tree")).collect()
+        })
+    }
+
+    pub(crate) fn drop_tree(&self, tree: &str) -> Result<bool> {
+        let tree = tree.to_string();
+        self.run(|pool| async move {
+            let done = sqlx::query("DELETE FROM exchange_state WHERE tree = $1")
+                .bind(tree)
+                .execute(&pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+}
+
+/// Where the schema of the database `settings` names stands.
+pub fn schema_status(settings: &PgSettings) -> Result<SchemaStatus> {
+    PgStore::connect(settings)?.schema_status()
+}
+
+/// Applies the pending migrations to the database `settings` names; a
+/// newer schema than this build's is refused.
+pub fn migrate(settings: &PgSettings) -> Result<Vec<Migration>> {
+    let store = PgStore::connect(settings)?;
+    store.schema_status()?;
+    store.migrate()
+}
+
+/// The newest schema version this build knows.
+pub fn latest_version() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// A database error in words that point at the setting to check.
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::PoolTimedOut => {
+            "PostgreSQL did not answer in time: is it running and reachable at the host and port in `state`?".into()
+        }
+        sqlx::Error::Io(io) => format!(
+            "cannot reach PostgreSQL ({io}): check the host and port in `state`, and that the server is running"
+        ),
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            match code.as_ref() {
+                "28P01" | "28000" => format!(
+                    "PostgreSQL refused the login ({}): check the user and password in `state`",
+                    db.message()
+                ),
+                "3D000" => format!(
+                    "{}: create it (createdb) or fix the database name in `state`",
+                    db.message()
+                ),
+                _ => format!("PostgreSQL error {code}: {}", db.message()),
+            }
+        }
+        other => format!("PostgreSQL: {other}"),
+    }
+}
