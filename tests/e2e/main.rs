@@ -13,6 +13,7 @@ mod pyarrow;
 mod python_package;
 mod query;
 mod reads;
+mod replicas;
 mod scenarios;
 mod sources;
 mod state_postgres;

@@ -127,6 +127,34 @@ pub struct AccessBook {
     sla_working_days: u32,
     /// Held while a request is checked for an identical open one and made.
     creating: Mutex<()>,
+    /// Who is deciding each request right now (see [`AccessBook::claim_decision`]).
+    claims: Tree,
+}
+
+/// A decision in progress on one request: a random nonce naming this call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct DecisionClaim {
+    nonce: String,
+    at_unix: i64,
+}
+
+/// A claim older than this belongs to a decider that died half-way; another
+/// may take it over.
+const DECISION_CLAIM_SECS: i64 = 30;
+
+/// Drops a decision claim when the decision is done (or failed), so the
+/// claims tree holds only decisions in progress.
+struct DecisionRelease<'a> {
+    book: &'a AccessBook,
+    id: &'a str,
+}
+
+impl Drop for DecisionRelease<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.book.claims.remove(self.id) {
+            tracing::warn!(request = %self.id, error = %e, "could not release a decision claim; it lapses in 30 s");
+        }
+    }
 }
 
 /// Grants by id, and the ids of each member's grants (as owner or consumer).
@@ -292,7 +320,42 @@ impl AccessBook {
             usage: db.tree("quota_usage")?,
             sla_working_days,
             creating: Mutex::new(()),
+            claims: db.tree("decision_claims")?,
         })
+    }
+
+    /// Claims the decision on request `id` for one approval or refusal. Of
+    /// two decisions at the same moment, in this process or on another
+    /// coordinator sharing the store, exactly one claims it (the claim is a
+    /// compare-and-swap in the store); the other is refused, before it
+    /// creates anything. The request is then read again: a decision that
+    /// finished first has left it no longer pending.
+    fn claim_decision<'a>(
+        &'a self,
+        owner: &Identity,
+        id: &'a str,
+    ) -> Result<DecisionRelease<'a>, AccessError> {
+        let mut nonce = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+            .map_err(|_| AccessError::Conflict("no randomness for a decision claim".into()))?;
+        let mine = DecisionClaim {
+            nonce: hex::encode(nonce),
+            at_unix: now_unix(),
+        };
+        let held = self
+            .claims
+            .update::<DecisionClaim, _>(id, |old| match old {
+                Some(c) if mine.at_unix - c.at_unix < DECISION_CLAIM_SECS => Some(c),
+                _ => Some(mine.clone()),
+            })?;
+        if held.as_ref() != Some(&mine) {
+            return Err(AccessError::Conflict(format!(
+                "request {id} is being decided by someone else at this moment; see its outcome with `exchange access list`"
+            )));
+        }
+        let release = DecisionRelease { book: self, id };
+        self.request_for_owner(owner, id)?;
+        Ok(release)
     }
 
     fn next_id(&self, prefix: &str) -> Result<String, AccessError> {
@@ -513,6 +576,8 @@ impl AccessBook {
         req: &pb::ApproveRequest,
         dataset: &pb::Dataset,
     ) -> Result<RequestRecord, AccessError> {
+        self.request_for_owner(owner, &req.request_id)?;
+        let _claim = self.claim_decision(owner, &req.request_id)?;
         let mut r = self.request_for_owner(owner, &req.request_id)?;
         let fields = if req.fields.is_empty() {
             r.fields.clone()
@@ -639,6 +704,8 @@ impl AccessBook {
                 "a refusal must give its reason (the request's `reason`; `--reason` on the command line)".into(),
             ));
         }
+        self.request_for_owner(owner, &req.request_id)?;
+        let _claim = self.claim_decision(owner, &req.request_id)?;
         let mut r = self.request_for_owner(owner, &req.request_id)?;
         let user = clean_text("user", &req.user, 100, false)?;
         r.status = "refused".into();

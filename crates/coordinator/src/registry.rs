@@ -315,13 +315,26 @@ impl Registry {
         if member.status == MemberStatus::Revoked {
             return Err(RegistryError::MemberRevoked(member.id));
         }
-        self.tokens.insert(
-            &key,
-            &TokenRecord {
-                used_unix: Some(now),
-                ..record.clone()
-            },
-        )?;
+        // Spent by compare-and-swap: of two enrolments with one token at the
+        // same moment, here or on another coordinator sharing the store,
+        // exactly one spends it.
+        let spent = std::cell::Cell::new(false);
+        self.tokens.update::<TokenRecord, _>(&key, |old| {
+            spent.set(false);
+            old.map(|t| match t.used_unix {
+                None => {
+                    spent.set(true);
+                    TokenRecord {
+                        used_unix: Some(now),
+                        ..t
+                    }
+                }
+                Some(_) => t,
+            })
+        })?;
+        if !spent.get() {
+            return Err(RegistryError::TokenUsed(rfc3339(now)));
+        }
         let identity = Identity::new(&member.id, role)?;
         let issued = self.ca.sign_request(
             csr_der,
