@@ -1,9 +1,20 @@
-//! Decisions that must happen once: an approval and a refusal of the same
-//! request at the same moment, of which exactly one wins and the other is
-//! told why, with no grant left behind by the loser.
+//! Decisions that must happen once, and several coordinators that agree:
+//! an approval and a refusal of the same request at the same moment, of
+//! which exactly one wins and the other is told why, with no grant left
+//! behind by the loser; and two coordinators on one PostgreSQL store, each
+//! enforcing what the other decided. Under CI=true a missing PostgreSQL
+//! fails the second test.
 
+use std::time::{Duration, Instant};
+
+use exchange_client::lookup::SourceStatus;
+use exchange_client::{Client, EnrollOptions};
+use exchange_coordinator::CoordinatorConfig;
+use exchange_pki::Role;
 use exchange_proto::v1 as pb;
+use exchange_testkit::servers::{required, EphemeralPostgres};
 use exchange_testkit::ClusterBuilder;
+use exchange_transport::TlsIdentity;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_and_a_refusal_at_once_decide_a_request_once() {
@@ -72,5 +83,166 @@ async fn an_approval_and_a_refusal_at_once_decide_a_request_once() {
         }
     }
     assert_eq!(approved + refused, 12);
+    cluster.shutdown().await;
+}
+
+/// Polls `check` every 50 ms until it holds or `within` passes; returns
+/// how long it took.
+async fn within<F, Fut>(within: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// Whether `client`'s lookup of `person` reads `dataset` successfully.
+async fn reads(client: &Client, person: &str, dataset: &str) -> bool {
+    client
+        .lookup(
+            "person_id",
+            person,
+            "副本一致性测试",
+            Duration::from_secs(3),
+        )
+        .await
+        .is_ok_and(|answer| {
+            answer
+                .answers
+                .iter()
+                .any(|a| a.dataset == dataset && a.status == SourceStatus::Ok)
+        })
+}
+
+/// Two coordinators on one PostgreSQL store, both serving: what one
+/// decides, the other enforces within a second; liveness and catalogs
+/// agree; one enrolment token enrols once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_coordinators_on_one_postgresql_see_each_others_decisions() {
+    let Some(pg) = required("PostgreSQL", EphemeralPostgres::start()) else {
+        return;
+    };
+    let url = pg.create_database("replicas").await.unwrap();
+    let cluster = ClusterBuilder::new()
+        .add_node("civil-affairs")
+        .add_node("real-estate")
+        .state(&url)
+        .start()
+        .await
+        .unwrap();
+    // Replica B: the same key material and database, its own listeners and
+    // audit log.
+    let b = exchange_coordinator::start(&CoordinatorConfig {
+        data_dir: cluster.dir.join("coordinator-b"),
+        listen: "127.0.0.1:0".into(),
+        enroll_listen: "127.0.0.1:0".into(),
+        console_listen: None,
+        metrics_listen: None,
+        ..cluster.coordinator_config.clone()
+    })
+    .await
+    .unwrap();
+    let tls = TlsIdentity::load(&cluster.member_dir("civil-affairs"), "client").unwrap();
+    let civil_b = Client::connect(&b.addr.to_string(), &tls).await.unwrap();
+    let civil_a = cluster.analyst("civil-affairs").await.unwrap();
+    let owner_a = cluster.analyst("real-estate").await.unwrap();
+    let person = cluster.planted.official_person_id.clone();
+    let leases = "real-estate/leases";
+
+    // Published to A, searchable on B; heartbeats to A, online on B.
+    let hits = civil_b
+        .search(pb::SearchRequest {
+            text: "租赁".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        hits.hits
+            .iter()
+            .any(|h| h.dataset.as_ref().is_some_and(|d| d.id == leases)),
+        "{hits:?}"
+    );
+    let members = civil_b.members().await.unwrap();
+    assert!(
+        members
+            .iter()
+            .all(|m| m.node.as_ref().is_some_and(|n| n.online)),
+        "{members:?}"
+    );
+
+    // Asked on B, approved on A, read through B within a second.
+    let request = civil_b
+        .request_access(pb::AccessRequest {
+            dataset: leases.into(),
+            purpose: "副本一致性测试".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pending = owner_a.pending().await.unwrap();
+    assert!(pending.iter().any(|r| r.id == request.id));
+    let decided = owner_a
+        .approve(pb::ApproveRequest {
+            request_id: request.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let seen = within(Duration::from_secs(1), || reads(&civil_b, &person, leases)).await;
+    assert!(
+        seen.is_some(),
+        "the approval made on A did not reach B within 1 s"
+    );
+
+    // Revoked on A: refused through B within a second, on B's open
+    // connection.
+    owner_a
+        .revoke_grant(&decided.grant_id, "副本撤销测试")
+        .await
+        .unwrap();
+    let refused = within(Duration::from_secs(1), || async {
+        !reads(&civil_b, &person, leases).await
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "the revocation made on A was not enforced on B within 1 s"
+    );
+    assert!(!reads(&civil_a, &person, leases).await);
+
+    // One token, presented to A and B at once: one certificate.
+    let admin = &cluster.admin;
+    let added = admin.add_member("tax", "税务局", 3600).await.unwrap();
+    let token = added.token.unwrap().token;
+    let enrol = |addr: String, dir: &str| {
+        let out_dir = cluster.dir.join(dir);
+        let options = EnrollOptions {
+            enroll_addr: addr,
+            token: token.clone(),
+            ca_fingerprint: cluster.ca_fingerprint.clone(),
+            role: Role::Node,
+            server_names: vec!["127.0.0.1".into()],
+            out_dir,
+            force: false,
+        };
+        async move { exchange_client::enroll(&options).await }
+    };
+    let (on_a, on_b) = tokio::join!(
+        enrol(cluster.coordinator.enroll_addr.to_string(), "tax-a"),
+        enrol(b.enroll_addr.to_string(), "tax-b"),
+    );
+    assert!(on_a.is_ok() != on_b.is_ok(), "{on_a:?} / {on_b:?}");
+    let refusal = on_a.err().or(on_b.err()).unwrap().to_string();
+    assert!(refusal.contains("already used"), "{refusal}");
+
+    b.shutdown().await;
     cluster.shutdown().await;
 }

@@ -39,7 +39,7 @@ pub fn migrate(config: &CoordinatorConfig, dry_run: bool) -> anyhow::Result<Stri
     {
         text.push_str(&format!("\n  {version}: {description}"));
         if dry_run {
-            for line in sql.lines() {
+            for line in sql.iter().flat_map(|statement| statement.lines()) {
                 text.push_str(&format!("\n      {}", line.trim()));
             }
         }

@@ -541,6 +541,27 @@ impl AccessBook {
     }
 
     /// Writes a grant to the store, then to the in-memory index.
+    /// Reads grant `id` from the store into the in-memory index: how an
+    /// approval or revocation made on another coordinator sharing the store
+    /// reaches this one's query path. The index lock is taken first, as in
+    /// [`Self::store_grant`], so the index ends with the store's latest.
+    pub fn reload_grant(&self, id: &str) -> Result<(), StorageError> {
+        let mut index = self.grant_index.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(grant) = self.grants.get::<GrantRecord>(id)? {
+            index.put(grant);
+        }
+        Ok(())
+    }
+
+    /// Reads every grant into the index again.
+    pub fn reload_grants(&self) -> Result<(), StorageError> {
+        let mut index = self.grant_index.write().unwrap_or_else(|p| p.into_inner());
+        for grant in self.grants.values::<GrantRecord>()? {
+            index.put(grant);
+        }
+        Ok(())
+    }
+
     fn store_grant(&self, grant: &GrantRecord) -> Result<(), AccessError> {
         let mut index = self.grant_index.write().unwrap_or_else(|p| p.into_inner());
         self.grants.insert(&grant.id, grant)?;

@@ -34,7 +34,7 @@ struct StoredCatalog {
     datasets: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NodeState {
     pub last_seen_unix: i64,
     pub address: String,
@@ -51,8 +51,14 @@ pub struct NodeView {
     pub address: String,
 }
 
+/// The tree of node heartbeats.
+pub const LIVENESS_TREE: &str = "node_liveness";
+
 pub struct Federation {
     catalogs: Tree,
+    /// Each node's last heartbeat, written through so that every
+    /// coordinator sharing the store sees the same liveness.
+    liveness: Tree,
     index: RwLock<SearchIndex>,
     nodes: RwLock<HashMap<String, NodeState>>,
     versions: RwLock<HashMap<String, (u64, String, u32)>>,
@@ -176,30 +182,70 @@ impl Federation {
         let catalogs = db.tree("catalogs")?;
         let fed = Federation {
             catalogs,
+            liveness: db.tree(LIVENESS_TREE)?,
             index: RwLock::new(SearchIndex::new()),
             nodes: RwLock::new(HashMap::new()),
             versions: RwLock::new(HashMap::new()),
             offline_after,
         };
-        let keys: Vec<(String, StoredCatalog)> =
-            fed.catalogs.scan_prefix::<(String, StoredCatalog)>("")?;
-        for (member, stored) in keys {
-            let datasets = decode(&stored);
-            fed.versions
+        fed.reload_all(active)?;
+        Ok(fed)
+    }
+
+    /// Reads every stored catalog and heartbeat into memory again.
+    pub fn reload_all(&self, active: &dyn Fn(&str) -> bool) -> Result<(), StorageError> {
+        for (member, stored) in self.catalogs.scan_prefix::<(String, StoredCatalog)>("")? {
+            self.hold_catalog(&member, stored, active(&member));
+        }
+        for (member, node) in self.liveness.entries::<NodeState>()? {
+            self.hold_node(&member, node);
+        }
+        Ok(())
+    }
+
+    /// Reads one member's stored catalog into memory: how a catalog
+    /// published to another coordinator reaches this one's search.
+    pub fn reload_catalog(&self, member: &str, active: bool) -> Result<(), StorageError> {
+        if let Some((_, stored)) = self.catalogs.get::<(String, StoredCatalog)>(member)? {
+            self.hold_catalog(member, stored, active);
+        }
+        Ok(())
+    }
+
+    /// Reads one node's stored heartbeat into memory.
+    pub fn reload_node(&self, member: &str) -> Result<(), StorageError> {
+        if let Some(node) = self.liveness.get::<NodeState>(member)? {
+            self.hold_node(member, node);
+        }
+        Ok(())
+    }
+
+    fn hold_catalog(&self, member: &str, stored: StoredCatalog, active: bool) {
+        let datasets = decode(&stored);
+        self.versions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                member.to_string(),
+                (stored.version, stored.digest.clone(), datasets.len() as u32),
+            );
+        if active {
+            self.index
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(
-                    member.clone(),
-                    (stored.version, stored.digest.clone(), datasets.len() as u32),
-                );
-            if active(&member) {
-                fed.index
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .replace_department(&member, datasets);
-            }
+                .replace_department(member, datasets);
         }
-        Ok(fed)
+    }
+
+    /// Keeps the newer of the heartbeat held and `node`.
+    fn hold_node(&self, member: &str, node: NodeState) {
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        let newer = nodes
+            .get(member)
+            .is_none_or(|held| held.last_seen_unix <= node.last_seen_unix);
+        if newer {
+            nodes.insert(member.to_string(), node);
+        }
     }
 
     /// Replaces `member`'s catalog if its digest changed. Returns the version
@@ -253,17 +299,20 @@ impl Federation {
     pub fn heartbeat(&self, member: &str, address: &str, digest: &str) -> bool {
         let mut address: String = address.chars().take(255).collect();
         address.retain(|c| !c.is_control());
+        let node = NodeState {
+            last_seen_unix: now_unix(),
+            address,
+            digest: digest.chars().take(128).collect(),
+        };
+        // Liveness is advisory: a heartbeat lost to a crash is replaced by
+        // the next one, so it is written without waiting for the disk.
+        if let Err(e) = self.liveness.insert_relaxed(member, &node) {
+            tracing::warn!(%member, error = %e, "could not store a heartbeat; other coordinators may show the node offline");
+        }
         self.nodes
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                member.to_string(),
-                NodeState {
-                    last_seen_unix: now_unix(),
-                    address,
-                    digest: digest.chars().take(128).collect(),
-                },
-            );
+            .insert(member.to_string(), node);
         let held = self
             .versions
             .read()
@@ -275,6 +324,9 @@ impl Federation {
 
     /// Drops a member's datasets from search (for example when it is revoked).
     pub fn withdraw(&self, member: &str) {
+        if let Err(e) = self.liveness.remove(member) {
+            tracing::warn!(%member, error = %e, "could not drop a withdrawn node's heartbeat");
+        }
         self.index
             .write()
             .unwrap_or_else(|p| p.into_inner())

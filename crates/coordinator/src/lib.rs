@@ -29,6 +29,7 @@ pub mod lookups;
 pub mod pages;
 pub mod probes;
 pub mod registry;
+pub mod replicas;
 pub mod service;
 pub mod sql;
 pub mod statistics;
@@ -471,6 +472,9 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         statistics,
         pages: pages::Pages::default(),
     });
+    if db.is_shared() {
+        replicas::follow(&db, &state).context("following the shared state")?;
+    }
 
     let (stop, stop_rx) = watch::channel(false);
     let signal = |mut rx: watch::Receiver<bool>| async move {

@@ -128,6 +128,26 @@ impl Db {
         Ok(Db::sled(sled::Config::new().temporary(true).open()?))
     }
 
+    /// Calls `on_change` for each change any writer makes to `trees`, when
+    /// the store is shared (PostgreSQL): how several coordinators keep
+    /// their in-memory views in step. On sled, which one process holds,
+    /// there is nobody else to hear from and this does nothing.
+    pub fn watch(
+        &self,
+        trees: &[&str],
+        on_change: impl Fn(postgres::Change) + Send + Sync + 'static,
+    ) -> Result<()> {
+        match &self.engine {
+            Engine::Sled(_) => Ok(()),
+            Engine::Postgres(store) => store.watch(trees, Arc::new(on_change)),
+        }
+    }
+
+    /// Whether several processes may share this store.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.engine, Engine::Postgres(_))
+    }
+
     /// Which engine holds this store: `sled` or `postgres`.
     pub fn engine_name(&self) -> &'static str {
         match self.engine {

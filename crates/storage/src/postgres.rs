@@ -24,25 +24,49 @@ use crate::{Result, StorageError};
 /// The schema versions this build knows, oldest first: each one's number,
 /// what it changes, and its SQL. A database at a higher version than the
 /// last one here was written by a newer coordinator; it is refused.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description:
-        "exchange_state: every tree's keys and JSON values, with a row version for compare-and-swap",
-    sql: "CREATE TABLE exchange_state (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "exchange_state: every tree's keys and JSON values, with a row version for compare-and-swap",
+        sql: &["CREATE TABLE exchange_state (
             tree text NOT NULL,
             key text COLLATE \"C\" NOT NULL,
             value bytea NOT NULL,
             version bigint NOT NULL DEFAULT 1,
             PRIMARY KEY (tree, key)
-        )",
-}];
+        )"],
+    },
+    Migration {
+        version: 2,
+        description: "change notifications: a write to a watched tree notifies channel exchange_state with tree TAB key",
+        sql: &[
+            "CREATE TABLE exchange_watched_trees (tree text PRIMARY KEY)",
+            "CREATE FUNCTION exchange_state_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            changed_tree text := COALESCE(NEW.tree, OLD.tree);
+            changed_key text := COALESCE(NEW.key, OLD.key);
+        BEGIN
+            IF EXISTS (SELECT 1 FROM exchange_watched_trees WHERE tree = changed_tree) THEN
+                PERFORM pg_notify('exchange_state', changed_tree || chr(9) || changed_key);
+            END IF;
+            RETURN NULL;
+        END $$",
+            "CREATE TRIGGER exchange_state_changed AFTER INSERT OR UPDATE OR DELETE ON exchange_state
+            FOR EACH ROW EXECUTE FUNCTION exchange_state_notify()",
+        ],
+    },
+];
+
+/// The channel on which the store announces changes to watched trees.
+const CHANGE_CHANNEL: &str = "exchange_state";
 
 /// One schema change.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
     pub version: i32,
     pub description: &'static str,
-    pub sql: &'static str,
+    /// Its statements, run in order in one transaction.
+    pub sql: &'static [&'static str],
 }
 
 /// Where the schema of a database stands against this build.
@@ -240,7 +264,9 @@ impl PgStore {
                     .try_get("v")?;
             let mut applied = Vec::new();
             for m in MIGRATIONS.iter().filter(|m| m.version > current) {
-                sqlx::query(m.sql).execute(&mut *tx).await?;
+                for statement in m.sql {
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                }
                 sqlx::query("INSERT INTO exchange_schema (version, description) VALUES ($1, $2)")
                     .bind(m.version)
                     .bind(m.description)
@@ -436,6 +462,82 @@ impl PgStore {
                 .await?;
             Ok(done.rows_affected() > 0)
         })
+    }
+}
+
+/// A change another writer (or this one) made to a watched tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// `key` in `tree` was written or removed.
+    Key { tree: String, key: String },
+    /// The notification connection was (re)established: changes may have
+    /// been missed, so everything watched should be read again.
+    Resync,
+}
+
+/// What a watcher calls for each change.
+pub type ChangeHandler = std::sync::Arc<dyn Fn(Change) + Send + Sync>;
+
+impl PgStore {
+    /// Calls `on_change` for every change to `trees`, from any writer,
+    /// until the store is dropped; and with [`Change::Resync`] each time the
+    /// notification connection is (re)opened, the first time included.
+    /// Calls run on blocking threads, one at a time, and may use the store.
+    pub(crate) fn watch(&self, trees: &[&str], on_change: ChangeHandler) -> Result<()> {
+        let names: Vec<String> = trees.iter().map(|t| t.to_string()).collect();
+        self.run(|pool| async move {
+            for tree in names {
+                sqlx::query(
+                    "INSERT INTO exchange_watched_trees (tree) VALUES ($1) ON CONFLICT DO NOTHING",
+                )
+                .bind(tree)
+                .execute(&pool)
+                .await?;
+            }
+            Ok(())
+        })?;
+        let Some(runtime) = &self.runtime else {
+            return Err(self.fail("the store is closed".into()));
+        };
+        let pool = self.pool.clone();
+        let shown = self.shown.clone();
+        runtime.spawn(async move {
+            loop {
+                if let Err(e) = listen(&pool, &on_change).await {
+                    tracing::warn!(database = %shown, error = %describe(&e), "lost the state change notifications; reconnecting");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Listens for changes until the connection fails.
+async fn listen(pool: &PgPool, on_change: &ChangeHandler) -> Result<(), sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(CHANGE_CHANNEL).await?;
+    deliver(on_change, Change::Resync).await;
+    loop {
+        let change = match listener.try_recv().await? {
+            Some(note) => match note.payload().split_once('\t') {
+                Some((tree, key)) => Change::Key {
+                    tree: tree.to_string(),
+                    key: key.to_string(),
+                },
+                None => continue,
+            },
+            // The connection dropped and came back: some may be lost.
+            None => Change::Resync,
+        };
+        deliver(on_change, change).await;
+    }
+}
+
+async fn deliver(on_change: &ChangeHandler, change: Change) {
+    let callback = on_change.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || callback(change)).await {
+        tracing::error!(error = %e, "a state change handler failed");
     }
 }
 
