@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use exchange_client::lookup::SourceStatus;
 use exchange_client::{Client, EnrollOptions};
-use exchange_coordinator::CoordinatorConfig;
 use exchange_pki::Role;
 use exchange_proto::v1 as pb;
 use exchange_testkit::servers::{required, EphemeralPostgres};
@@ -139,16 +138,7 @@ async fn two_coordinators_on_one_postgresql_see_each_others_decisions() {
         .unwrap();
     // Replica B: the same key material and database, its own listeners and
     // audit log.
-    let b = exchange_coordinator::start(&CoordinatorConfig {
-        data_dir: cluster.dir.join("coordinator-b"),
-        listen: "127.0.0.1:0".into(),
-        enroll_listen: "127.0.0.1:0".into(),
-        console_listen: None,
-        metrics_listen: None,
-        ..cluster.coordinator_config.clone()
-    })
-    .await
-    .unwrap();
+    let b = cluster.replica("coordinator-b").await.unwrap();
     let tls = TlsIdentity::load(&cluster.member_dir("civil-affairs"), "client").unwrap();
     let civil_b = Client::connect(&b.addr.to_string(), &tls).await.unwrap();
     let civil_a = cluster.analyst("civil-affairs").await.unwrap();

@@ -669,3 +669,6 @@ async fn every_acknowledged_state_change_survives_kill_9_within_100_ms() {
     assert_eq!(kinds.values().sum::<u32>(), 50, "{kinds:?}");
     node.shutdown().await;
 }
+
+#[path = "support/failover.rs"]
+mod failover;

@@ -141,17 +141,32 @@ impl Client {
                 "a lookup must state its purpose (--purpose)".into(),
             ));
         }
-        let mut request = tonic::Request::new(pb::LookupRequest {
+        let message = pb::LookupRequest {
             key_type: key_type.to_string(),
             key,
             purpose: purpose.to_string(),
             user: self.user().to_string(),
             deadline_ms: deadline.as_millis().min(u32::MAX as u128) as u32,
             datasets: vec![],
-        });
-        // The coordinator answers within the deadline; allow for the trip.
-        request.set_timeout(deadline + Duration::from_secs(5));
-        let response = self.lookups().lookup(request).await?.into_inner();
+        };
+        let ask = |message: pb::LookupRequest| {
+            let mut request = tonic::Request::new(message);
+            // The coordinator answers within the deadline; allow for the trip.
+            request.set_timeout(deadline + Duration::from_secs(5));
+            let mut lookups = self.lookups();
+            async move { lookups.lookup(request).await }
+        };
+        let response = match ask(message.clone()).await {
+            // The coordinator went away (it died, or its connection broke):
+            // once more, which dials the next replica when several are
+            // configured. It is a new lookup, decided and logged anew.
+            Err(status) if coordinator_lost(&status) => {
+                self.channel().reconnect();
+                ask(message).await?
+            }
+            answer => answer?,
+        }
+        .into_inner();
         let mut answers = Vec::with_capacity(response.answers.len());
         for answer in response.answers {
             let target = answer.target.unwrap_or_default();
@@ -172,4 +187,21 @@ impl Client {
             elapsed: started.elapsed(),
         })
     }
+}
+
+/// Whether a call failed because its coordinator went away (could not be
+/// reached, or the connection broke before the answer), rather than
+/// because the coordinator answered with an error.
+fn coordinator_lost(status: &tonic::Status) -> bool {
+    if status.code() == tonic::Code::Unavailable {
+        return true;
+    }
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }

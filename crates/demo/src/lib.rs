@@ -391,6 +391,21 @@ impl Cluster {
     }
 
     /// A client using the analyst certificate enrolled for `member`.
+    /// Another coordinator, in process, on this cluster's key material and
+    /// state (useful with a PostgreSQL `state`): its own data directory
+    /// `<dir>/<name>` (its audit log) and listeners on free ports.
+    pub async fn replica(&self, name: &str) -> anyhow::Result<RunningCoordinator> {
+        exchange_coordinator::start(&CoordinatorConfig {
+            data_dir: self.dir.join(name),
+            listen: "127.0.0.1:0".into(),
+            enroll_listen: "127.0.0.1:0".into(),
+            console_listen: None,
+            metrics_listen: None,
+            ..self.coordinator_config.clone()
+        })
+        .await
+    }
+
     pub async fn analyst(&self, member: &str) -> anyhow::Result<Client> {
         let tls = TlsIdentity::load(&self.member_dir(member), "client")?;
         Ok(Client::connect(&self.coordinator.addr.to_string(), &tls).await?)

@@ -15,12 +15,18 @@
 //! - redialling: a connection that closed is replaced on the next call, so a
 //!   restarted server is reached again without building a new channel.
 //!
+//! And it adds failover: a channel may be given several addresses (the
+//! replicas of a coordinator, `a:7400,b:7400`). It keeps to the one that
+//! answered last; when that one cannot be dialled, the next is tried, in
+//! turn, so a call after a replica died goes to another.
+//!
 //! Errors are `tonic::Status` values that name the address: `Unavailable` when
 //! the server cannot be dialled or the connection closed, `DeadlineExceeded`
 //! when no answer came in time.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -52,18 +58,44 @@ pub struct Channel {
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Channel")
-            .field("addr", &self.inner.addr)
+            .field("addr", &self.inner.endpoint().addr)
             .finish_non_exhaustive()
     }
 }
 
-struct Dialer {
+/// One address a channel may dial.
+pub(crate) struct Endpoint {
     /// `host:port`, as given.
-    addr: String,
-    host: String,
-    port: u16,
+    pub(crate) addr: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     authority: Authority,
     server_name: ServerName<'static>,
+}
+
+impl Endpoint {
+    /// `host:port` (already checked by the caller).
+    pub(crate) fn new(addr: &str, host: String, port: u16) -> Result<Endpoint, String> {
+        let authority: Authority = addr
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+        let server_name =
+            ServerName::try_from(host.clone()).map_err(|e| format!("bad server name: {e}"))?;
+        Ok(Endpoint {
+            addr: addr.to_string(),
+            host,
+            port,
+            authority,
+            server_name,
+        })
+    }
+}
+
+struct Dialer {
+    /// Where to dial, in the order given; at least one.
+    endpoints: Vec<Endpoint>,
+    /// The endpoint that answered last, tried first.
+    active: AtomicUsize,
     tls: TlsConnector,
     options: ClientOptions,
     /// The live connection, if any.
@@ -73,27 +105,19 @@ struct Dialer {
 }
 
 impl Channel {
-    /// A channel to `host:port` (already checked by the caller) that dials on
-    /// first use.
+    /// A channel to `endpoints` (at least one) that dials on first use.
     pub(crate) fn lazy(
-        addr: &str,
-        host: String,
-        port: u16,
+        endpoints: Vec<Endpoint>,
         config: Arc<rustls::ClientConfig>,
         options: ClientOptions,
     ) -> Result<Channel, String> {
-        let authority: Authority = addr
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| e.to_string())?;
-        let server_name =
-            ServerName::try_from(host.clone()).map_err(|e| format!("bad server name: {e}"))?;
+        if endpoints.is_empty() {
+            return Err("no address to dial".into());
+        }
         Ok(Channel {
             inner: Arc::new(Dialer {
-                addr: addr.to_string(),
-                host,
-                port,
-                authority,
-                server_name,
+                endpoints,
+                active: AtomicUsize::new(0),
                 tls: TlsConnector::from(config),
                 options,
                 current: Mutex::new(None),
@@ -108,13 +132,25 @@ impl Channel {
         self.inner.sender().await.map(drop)
     }
 
-    /// The address this channel dials.
+    /// Drops the connection in use: the next call dials again, starting
+    /// with the address that answered last and moving on if it does not.
+    /// For a caller that saw the connection break under a call.
+    pub fn reconnect(&self) {
+        self.inner.forget();
+    }
+
+    /// The address this channel dials now (of several: the one that
+    /// answered last).
     pub fn addr(&self) -> &str {
-        &self.inner.addr
+        &self.inner.endpoint().addr
     }
 }
 
 impl Dialer {
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoints[self.active.load(Ordering::Relaxed) % self.endpoints.len()]
+    }
+
     /// The live connection, forgetting one that has closed.
     fn live(&self) -> Option<SendRequest<Body>> {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
@@ -146,11 +182,33 @@ impl Dialer {
         Ok(sender)
     }
 
+    /// Dials the endpoint that answered last, then each other in turn.
     async fn dial(&self) -> Result<SendRequest<Body>, String> {
+        let first = self.active.load(Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for step in 0..self.endpoints.len() {
+            let index = (first + step) % self.endpoints.len();
+            let endpoint = &self.endpoints[index];
+            match self.dial_one(endpoint).await {
+                Ok(sender) => {
+                    if step > 0 {
+                        tracing::info!(addr = %endpoint.addr, "failed over to another address");
+                    }
+                    self.active.store(index, Ordering::Relaxed);
+                    return Ok(sender);
+                }
+                Err(reason) if self.endpoints.len() == 1 => return Err(reason),
+                Err(reason) => failures.push(format!("{}: {reason}", endpoint.addr)),
+            }
+        }
+        Err(failures.join("; "))
+    }
+
+    async fn dial_one(&self, endpoint: &Endpoint) -> Result<SendRequest<Body>, String> {
         let handshake = async {
-            let tcp = TcpStream::connect((self.host.as_str(), self.port)).await?;
+            let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
             tcp.set_nodelay(true)?;
-            let tls = self.tls.connect(self.server_name.clone(), tcp).await?;
+            let tls = self.tls.connect(endpoint.server_name.clone(), tcp).await?;
             let (sender, connection) =
                 hyper::client::conn::http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
@@ -159,7 +217,7 @@ impl Dialer {
                     .handshake(TokioIo::new(Coalescing::new(tls)))
                     .await
                     .map_err(std::io::Error::other)?;
-            let addr = self.addr.clone();
+            let addr = endpoint.addr.clone();
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(%addr, error = %e, "connection closed");
@@ -178,14 +236,20 @@ impl Dialer {
     }
 
     fn unreachable(&self, reason: String) -> Status {
-        Status::unavailable(format!("cannot connect to {}: {reason}", self.addr))
+        if self.endpoints.len() == 1 {
+            return Status::unavailable(format!(
+                "cannot connect to {}: {reason}",
+                self.endpoint().addr
+            ));
+        }
+        Status::unavailable(format!("cannot connect to any of the addresses ({reason})"))
     }
 
     fn closed(&self, error: &hyper::Error) -> Status {
         self.forget();
         Status::unavailable(format!(
             "the connection to {} closed: {}",
-            self.addr,
+            self.endpoint().addr,
             error_chain(error)
         ))
     }
@@ -229,7 +293,7 @@ impl tower::Service<http::Request<Body>> for Channel {
             let (mut head, body) = request.into_parts();
             let mut uri = http::uri::Parts::from(head.uri);
             uri.scheme = Some(Scheme::HTTP);
-            uri.authority = Some(dialer.authority.clone());
+            uri.authority = Some(dialer.endpoint().authority.clone());
             head.uri = http::Uri::from_parts(uri)
                 .map_err(|e| Status::internal(format!("request address: {e}")))?;
             let request = http::Request::from_parts(head, body);
@@ -238,7 +302,7 @@ impl tower::Service<http::Request<Body>> for Channel {
                 Ok(answer) => answer,
                 Err(_) => Err(Status::deadline_exceeded(format!(
                     "{} did not answer within {} s",
-                    dialer.addr,
+                    dialer.endpoint().addr,
                     deadline.as_secs_f64()
                 ))),
             }

@@ -10,6 +10,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 pub use crate::channel::Channel;
+use crate::channel::Endpoint;
 use crate::{provider, Result, TlsIdentity, TransportError};
 
 /// Which federation identity the server must prove.
@@ -84,13 +85,24 @@ fn host_port(addr: &str) -> Result<(String, u16)> {
     }
 }
 
+/// A channel to `addr`: one `host:port`, or several separated by commas
+/// (a coordinator's replicas), dialled in turn when one does not answer.
 fn channel(
     addr: &str,
     config: Arc<rustls::ClientConfig>,
     options: ClientOptions,
 ) -> Result<Channel> {
-    let (host, port) = host_port(addr)?;
-    Channel::lazy(addr, host, port, config, options).map_err(|reason| TransportError::Address {
+    let mut endpoints = Vec::new();
+    for one in addr.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        let (host, port) = host_port(one)?;
+        let endpoint =
+            Endpoint::new(one, host, port).map_err(|reason| TransportError::Address {
+                addr: one.to_string(),
+                reason,
+            })?;
+        endpoints.push(endpoint);
+    }
+    Channel::lazy(endpoints, config, options).map_err(|reason| TransportError::Address {
         addr: addr.to_string(),
         reason,
     })

@@ -98,6 +98,17 @@ pub enum AnyChannel {
     Local(LocalChannel),
 }
 
+impl AnyChannel {
+    /// Drops the network connection, so the next call dials afresh (the
+    /// next address, when the one in use no longer answers). In process
+    /// there is nothing to drop.
+    pub fn reconnect(&self) {
+        if let AnyChannel::Network(channel) = self {
+            channel.reconnect();
+        }
+    }
+}
+
 impl Service<http::Request<Body>> for AnyChannel {
     type Response = http::Response<Body>;
     type Error = Status;

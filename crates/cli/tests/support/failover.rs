@@ -1,0 +1,182 @@
+//! Losing a coordinator under load: two `coordinator serve` processes on
+//! one ephemeral PostgreSQL (besides the cluster's own, in process), a
+//! client given both addresses, lookups running; one process is killed
+//! with SIGKILL. The load goes on through the other with no lookup lost,
+//! and the killed replica's audit log still verifies. Under CI=true a
+//! missing PostgreSQL fails this test.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use exchange_client::Client;
+use exchange_proto::v1 as pb;
+use exchange_testkit::servers::{required, EphemeralPostgres};
+use exchange_testkit::{Cluster, ClusterBuilder};
+use exchange_transport::local::AnyChannel;
+use exchange_transport::TlsIdentity;
+
+use super::{free_port, CoordinatorProcess};
+
+const DATASET: &str = "public-security/household-registration";
+
+/// A replica: `coordinator serve` on the cluster's key material and
+/// database, with its own data directory; its address once it accepts.
+fn spawn_replica(cluster: &Cluster, name: &str, url: &str) -> (CoordinatorProcess, String) {
+    let data = cluster.dir.join(name);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(data.with_extension("log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--pki-dir")
+        .arg(cluster.coordinator_config.pki_dir())
+        .args(["--state", url, "serve", "--listen", &addr])
+        .args(["--enroll-listen", &format!("127.0.0.1:{}", free_port())])
+        .env_remove("EXCHANGE_COORDINATOR_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "replica {name} did not start: see {}",
+            data.with_extension("log").display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (CoordinatorProcess { child }, addr)
+}
+
+/// The address the client's channel dials now.
+fn dialled(client: &Client) -> String {
+    match client.channel() {
+        AnyChannel::Network(channel) => channel.addr().to_string(),
+        AnyChannel::Local(_) => panic!("a network client"),
+    }
+}
+
+fn verify(dir: &Path, ca: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_exchange"))
+        .args(["audit", "verify"])
+        .arg(dir)
+        .arg("--ca")
+        .arg(ca)
+        .env_remove("EXCHANGE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "audit verify {}: {}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_go_on_when_a_replica_is_killed() {
+    let Some(pg) = required("PostgreSQL", EphemeralPostgres::start()) else {
+        return;
+    };
+    let url = pg.create_database("failover").await.unwrap();
+    let cluster = ClusterBuilder::new()
+        .add_node("public-security")
+        .add_node("civil-affairs")
+        .state(&url)
+        .start()
+        .await
+        .unwrap();
+    // Unmasked: the probe ledger would refuse one masked key tested again and again.
+    let approve = pb::ApproveRequest {
+        unmask: vec!["person_id".into()],
+        ..Default::default()
+    };
+    cluster
+        .grant("civil-affairs", DATASET, &[], approve)
+        .await
+        .unwrap();
+    let (mut b, b_addr) = spawn_replica(&cluster, "replica-b", &url);
+    let (_c, c_addr) = spawn_replica(&cluster, "replica-c", &url);
+    let tls = TlsIdentity::load(&cluster.member_dir("civil-affairs"), "client").unwrap();
+    let client = Client::connect(&format!("{b_addr},{c_addr}"), &tls)
+        .await
+        .unwrap();
+    assert_eq!(dialled(&client), b_addr, "the first address answers first");
+
+    // Four lookups at a time, each noting when it finished and how.
+    let stop = Arc::new(AtomicBool::new(false));
+    let person = cluster.planted.official_person_id.clone();
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (client, person, stop) = (client.clone(), person.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let answer = client
+                    .lookup("person_id", &person, "副本故障测试", Duration::from_secs(3))
+                    .await;
+                let ok = match answer {
+                    Ok(a) => a.answers.iter().any(|d| d.dataset == DATASET),
+                    Err(e) => {
+                        eprintln!("lookup failed: {e:?}");
+                        false
+                    }
+                };
+                outcomes.push((Instant::now(), ok));
+            }
+            outcomes
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let killed_at = Instant::now();
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut outcomes = Vec::new();
+    for worker in workers {
+        outcomes.extend(worker.await.unwrap());
+    }
+
+    let before = outcomes.iter().filter(|(t, _)| *t < killed_at).count();
+    let after: Vec<bool> = outcomes
+        .iter()
+        .filter(|(t, _)| *t >= killed_at)
+        .map(|(_, ok)| *ok)
+        .collect();
+    assert!(before > 0, "no lookup ran before the kill");
+    assert!(
+        after.len() > 10,
+        "the load stopped after the kill: {after:?}"
+    );
+    assert!(
+        after.iter().all(|ok| *ok),
+        "{} of {} lookups failed after the kill",
+        after.iter().filter(|ok| !**ok).count(),
+        after.len()
+    );
+    let first_after = outcomes
+        .iter()
+        .filter(|(t, ok)| *t >= killed_at && *ok)
+        .map(|(t, _)| *t)
+        .min()
+        .unwrap();
+    assert!(first_after - killed_at < Duration::from_secs(2));
+    assert_eq!(
+        dialled(&client),
+        c_addr,
+        "the client moved to the other replica"
+    );
+
+    // The killed replica's audit log is intact, as is the survivor's.
+    let ca = cluster.coordinator_config.pki_dir().join("ca.crt");
+    verify(&cluster.dir.join("replica-b"), &ca);
+    verify(&cluster.dir.join("replica-c"), &ca);
+    cluster.shutdown().await;
+}
