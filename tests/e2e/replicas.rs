@@ -233,6 +233,30 @@ async fn two_coordinators_on_one_postgresql_see_each_others_decisions() {
     let refusal = on_a.err().or(on_b.err()).unwrap().to_string();
     assert!(refusal.contains("already used"), "{refusal}");
 
+    // A replica with key material of its own is refused at start.
+    let other_pki = cluster.dir.join("other-pki");
+    exchange_coordinator::init(&other_pki, &["127.0.0.1".into()]).unwrap();
+    let stranger = exchange_coordinator::start(&exchange_coordinator::CoordinatorConfig {
+        data_dir: cluster.dir.join("coordinator-stranger"),
+        pki_dir: Some(other_pki),
+        listen: "127.0.0.1:0".into(),
+        enroll_listen: "127.0.0.1:0".into(),
+        console_listen: None,
+        metrics_listen: None,
+        ..cluster.coordinator_config.clone()
+    })
+    .await;
+    let Err(refusal) = stranger else {
+        panic!("a replica with key material of its own started");
+    };
+    let refusal = format!("{refusal:#}");
+    assert!(
+        refusal.contains("differs from the other replicas")
+            && refusal.contains("the CA certificate")
+            && refusal.contains("ticket-signing key"),
+        "{refusal}"
+    );
+
     b.shutdown().await;
     cluster.shutdown().await;
 }

@@ -409,6 +409,16 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         );
     }
     let db = config.open_state()?;
+    let ticket_signer = load_ticket_signer(&pki)?;
+    let mask_hash_key = load_mask_hash_key(&pki)?;
+    if db.is_shared() {
+        let mine = replicas::SharedKeys::of(
+            &ca.fingerprint(),
+            &ticket_signer.public_key(),
+            &mask_hash_key,
+        );
+        replicas::check_shared_keys(&db, &mine)?;
+    }
     let policy = RegistryPolicy {
         default_token_ttl: time::Duration::seconds(config.token_ttl_secs as i64),
         certificate_validity: time::Duration::days(config.certificate_validity_days as i64),
@@ -438,8 +448,6 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         .clone()
         .unwrap_or_else(|| addr.to_string());
     let access = access::AccessBook::open(&db, config.decision_sla_working_days)?;
-    let ticket_signer = load_ticket_signer(&pki)?;
-    let mask_hash_key = load_mask_hash_key(&pki)?;
     let probes = probes::ProbeLedger::open(&db, probe_secret(&mask_hash_key));
     let metrics = Arc::new(exchange_audit::Metrics::default());
     let audit_options = config.audit.options(&config.data_dir);

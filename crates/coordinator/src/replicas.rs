@@ -75,3 +75,55 @@ fn is_active(state: &State, member: &str) -> bool {
         .member(member)
         .is_ok_and(|m| m.status != MemberStatus::Revoked)
 }
+
+/// What every replica must hold alike, as fingerprints (never the keys).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SharedKeys {
+    /// The federation CA certificate's SHA-256.
+    pub ca: String,
+    /// The ticket-signing public key, hex.
+    pub ticket_key: String,
+    /// SHA-256 of the mask-hash key.
+    pub mask_hash_key: String,
+}
+
+impl SharedKeys {
+    pub fn of(ca_fingerprint: &str, ticket_public_key: &[u8], mask_hash_key: &[u8]) -> SharedKeys {
+        SharedKeys {
+            ca: ca_fingerprint.to_string(),
+            ticket_key: hex::encode(ticket_public_key),
+            mask_hash_key: hex::encode(ring::digest::digest(&ring::digest::SHA256, mask_hash_key)),
+        }
+    }
+}
+
+/// Records this replica's key material in the shared state, or, when
+/// another replica recorded it first, checks that it is the same: a
+/// replica with another CA would issue certificates the others reject,
+/// another ticket key would sign tickets nodes refuse, and another mask
+/// key would mask the same value differently on each replica.
+pub fn check_shared_keys(db: &Db, mine: &SharedKeys) -> anyhow::Result<()> {
+    let recorded = db
+        .tree("federation")?
+        .update::<SharedKeys, _>("keys", |old| old.or_else(|| Some(mine.clone())))?
+        .unwrap_or_else(|| mine.clone());
+    let mut differ = Vec::new();
+    if recorded.ca != mine.ca {
+        differ.push(format!(
+            "the CA certificate (ca.crt: this replica {}, the federation {})",
+            mine.ca, recorded.ca
+        ));
+    }
+    if recorded.ticket_key != mine.ticket_key {
+        differ.push("the ticket-signing key (ticket.key)".to_string());
+    }
+    if recorded.mask_hash_key != mine.mask_hash_key {
+        differ.push("the mask-hash key (mask-hash.key)".to_string());
+    }
+    anyhow::ensure!(
+        differ.is_empty(),
+        "this coordinator's key material differs from the other replicas' recorded in the shared state: {}. Copy the pki directory from a running replica (mode 0600) and start again",
+        differ.join("; ")
+    );
+    Ok(())
+}
