@@ -178,3 +178,81 @@ async fn postgresql_state_holds_under_concurrent_writers_and_names_bad_settings(
     assert!(err.contains("PostgreSQL") && err.contains("state"), "{err}");
     assert!(!err.contains("s3cret-pw") && err.contains("***"), "{err}");
 }
+
+/// PostgreSQL stopped under a running federation and started again: reads
+/// on grants the coordinator holds in memory go on, changes are refused
+/// as unavailable meanwhile, and the coordinator reconnects by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_rides_out_a_postgresql_restart() {
+    let Some(mut pg) = required("PostgreSQL", EphemeralPostgres::start()) else {
+        return;
+    };
+    let url = pg.create_database("restart").await.unwrap();
+    let cluster = ClusterBuilder::new()
+        .add_node("civil-affairs")
+        .add_node("real-estate")
+        .state(&url)
+        .start()
+        .await
+        .unwrap();
+    cluster
+        .grant(
+            "civil-affairs",
+            "real-estate/leases",
+            &[],
+            pb::ApproveRequest::default(),
+        )
+        .await
+        .unwrap();
+    let civil = cluster.analyst("civil-affairs").await.unwrap();
+    let person = cluster.planted.official_person_id.clone();
+    let reads = || async {
+        civil
+            .lookup(
+                "person_id",
+                &person,
+                "租赁补贴资格核查",
+                Duration::from_secs(3),
+            )
+            .await
+            .is_ok_and(|a| a.answers.iter().any(|d| d.dataset == "real-estate/leases"))
+    };
+    let ask = |purpose: &str| pb::AccessRequest {
+        dataset: "real-estate/properties".into(),
+        purpose: purpose.into(),
+        ..Default::default()
+    };
+    assert!(reads().await);
+
+    pg.stop();
+    assert!(
+        reads().await,
+        "a read on a grant held in memory failed while PostgreSQL was down"
+    );
+    let err = civil
+        .request_access(ask("数据库停机时申请"))
+        .await
+        .unwrap_err();
+    let status = match &err {
+        exchange_client::ClientError::Status(status) => status,
+        other => panic!("{other}"),
+    };
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("state database"), "{status:?}");
+
+    pg.start_again().unwrap();
+    let started = std::time::Instant::now();
+    let recorded = loop {
+        match civil.request_access(ask("数据库恢复后申请")).await {
+            Ok(record) => break record,
+            Err(e) if started.elapsed() < Duration::from_secs(15) => {
+                eprintln!("not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the coordinator did not reconnect within 15 s: {e}"),
+        }
+    };
+    assert_eq!(recorded.state(), pb::RequestState::Pending);
+    assert!(reads().await);
+    cluster.shutdown().await;
+}

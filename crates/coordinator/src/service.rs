@@ -97,13 +97,23 @@ impl std::fmt::Debug for State {
 }
 
 /// The one place that maps registry errors to gRPC status codes.
+/// A state store failure: UNAVAILABLE while the state database cannot be
+/// reached (the call may be tried again shortly; the coordinator
+/// reconnects by itself), INTERNAL otherwise. Details go to the log.
+pub(crate) fn storage_status(err: &exchange_storage::StorageError) -> Status {
+    tracing::error!(error = %err, "state store failure");
+    match err {
+        exchange_storage::StorageError::Postgres { .. } => Status::unavailable(
+            "the coordinator cannot reach its state database at the moment; try again shortly (the operator sees why in the coordinator log)",
+        ),
+        _ => Status::internal("internal storage error; the coordinator log has details"),
+    }
+}
+
 pub fn registry_status(e: RegistryError) -> Status {
     use RegistryError as E;
     match e {
-        E::Storage(err) => {
-            tracing::error!(error = %err, "state store failure");
-            Status::internal("internal storage error; the coordinator log has details")
-        }
+        E::Storage(err) => storage_status(&err),
         E::UnknownMember(_) => Status::not_found(e.to_string()),
         E::MemberExists(_) => Status::already_exists(e.to_string()),
         E::MemberRevoked(_) => Status::failed_precondition(e.to_string()),
@@ -128,10 +138,7 @@ fn publish_status(e: PublishError) -> Status {
 
 pub(crate) fn access_status(e: AccessError) -> Status {
     match e {
-        AccessError::Storage(err) => {
-            tracing::error!(error = %err, "state store failure");
-            Status::internal("internal storage error; the coordinator log has details")
-        }
+        AccessError::Storage(err) => storage_status(&err),
         AccessError::NotFound(m) => Status::not_found(m),
         AccessError::Invalid(m) => Status::invalid_argument(m),
         AccessError::Forbidden(m) => Status::permission_denied(m),

@@ -85,7 +85,7 @@ pub struct PgSettings {
     pub url: String,
     /// Connections kept open. Default 8.
     pub pool_size: u32,
-    /// How long a call waits for a connection before it fails. Default 5 s.
+    /// How long a call waits for a connection before it fails. Default 3 s.
     pub connect_timeout: Duration,
 }
 
@@ -94,7 +94,7 @@ impl PgSettings {
         PgSettings {
             url: url.to_string(),
             pool_size: 8,
-            connect_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
         }
     }
 }

@@ -129,9 +129,12 @@ fn command_as(user: Option<&str>, program: &Path) -> Command {
 
 /// A private PostgreSQL server.
 pub struct EphemeralPostgres {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     child: Child,
     pub port: u16,
+    /// The server binary and the user it runs as (`postgres` under root).
+    postgres: PathBuf,
+    user: Option<&'static str>,
 }
 
 impl std::fmt::Debug for EphemeralPostgres {
@@ -176,63 +179,29 @@ impl EphemeralPostgres {
             bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         let port = free_port()?;
-        let log = dir.path().join("postgres.log");
-        let log_file = std::fs::File::create(&log)?;
-        if let Some(u) = user {
-            Command::new("chown").arg(u).arg(&log).status()?;
-        }
-        let mut child = command_as(user, &postgres)
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-p",
-                &port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-k",
-            ])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()?;
-        wait_for_port(port, &mut child, "postgres", &log)?;
-        // The port opens before recovery finishes; pg_isready says when
-        // connections are really accepted.
-        if let Some(isready) = find_binary("pg_isready", &dirs) {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let ready = Command::new(&isready)
-                    .args([
-                        "-q",
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        &port.to_string(),
-                        "-U",
-                        "postgres",
-                    ])
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if ready {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    bail!("postgres on port {port} never became ready");
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        let child = serve(user, &postgres, dir.path(), port)?;
         Ok(EphemeralPostgres {
-            _dir: dir,
+            dir,
             child,
             port,
+            postgres,
+            user,
         })
+    }
+
+    /// Stops the server (PostgreSQL's fast shutdown: connections are
+    /// closed, what was committed stays), as an outage would.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on its data and port, after [`Self::stop`].
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        self.child = serve(self.user, &self.postgres, self.dir.path(), self.port)?;
+        Ok(())
     }
 
     /// A connection URL for `database` (created with [`Self::create_database`]).
@@ -251,6 +220,66 @@ impl EphemeralPostgres {
             .await?;
         Ok(self.url(name))
     }
+}
+
+/// Runs `postgres` on `<dir>/data` and `port` until it accepts connections.
+fn serve(user: Option<&str>, postgres: &Path, dir: &Path, port: u16) -> anyhow::Result<Child> {
+    let log = dir.join("postgres.log");
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)?;
+    if let Some(u) = user {
+        Command::new("chown").arg(u).arg(&log).status()?;
+    }
+    let mut child = command_as(user, postgres)
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-k",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()?;
+    wait_for_port(port, &mut child, "postgres", &log)?;
+    // The port opens before recovery finishes; pg_isready says when
+    // connections are really accepted.
+    if let Some(isready) = find_binary("pg_isready", &postgres_bin_dirs()) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = Command::new(&isready)
+                .args([
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("postgres on port {port} never became ready");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(child)
 }
 
 impl Drop for EphemeralPostgres {
