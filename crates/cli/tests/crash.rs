@@ -672,3 +672,6 @@ async fn every_acknowledged_state_change_survives_kill_9_within_100_ms() {
 
 #[path = "support/failover.rs"]
 mod failover;
+
+#[path = "support/ha_trial.rs"]
+mod ha_trial;

@@ -190,6 +190,12 @@ async fn handshake(
 ) -> Option<TlsConn> {
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            // Closed before a word: a load balancer's or monitor's TCP
+            // check, every second or so; not worth an info line each.
+            tracing::debug!(%remote_addr, "connection closed before the TLS handshake");
+            return None;
+        }
         Ok(Err(e)) => {
             tracing::info!(%remote_addr, error = %e, "TLS handshake refused");
             return None;

@@ -27,10 +27,30 @@ pub struct Args {
     /// (all runs the six in turn).
     #[arg(long, value_parser = ["poverty", "enrolment", "subsidy", "tax-electricity", "integrity", "conflicts", "all"])]
     scenario: Option<String>,
+    /// Only write the nine departments' SQLite databases and catalog
+    /// manifests into DIR and stop: for nodes run as separate processes
+    /// (deploy/ha/trial.sh does).
+    #[arg(long, value_name = "DIR", conflicts_with = "scenario")]
+    data_only: Option<PathBuf>,
 }
 
 pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     ctx.no_json("demo")?;
+    if let Some(out) = &args.data_only {
+        let options = exchange_demo_data::Options {
+            persons: args.persons,
+            seed: args.seed,
+        };
+        exchange_demo_data::generate(out, &options)
+            .await
+            .with_context(|| format!("writing the demo databases into {}", out.display()))?;
+        exchange_cli::say!(
+            "wrote {} synthetic persons' records for nine departments into {}: <department>.db and <department>.toml (its manifest)",
+            args.persons,
+            out.display()
+        );
+        return Ok(());
+    }
     demo(
         args.persons,
         args.seed,
