@@ -233,6 +233,57 @@ async fn two_coordinators_on_one_postgresql_see_each_others_decisions() {
     let refusal = on_a.err().or(on_b.err()).unwrap().to_string();
     assert!(refusal.contains("already used"), "{refusal}");
 
+    // The same request sent to A and B at once is recorded once.
+    let same = || pb::AccessRequest {
+        dataset: "real-estate/properties".into(),
+        purpose: "同时申请测试".into(),
+        ..Default::default()
+    };
+    let (on_a, on_b) = tokio::join!(
+        civil_a.request_access(same()),
+        civil_b.request_access(same())
+    );
+    assert_eq!(on_a.unwrap().id, on_b.unwrap().id, "one request, not two");
+
+    // A page token issued by A is accepted by B.
+    let mut requests_a = pb::access_client::AccessClient::new(civil_a.channel());
+    let mut requests_b = pb::access_client::AccessClient::new(civil_b.channel());
+    let page = |page_token: String| pb::ListRequestsRequest {
+        page_size: 1,
+        page_token,
+    };
+    let first = requests_a
+        .list_requests(page(String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.next_page_token.is_empty(), "{first:?}");
+    let second = requests_b
+        .list_requests(page(first.next_page_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(second.requests[0].id, first.requests[0].id);
+
+    // A member revoked on A is refused on B's open connection within 1 s.
+    let owner_tls = TlsIdentity::load(&cluster.member_dir("real-estate"), "client").unwrap();
+    let owner_b = Client::connect(&b.addr.to_string(), &owner_tls)
+        .await
+        .unwrap();
+    owner_b.pending().await.unwrap();
+    admin
+        .revoke_member("real-estate", "副本吊销测试")
+        .await
+        .unwrap();
+    let shut_out = within(Duration::from_secs(1), || async {
+        owner_b.pending().await.is_err()
+    })
+    .await;
+    assert!(
+        shut_out.is_some(),
+        "a member revoked on A was still served by B after 1 s"
+    );
+
     // A replica with key material of its own is refused at start.
     let other_pki = cluster.dir.join("other-pki");
     exchange_coordinator::init(&other_pki, &["127.0.0.1".into()]).unwrap();

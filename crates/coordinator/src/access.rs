@@ -127,11 +127,13 @@ pub struct AccessBook {
     sla_working_days: u32,
     /// Held while a request is checked for an identical open one and made.
     creating: Mutex<()>,
-    /// Who is deciding each request right now (see [`AccessBook::claim_decision`]).
+    /// Who is deciding each request, or recording a request, right now
+    /// (see [`AccessBook::try_claim`]).
     claims: Tree,
 }
 
-/// A decision in progress on one request: a random nonce naming this call.
+/// Work in progress that must happen once (a decision on one request, the
+/// recording of a request): a random nonce naming the call that holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct DecisionClaim {
     nonce: String,
@@ -142,17 +144,17 @@ struct DecisionClaim {
 /// may take it over.
 const DECISION_CLAIM_SECS: i64 = 30;
 
-/// Drops a decision claim when the decision is done (or failed), so the
-/// claims tree holds only decisions in progress.
-struct DecisionRelease<'a> {
+/// Drops a claim when the work it guarded is done (or failed), so the
+/// claims tree holds only work in progress.
+struct ClaimRelease<'a> {
     book: &'a AccessBook,
-    id: &'a str,
+    key: String,
 }
 
-impl Drop for DecisionRelease<'_> {
+impl Drop for ClaimRelease<'_> {
     fn drop(&mut self) {
-        if let Err(e) = self.book.claims.remove(self.id) {
-            tracing::warn!(request = %self.id, error = %e, "could not release a decision claim; it lapses in 30 s");
+        if let Err(e) = self.book.claims.remove(&self.key) {
+            tracing::warn!(claim = %self.key, error = %e, "could not release a claim; it lapses in 30 s");
         }
     }
 }
@@ -330,32 +332,58 @@ impl AccessBook {
     /// compare-and-swap in the store); the other is refused, before it
     /// creates anything. The request is then read again: a decision that
     /// finished first has left it no longer pending.
-    fn claim_decision<'a>(
-        &'a self,
-        owner: &Identity,
-        id: &'a str,
-    ) -> Result<DecisionRelease<'a>, AccessError> {
+    fn claim_decision(&self, owner: &Identity, id: &str) -> Result<ClaimRelease<'_>, AccessError> {
+        let Some(release) = self.try_claim(format!("decide:{id}"))? else {
+            return Err(AccessError::Conflict(format!(
+                "request {id} is being decided by someone else at this moment; see its outcome with `exchange access list`"
+            )));
+        };
+        self.request_for_owner(owner, id)?;
+        Ok(release)
+    }
+
+    /// Waits (up to 2 s) for the right to check and record `consumer`'s
+    /// request on `dataset`: another coordinator sharing the store may be
+    /// recording an identical one this instant, and then this one must
+    /// find it rather than make a second.
+    fn claim_recording(
+        &self,
+        consumer: &str,
+        dataset: &str,
+    ) -> Result<ClaimRelease<'_>, AccessError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            if let Some(release) = self.try_claim(format!("record:{consumer}:{dataset}"))? {
+                return Ok(release);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(AccessError::Conflict(format!(
+                    "another request by {consumer} for {dataset} is being recorded at this moment; try again"
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Claims `key` in the store for this call, unless someone else (here
+    /// or on another coordinator sharing the store) holds a claim on it
+    /// younger than [`DECISION_CLAIM_SECS`]: a compare-and-swap, so of two
+    /// callers at once exactly one gets it. `None` when it is held.
+    fn try_claim(&self, key: String) -> Result<Option<ClaimRelease<'_>>, AccessError> {
         let mut nonce = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
-            .map_err(|_| AccessError::Conflict("no randomness for a decision claim".into()))?;
+            .map_err(|_| AccessError::Conflict("no randomness for a claim".into()))?;
         let mine = DecisionClaim {
             nonce: hex::encode(nonce),
             at_unix: now_unix(),
         };
         let held = self
             .claims
-            .update::<DecisionClaim, _>(id, |old| match old {
+            .update::<DecisionClaim, _>(&key, |old| match old {
                 Some(c) if mine.at_unix - c.at_unix < DECISION_CLAIM_SECS => Some(c),
                 _ => Some(mine.clone()),
             })?;
-        if held.as_ref() != Some(&mine) {
-            return Err(AccessError::Conflict(format!(
-                "request {id} is being decided by someone else at this moment; see its outcome with `exchange access list`"
-            )));
-        }
-        let release = DecisionRelease { book: self, id };
-        self.request_for_owner(owner, id)?;
-        Ok(release)
+        Ok((held.as_ref() == Some(&mine)).then_some(ClaimRelease { book: self, key }))
     }
 
     fn next_id(&self, prefix: &str) -> Result<String, AccessError> {
@@ -384,6 +412,7 @@ impl AccessBook {
         dataset: &pb::Dataset,
     ) -> Result<(RequestRecord, bool), AccessError> {
         let _one_at_a_time = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        let _one_across_replicas = self.claim_recording(&consumer.member_id, &dataset.id)?;
         let mut fields = requested_fields(dataset, &req.fields)?;
         fields.sort_unstable();
         let today = date_text(today());

@@ -478,7 +478,7 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         mask_key_cache: Default::default(),
         audit,
         statistics,
-        pages: pages::Pages::default(),
+        pages: pages::Pages::for_store(&db)?,
     });
     if db.is_shared() {
         replicas::follow(&db, &state).context("following the shared state")?;

@@ -7,11 +7,13 @@
 //! behaviour: the whole list.
 //!
 //! A token is the position of the next page, signed with an HMAC key this
-//! coordinator draws at start, and bound to the caller's department, the
-//! RPC and every other field of the request. So a token that was altered or
-//! made up, that another department presents, that comes with a different
-//! request, that is over an hour old, or that an earlier run of the
-//! coordinator issued is refused, naming which. Positions count in each
+//! coordinator draws at start (on a shared PostgreSQL state: that the first
+//! replica drew and stored, so every replica accepts the others' tokens),
+//! and bound to the caller's department, the RPC and every other field of
+//! the request. So a token that was altered or made up, that another
+//! department presents, that comes with a different request, that is over
+//! an hour old, or that an earlier run of a sled coordinator issued is
+//! refused, naming which. Positions count in each
 //! list's own order; the audit log only grows at its end, so its pages never
 //! shift.
 
@@ -32,6 +34,31 @@ pub const TOKEN_LIFETIME_SECS: i64 = 3_600;
 /// Issues and checks page tokens.
 pub struct Pages {
     key: hmac::Key,
+}
+
+impl Pages {
+    /// Pages whose tokens every coordinator sharing `db` accepts: the key
+    /// is drawn once, by the first replica, and kept in the shared state
+    /// (so a token also outlives a restart there). On sled, one process
+    /// holds the store: a key of its own, drawn at start.
+    pub fn for_store(db: &exchange_storage::Db) -> Result<Pages, exchange_storage::StorageError> {
+        if !db.is_shared() {
+            return Ok(Pages::default());
+        }
+        let mut fresh = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut fresh)
+            .expect("the system has randomness for the page-token key");
+        let key = db
+            .tree("federation")?
+            .update::<String, _>("page_token_key", |old| {
+                old.or_else(|| Some(hex::encode(fresh)))
+            })?
+            .unwrap_or_else(|| hex::encode(fresh));
+        let bytes = hex::decode(&key).unwrap_or_else(|_| fresh.to_vec());
+        Ok(Pages {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
+        })
+    }
 }
 
 impl Default for Pages {
