@@ -43,6 +43,10 @@ use tonic::Status;
 use crate::client::{error_chain, ClientOptions};
 use crate::coalesce::Coalescing;
 
+/// How long a channel with several addresses waits for one to connect
+/// before it tries the next.
+const FAILOVER_CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
+
 /// HTTP/2 keep-alive: a ping after this much silence...
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// ...and the connection is dropped if its answer takes longer than this.
@@ -185,11 +189,18 @@ impl Dialer {
     /// Dials the endpoint that answered last, then each other in turn.
     async fn dial(&self) -> Result<SendRequest<Body>, String> {
         let first = self.active.load(Ordering::Relaxed);
+        // With somewhere else to go, a replica that does not answer (a
+        // dead host drops packets rather than refusing) is given up on
+        // sooner: failover stays under 2 s.
+        let timeout = match self.endpoints.len() {
+            1 => self.options.connect_timeout,
+            _ => self.options.connect_timeout.min(FAILOVER_CONNECT_TIMEOUT),
+        };
         let mut failures = Vec::new();
         for step in 0..self.endpoints.len() {
             let index = (first + step) % self.endpoints.len();
             let endpoint = &self.endpoints[index];
-            match self.dial_one(endpoint).await {
+            match self.dial_one(endpoint, timeout).await {
                 Ok(sender) => {
                     if step > 0 {
                         tracing::info!(addr = %endpoint.addr, "failed over to another address");
@@ -204,7 +215,11 @@ impl Dialer {
         Err(failures.join("; "))
     }
 
-    async fn dial_one(&self, endpoint: &Endpoint) -> Result<SendRequest<Body>, String> {
+    async fn dial_one(
+        &self,
+        endpoint: &Endpoint,
+        timeout: Duration,
+    ) -> Result<SendRequest<Body>, String> {
         let handshake = async {
             let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
             tcp.set_nodelay(true)?;
@@ -225,13 +240,10 @@ impl Dialer {
             });
             Ok::<_, std::io::Error>(sender)
         };
-        match tokio::time::timeout(self.options.connect_timeout, handshake).await {
+        match tokio::time::timeout(timeout, handshake).await {
             Ok(Ok(sender)) => Ok(sender),
             Ok(Err(e)) => Err(error_chain(&e)),
-            Err(_) => Err(format!(
-                "no answer within {} s",
-                self.options.connect_timeout.as_secs_f64()
-            )),
+            Err(_) => Err(format!("no answer within {} s", timeout.as_secs_f64())),
         }
     }
 
