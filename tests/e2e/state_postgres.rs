@@ -256,3 +256,45 @@ async fn a_coordinator_rides_out_a_postgresql_restart() {
     assert!(reads().await);
     cluster.shutdown().await;
 }
+
+/// The state database over TLS, as the URL asks: `sslmode=verify-full`
+/// with the server's CA in `sslrootcert` connects; a CA that did not sign
+/// the server's certificate is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_database_connection_verifies_the_servers_certificate() {
+    let Some((pg, ca)) = required("PostgreSQL", EphemeralPostgres::start_with_tls()) else {
+        return;
+    };
+    let url = pg.create_database("tls").await.unwrap();
+    let over_tls = format!("{url}?sslmode=verify-full&sslrootcert={}", ca.display());
+    let db = Db::open_postgres(&PgSettings::new(&over_tls), true).unwrap();
+    db.tree("members")
+        .unwrap()
+        .insert("tax", &"税务局")
+        .unwrap();
+    assert_eq!(
+        db.tree("members")
+            .unwrap()
+            .get::<String>("tax")
+            .unwrap()
+            .as_deref(),
+        Some("税务局")
+    );
+
+    let stranger = tempfile::NamedTempFile::new().unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    std::fs::write(stranger.path(), other.cert.pem()).unwrap();
+    let wrong_ca = format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        stranger.path().display()
+    );
+    let settings = PgSettings {
+        connect_timeout: Duration::from_secs(2),
+        ..PgSettings::new(&wrong_ca)
+    };
+    let err = Db::open_postgres(&settings, true).unwrap_err().to_string();
+    assert!(
+        err.contains("certificate") && err.contains("sslrootcert"),
+        "{err}"
+    );
+}

@@ -559,12 +559,20 @@ pub fn latest_version() -> i32 {
     MIGRATIONS.last().map_or(0, |m| m.version)
 }
 
+fn tls_advice(error: &str) -> String {
+    format!(
+        "TLS with PostgreSQL failed ({error}): check `sslrootcert` in `state` (the CA that signed the server's certificate) and `sslmode`"
+    )
+}
+
 /// A database error in words that point at the setting to check.
 fn describe(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::PoolTimedOut => {
             "PostgreSQL did not answer in time: is it running and reachable at the host and port in `state`?".into()
         }
+        sqlx::Error::Tls(tls) => tls_advice(&tls.to_string()),
+        sqlx::Error::Io(io) if io.to_string().contains("certificate") => tls_advice(&io.to_string()),
         sqlx::Error::Io(io) => format!(
             "cannot reach PostgreSQL ({io}): check the host and port in `state`, and that the server is running"
         ),

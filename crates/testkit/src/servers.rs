@@ -135,6 +135,8 @@ pub struct EphemeralPostgres {
     /// The server binary and the user it runs as (`postgres` under root).
     postgres: PathBuf,
     user: Option<&'static str>,
+    /// Extra `-c name=value` settings (TLS).
+    settings: Vec<String>,
 }
 
 impl std::fmt::Debug for EphemeralPostgres {
@@ -147,6 +149,43 @@ impl std::fmt::Debug for EphemeralPostgres {
 
 impl EphemeralPostgres {
     pub fn start() -> anyhow::Result<EphemeralPostgres> {
+        EphemeralPostgres::start_with(|_| Ok(Vec::new()))
+    }
+
+    /// A server that also accepts TLS, with a self-signed certificate for
+    /// 127.0.0.1 and localhost; the certificate's PEM file, to trust it.
+    pub fn start_with_tls() -> anyhow::Result<(EphemeralPostgres, PathBuf)> {
+        let mut ca_file = PathBuf::new();
+        let server = EphemeralPostgres::start_with(|dir| {
+            let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+            let certified = rcgen::generate_simple_self_signed(names)?;
+            let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+            std::fs::write(&cert, certified.cert.pem())?;
+            std::fs::write(&key, certified.signing_key.serialize_pem())?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+            if is_root() {
+                Command::new("chown")
+                    .arg("postgres")
+                    .arg(&cert)
+                    .arg(&key)
+                    .status()?;
+            }
+            ca_file = cert.clone();
+            Ok(vec![
+                "ssl=on".to_string(),
+                format!("ssl_cert_file={}", cert.display()),
+                format!("ssl_key_file={}", key.display()),
+            ])
+        })?;
+        Ok((server, ca_file))
+    }
+
+    /// Initialises and starts a server; `settings` may write files into its
+    /// directory and returns extra `-c` settings.
+    fn start_with(
+        settings: impl FnOnce(&Path) -> anyhow::Result<Vec<String>>,
+    ) -> anyhow::Result<EphemeralPostgres> {
         let dirs = postgres_bin_dirs();
         let initdb = find_binary("initdb", &dirs)
             .context("PostgreSQL's initdb was not found (install the postgresql package)")?;
@@ -179,13 +218,15 @@ impl EphemeralPostgres {
             bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         let port = free_port()?;
-        let child = serve(user, &postgres, dir.path(), port)?;
+        let settings = settings(dir.path())?;
+        let child = serve(user, &postgres, dir.path(), port, &settings)?;
         Ok(EphemeralPostgres {
             dir,
             child,
             port,
             postgres,
             user,
+            settings,
         })
     }
 
@@ -200,7 +241,13 @@ impl EphemeralPostgres {
 
     /// Starts the server again on its data and port, after [`Self::stop`].
     pub fn start_again(&mut self) -> anyhow::Result<()> {
-        self.child = serve(self.user, &self.postgres, self.dir.path(), self.port)?;
+        self.child = serve(
+            self.user,
+            &self.postgres,
+            self.dir.path(),
+            self.port,
+            &self.settings,
+        )?;
         Ok(())
     }
 
@@ -223,7 +270,13 @@ impl EphemeralPostgres {
 }
 
 /// Runs `postgres` on `<dir>/data` and `port` until it accepts connections.
-fn serve(user: Option<&str>, postgres: &Path, dir: &Path, port: u16) -> anyhow::Result<Child> {
+fn serve(
+    user: Option<&str>,
+    postgres: &Path,
+    dir: &Path,
+    port: u16,
+    settings: &[String],
+) -> anyhow::Result<Child> {
     let log = dir.join("postgres.log");
     let log_file = std::fs::OpenOptions::new()
         .create(true)
@@ -246,8 +299,9 @@ fn serve(user: Option<&str>, postgres: &Path, dir: &Path, port: u16) -> anyhow::
             "synchronous_commit=off",
             "-c",
             "full_page_writes=off",
-            "-k",
         ])
+        .args(settings.iter().flat_map(|s| ["-c", s.as_str()]))
+        .arg("-k")
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(log_file)
