@@ -281,6 +281,18 @@ async fn the_state_database_connection_verifies_the_servers_certificate() {
         Some("税务局")
     );
 
+    // A department database reached the way the operator guide shows
+    // (`sslmode=require`), through the same driver.
+    let mut conn = sqlx::PgConnection::connect(&format!("{url}?sslmode=require"))
+        .await
+        .unwrap();
+    let (encrypted,): (bool,) =
+        sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(encrypted, "sslmode=require did not encrypt");
+
     let stranger = tempfile::NamedTempFile::new().unwrap();
     let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     std::fs::write(stranger.path(), other.cert.pem()).unwrap();
