@@ -507,9 +507,20 @@ impl Client {
                 .max_decoding_message_size(64 << 20);
         // One round trip: the coordinator authorizes the command given as
         // the DoGet ticket exactly as it would in GetFlightInfo.
-        let frames = flight
-            .do_get(arrow_flight::Ticket::new(body))
-            .await?
+        let ticket = arrow_flight::Ticket::new(body);
+        let answer = match flight.do_get(ticket.clone()).await {
+            // The coordinator went away before it answered (it answers
+            // only with the first rows in hand): once more, on the next
+            // replica when several are configured; a new query, decided and
+            // logged anew. Once rows have arrived a failure is not retried,
+            // which could repeat them.
+            Err(status) if lookup::coordinator_lost(&status) => {
+                self.channel.reconnect();
+                flight.do_get(ticket).await?
+            }
+            answer => answer?,
+        };
+        let frames = answer
             .into_inner()
             .map_err(arrow_flight::error::FlightError::from);
         Ok(arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(frames))

@@ -192,7 +192,7 @@ impl Client {
 /// Whether a call failed because its coordinator went away (could not be
 /// reached, or the connection broke before the answer), rather than
 /// because the coordinator answered with an error.
-fn coordinator_lost(status: &tonic::Status) -> bool {
+pub(crate) fn coordinator_lost(status: &tonic::Status) -> bool {
     if status.code() == tonic::Code::Unavailable {
         return true;
     }
