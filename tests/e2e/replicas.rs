@@ -191,6 +191,27 @@ async fn two_coordinators_on_one_postgresql_see_each_others_decisions() {
         seen.is_some(),
         "the approval made on A did not reach B within 1 s"
     );
+    // The audit log asked of A shows the lookup B served: the replicas
+    // share one audit view, and A alone has served no such lookup.
+    let served_by_b = || async {
+        civil_a
+            .audit_log(pb::AuditLogRequest {
+                dataset: leases.into(),
+                purpose: "副本一致性测试".into(),
+                ..Default::default()
+            })
+            .await
+            .is_ok_and(|log| log.rows.iter().any(|r| r.allowed && r.status == "ok"))
+    };
+    let shared = within(Duration::from_secs(2), served_by_b).await;
+    assert!(
+        shared.is_some(),
+        "A's audit log does not show the lookup B served"
+    );
+    // A replica rebuilds its share of the view from its own log.
+    assert!(reads(&civil_a, &person, leases).await);
+    let copied = exchange_coordinator::reindex_audit(&cluster.coordinator_config).unwrap();
+    assert!(copied > 0, "A's log holds the lookup it just served");
 
     // Revoked on A: refused through B within a second, on B's open
     // connection.

@@ -56,39 +56,51 @@ pub fn query_rows(records: &[Record]) -> Vec<(pb::AuditQueryRow, String)> {
         match &r.event {
             Event::QueryDecision(d) => {
                 index.insert(d.query_id.clone(), rows.len());
-                rows.push((
-                    pb::AuditQueryRow {
-                        time_ms: r.time_ms,
-                        time: exchange_proto::v1::typed::timestamp_ms(r.time_ms),
-                        query_id: d.query_id.clone(),
-                        consumer: d.consumer.clone(),
-                        user: d.user.clone(),
-                        purpose: d.purpose.clone(),
-                        dataset: d.dataset.clone(),
-                        fields: d.fields.clone(),
-                        allowed: d.allowed,
-                        rule: d.rule.clone(),
-                        reason: d.reason.clone(),
-                        grant_id: d.grant_id.clone(),
-                        filter_digest: d.filter_digest.clone(),
-                        masked_values: d.masked_values,
-                        ..Default::default()
-                    },
-                    d.owner.clone(),
-                ));
+                rows.push(decision_row(r.time_ms, d));
             }
             Event::QueryCompletion(c) => {
                 if let Some(i) = index.get(&c.query_id) {
-                    let row = &mut rows[*i].0;
-                    row.rows += c.rows;
-                    row.duration_ms = c.duration_ms;
-                    row.status = c.status.clone();
+                    complete_row(&mut rows[*i].0, c);
                 }
             }
             _ => {}
         }
     }
     rows
+}
+
+/// A query's audit-log row as its decision record gives it, and the owner.
+pub fn decision_row(
+    time_ms: i64,
+    d: &exchange_audit::QueryDecision,
+) -> (pb::AuditQueryRow, String) {
+    (
+        pb::AuditQueryRow {
+            time_ms,
+            time: exchange_proto::v1::typed::timestamp_ms(time_ms),
+            query_id: d.query_id.clone(),
+            consumer: d.consumer.clone(),
+            user: d.user.clone(),
+            purpose: d.purpose.clone(),
+            dataset: d.dataset.clone(),
+            fields: d.fields.clone(),
+            allowed: d.allowed,
+            rule: d.rule.clone(),
+            reason: d.reason.clone(),
+            grant_id: d.grant_id.clone(),
+            filter_digest: d.filter_digest.clone(),
+            masked_values: d.masked_values,
+            ..Default::default()
+        },
+        d.owner.clone(),
+    )
+}
+
+/// Adds what a completion record says to a query's row.
+pub fn complete_row(row: &mut pb::AuditQueryRow, c: &exchange_audit::QueryCompletion) {
+    row.rows += c.rows;
+    row.duration_ms = c.duration_ms;
+    row.status = c.status.clone();
 }
 
 /// Compares the coordinator's records with one node's.
@@ -259,6 +271,19 @@ impl AuditService {
     }
 }
 
+/// Every query's row and owner, oldest first: from the view all replicas
+/// share when there are several, else from this coordinator's log.
+async fn blocking_query_rows(
+    state: Arc<State>,
+) -> Result<Vec<(pb::AuditQueryRow, String)>, Status> {
+    tokio::task::spawn_blocking(move || match &state.audit_index {
+        Some(index) => index.rows().map_err(|e| crate::service::storage_status(&e)),
+        None => records(&state).map(|all| query_rows(&all)),
+    })
+    .await
+    .map_err(|e| Status::internal(e.to_string()))?
+}
+
 async fn blocking_records(state: Arc<State>) -> Result<Vec<Record>, Status> {
     tokio::task::spawn_blocking(move || records(&state))
         .await
@@ -290,8 +315,8 @@ impl pb::audit_server::Audit for AuditService {
             }
             n => n,
         } as usize;
-        let all = blocking_records(self.0.clone()).await?;
-        let mut rows: Vec<pb::AuditQueryRow> = query_rows(&all)
+        let mut rows: Vec<pb::AuditQueryRow> = blocking_query_rows(self.0.clone())
+            .await?
             .into_iter()
             .filter(|(r, owner)| {
                 (bureau || r.consumer == me || owner == &me)

@@ -19,6 +19,7 @@
 //! directory directly and must not run while the coordinator does.
 
 pub mod access;
+pub mod audit_index;
 pub mod audit_service;
 mod config;
 pub mod disputes;
@@ -126,6 +127,29 @@ fn load_mask_hash_key(pki: &Path) -> anyhow::Result<Vec<u8>> {
         bail!("{} holds fewer than 32 bytes", path.display());
     }
     Ok(secret)
+}
+
+/// Rebuilds this replica's share of the audit view the replicas share
+/// (PostgreSQL state) from its own log; returns how many queries it
+/// copied. The log is read as it stands, so this may run beside `serve`.
+pub fn reindex_audit(config: &CoordinatorConfig) -> anyhow::Result<usize> {
+    let db = config.open_state()?;
+    anyhow::ensure!(
+        db.is_shared(),
+        "state is sled: the audit views read this coordinator's log itself; there is no shared view to rebuild"
+    );
+    let options = config.audit.options(&config.data_dir);
+    let mut records = Vec::new();
+    exchange_audit::read::scan_roots(
+        &[options.archive_dir.clone(), options.dir.clone()],
+        |_, r| {
+            records.push(r);
+            true
+        },
+    )
+    .with_context(|| format!("reading the audit log in {}", options.dir.display()))?;
+    let index = audit_index::AuditIndex::open(&db)?;
+    Ok(index.reindex(&records)?)
 }
 
 /// Loads the ticket-signing key, creating it for federations initialised
@@ -461,6 +485,14 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
             .context("indexing the audit log for reports")?,
     );
     audit.add_observer(statistics.clone());
+    // Several replicas: each copies its queries into the shared audit view.
+    let audit_index = if db.is_shared() {
+        let index = audit_index::AuditIndex::open(&db)?;
+        audit.add_observer(index.clone());
+        Some(index)
+    } else {
+        None
+    };
     let state = Arc::new(State {
         registry,
         access,
@@ -479,6 +511,7 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         audit,
         statistics,
         pages: pages::Pages::for_store(&db)?,
+        audit_index,
     });
     if db.is_shared() {
         replicas::follow(&db, &state).context("following the shared state")?;

@@ -45,6 +45,8 @@ pub struct State {
     pub statistics: Arc<crate::statistics::Statistics>,
     /// Page tokens of the list RPCs.
     pub pages: crate::pages::Pages,
+    /// The audit view shared by several replicas (PostgreSQL state only).
+    pub audit_index: Option<Arc<crate::audit_index::AuditIndex>>,
 }
 
 /// The page of `items` a list request asks for, and the next page's token.

@@ -121,6 +121,8 @@ enum StateCommand {
 
 #[derive(Subcommand, Debug)]
 enum AuditCommand {
+    /// Rebuild this replica's share of the audit view several coordinators share on PostgreSQL, from its own log (the log stays the record; audit verify never reads the view).
+    Reindex,
     /// Compare the coordinator's records with one node's: queries served without authorization, authorized but never served, row-count mismatches. Exits 1 if any.
     Reconcile {
         #[arg(long)]
@@ -260,6 +262,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let client = admin_client(&config, coordinator).await?;
             member(&client, command).await?;
+        }
+        Command::Audit {
+            command: AuditCommand::Reindex,
+            ..
+        } => {
+            let copied = exchange_coordinator::reindex_audit(&config)?;
+            exchange_cli::say!(
+                "copied {copied} queries from {} into the shared audit view",
+                config.audit.options(&config.data_dir).dir.display()
+            );
         }
         Command::Audit {
             coordinator,
