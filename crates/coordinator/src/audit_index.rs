@@ -1,7 +1,9 @@
 //! The audit view several coordinators share: with `state` on PostgreSQL,
 //! each replica copies the decision and completion of every query it
-//! logs into the shared store (`audit_queries`, keyed by query id), so
-//! `audit log` asked of any replica shows the queries of all of them.
+//! logs into the shared table (`exchange_audit_queries`, keyed by query id
+//! and indexed by consumer, owner and time), so `audit log` asked of any
+//! replica shows the queries of all of them, found through the indexes
+//! rather than by reading every log segment.
 //!
 //! The copy is derived, never the record: each replica's own hash-chained
 //! log stays the evidence (`audit verify` reads only the logs), and
@@ -16,7 +18,8 @@ use std::time::Duration;
 
 use exchange_audit::{Event, Observer, QueryCompletion, QueryDecision, Record};
 use exchange_proto::v1 as pb;
-use exchange_storage::{Batch, Db, StorageError, Tree};
+use exchange_storage::postgres::{AuditEntry, AuditFilter};
+use exchange_storage::{AuditTable, Db, StorageError};
 use serde::{Deserialize, Serialize};
 
 use crate::audit_service::{complete_row, decision_row};
@@ -45,7 +48,7 @@ impl IndexedQuery {
 }
 
 pub struct AuditIndex {
-    queries: Tree,
+    table: AuditTable,
     /// Copies not yet written, by query id.
     pending: Mutex<BTreeMap<String, IndexedQuery>>,
 }
@@ -57,11 +60,14 @@ impl std::fmt::Debug for AuditIndex {
 }
 
 impl AuditIndex {
-    /// The shared view on `db`, with a thread that writes the copies
-    /// behind the log for as long as the index lives.
+    /// The shared view on `db` (which must be shared), with a thread that
+    /// writes the copies behind the log for as long as the index lives.
     pub fn open(db: &Db) -> Result<Arc<AuditIndex>, StorageError> {
+        let table = db.audit_table().ok_or_else(|| {
+            StorageError::Transfer("the shared audit view needs the state on PostgreSQL".into())
+        })?;
         let index = Arc::new(AuditIndex {
-            queries: db.tree("audit_queries")?,
+            table,
             pending: Mutex::new(BTreeMap::new()),
         });
         let weak: Weak<AuditIndex> = Arc::downgrade(&index);
@@ -78,16 +84,17 @@ impl AuditIndex {
         Ok(index)
     }
 
-    /// Writes the copies waiting in memory, merged with what the store
+    /// Writes the copies waiting in memory, merged with what the table
     /// holds for the same queries.
     pub fn flush(&self) -> Result<usize, StorageError> {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         let count = pending.len();
-        let mut batch = Batch::default();
+        let mut entries = Vec::new();
         for (query_id, mut copy) in pending {
             // A completion alone: its decision was written in an earlier batch.
             if copy.decision.is_none() {
-                match self.queries.get::<IndexedQuery>(&query_id)? {
+                let held = self.table.get(&query_id)?;
+                match held.and_then(|bytes| serde_json::from_slice::<IndexedQuery>(&bytes).ok()) {
                     Some(mut held) => {
                         held.merge(copy);
                         copy = held;
@@ -95,31 +102,39 @@ impl AuditIndex {
                     None => continue,
                 }
             }
-            batch.insert(&query_id, &copy)?;
+            let Some(d) = &copy.decision else { continue };
+            entries.push(AuditEntry {
+                query_id: query_id.clone(),
+                time_ms: copy.time_ms,
+                consumer: d.consumer.clone(),
+                owner: d.owner.clone(),
+                dataset: d.dataset.clone(),
+                purpose: d.purpose.clone(),
+                entry: serde_json::to_vec(&copy).map_err(StorageError::Encode)?,
+            });
         }
-        if !batch.is_empty() {
-            self.queries.apply(batch)?;
+        if !entries.is_empty() {
+            self.table.put(entries)?;
         }
         Ok(count)
     }
 
-    /// Every query of every replica, as audit-log rows with their owners,
-    /// oldest first.
-    pub fn rows(&self) -> Result<Vec<(pb::AuditQueryRow, String)>, StorageError> {
-        let mut rows: Vec<(pb::AuditQueryRow, String)> = self
-            .queries
-            .values::<IndexedQuery>()?
-            .into_iter()
+    /// The queries of every replica that `filter` selects, as audit-log
+    /// rows, oldest first.
+    pub fn rows(&self, filter: AuditFilter) -> Result<Vec<pb::AuditQueryRow>, StorageError> {
+        Ok(self
+            .table
+            .select(filter)?
+            .iter()
+            .filter_map(|bytes| serde_json::from_slice::<IndexedQuery>(bytes).ok())
             .filter_map(|q| {
-                let mut row = decision_row(q.time_ms, q.decision.as_ref()?);
+                let (mut row, _) = decision_row(q.time_ms, q.decision.as_ref()?);
                 if let Some(c) = &q.completion {
-                    complete_row(&mut row.0, c);
+                    complete_row(&mut row, c);
                 }
                 Some(row)
             })
-            .collect();
-        rows.sort_by(|a, b| (a.0.time_ms, &a.0.query_id).cmp(&(b.0.time_ms, &b.0.query_id)));
-        Ok(rows)
+            .collect())
     }
 
     /// Copies every query in `records` (a replica's whole log) into the

@@ -10,13 +10,14 @@ use exchange_audit::{Event, Record};
 use exchange_pki::{Identity, Role};
 use exchange_proto::v1 as pb;
 use exchange_proto::v1::typed::{settle_seconds, Timestamp};
+use exchange_storage::postgres::AuditFilter;
 use exchange_transport::client::{connect, ClientOptions, ExpectedServer};
 use exchange_transport::require_role;
 use tonic::{Request, Response, Status};
 
 use crate::registry::MemberStatus;
 use crate::service::State;
-use crate::statistics::{in_window, Viewer};
+use crate::statistics::Viewer;
 
 /// Settles a time window given as `since_unix`/`until_unix`, as `since`/
 /// `until` Timestamps, or both (they must then agree).
@@ -271,17 +272,41 @@ impl AuditService {
     }
 }
 
-/// Every query's row and owner, oldest first: from the view all replicas
-/// share when there are several, else from this coordinator's log.
-async fn blocking_query_rows(
+/// The rows `filter` selects, oldest first: from the view all replicas
+/// share (through its indexes) when there are several, else from this
+/// coordinator's log.
+async fn blocking_log_rows(
     state: Arc<State>,
-) -> Result<Vec<(pb::AuditQueryRow, String)>, Status> {
+    filter: AuditFilter,
+) -> Result<Vec<pb::AuditQueryRow>, Status> {
     tokio::task::spawn_blocking(move || match &state.audit_index {
-        Some(index) => index.rows().map_err(|e| crate::service::storage_status(&e)),
-        None => records(&state).map(|all| query_rows(&all)),
+        Some(index) => index
+            .rows(filter)
+            .map_err(|e| crate::service::storage_status(&e)),
+        None => records(&state).map(|all| {
+            query_rows(&all)
+                .into_iter()
+                .filter(|(r, owner)| selected(&filter, r, owner))
+                .map(|(r, _)| r)
+                .collect()
+        }),
     })
     .await
     .map_err(|e| Status::internal(e.to_string()))?
+}
+
+/// Whether `filter` selects a row (the log's counterpart of the view's SQL).
+fn selected(filter: &AuditFilter, r: &pb::AuditQueryRow, owner: &str) -> bool {
+    filter
+        .viewer
+        .as_ref()
+        .is_none_or(|me| &r.consumer == me || owner == me)
+        && (filter.dataset.is_empty() || r.dataset == filter.dataset)
+        && (filter.consumer.is_empty() || r.consumer == filter.consumer)
+        && (filter.owner.is_empty() || owner == filter.owner)
+        && (filter.purpose.is_empty() || r.purpose.contains(&filter.purpose))
+        && (filter.since_ms == 0 || r.time_ms >= filter.since_ms)
+        && (filter.until_ms == 0 || r.time_ms < filter.until_ms)
 }
 
 async fn blocking_records(state: Arc<State>) -> Result<Vec<Record>, Status> {
@@ -315,20 +340,20 @@ impl pb::audit_server::Audit for AuditService {
             }
             n => n,
         } as usize;
-        let mut rows: Vec<pb::AuditQueryRow> = blocking_query_rows(self.0.clone())
-            .await?
-            .into_iter()
-            .filter(|(r, owner)| {
-                (bureau || r.consumer == me || owner == &me)
-                    && (req.dataset.is_empty() || r.dataset == req.dataset)
-                    && (req.consumer.is_empty() || r.consumer == req.consumer)
-                    && (req.owner.is_empty() || owner == &req.owner)
-                    && (req.purpose.is_empty() || r.purpose.contains(&req.purpose))
-                    && in_window(r.time_ms, req.since_unix, req.until_unix)
-            })
-            .map(|(r, _)| r)
-            .collect();
-        if paging.0 > 0 || !paging.1.is_empty() {
+        let paged = paging.0 > 0 || !paging.1.is_empty();
+        let filter = AuditFilter {
+            viewer: (!bureau).then(|| me.clone()),
+            dataset: req.dataset.clone(),
+            consumer: req.consumer.clone(),
+            owner: req.owner.clone(),
+            purpose: req.purpose.clone(),
+            since_ms: req.since_unix.max(0).saturating_mul(1000),
+            until_ms: req.until_unix.max(0).saturating_mul(1000),
+            // Without pages, the newest `limit` (and one, to tell truncation).
+            newest: (!paged && self.0.audit_index.is_some()).then_some(limit as u32 + 1),
+        };
+        let mut rows = blocking_log_rows(self.0.clone(), filter).await?;
+        if paged {
             // Pages walk the log oldest first; it only grows at its end.
             let (rows, next_page_token) =
                 crate::service::page_of(&self.0, &me, "Audit.Log", &req, paging, rows)?;

@@ -143,6 +143,14 @@ impl Db {
         }
     }
 
+    /// The shared audit view's table, when the store is shared.
+    pub fn audit_table(&self) -> Option<AuditTable> {
+        match &self.engine {
+            Engine::Sled(_) => None,
+            Engine::Postgres(store) => Some(AuditTable(store.clone())),
+        }
+    }
+
     /// Whether several processes may share this store.
     pub fn is_shared(&self) -> bool {
         matches!(self.engine, Engine::Postgres(_))
@@ -198,6 +206,34 @@ impl Db {
             db.flush()?;
         }
         Ok(())
+    }
+}
+
+/// The audit view several coordinators share (PostgreSQL only): one entry
+/// per query, found by consumer, owner, dataset, purpose and time through
+/// the database's indexes.
+#[derive(Clone)]
+pub struct AuditTable(Arc<PgStore>);
+
+impl std::fmt::Debug for AuditTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditTable(..)")
+    }
+}
+
+impl AuditTable {
+    /// Writes entries (replacing those with the same query id) at once.
+    pub fn put(&self, entries: Vec<postgres::AuditEntry>) -> Result<()> {
+        self.0.put_audit_entries(entries)
+    }
+
+    pub fn get(&self, query_id: &str) -> Result<Option<Vec<u8>>> {
+        self.0.audit_entry(query_id)
+    }
+
+    /// The entries `filter` selects, oldest first.
+    pub fn select(&self, filter: postgres::AuditFilter) -> Result<Vec<Vec<u8>>> {
+        self.0.audit_entries(filter)
     }
 }
 

@@ -55,6 +55,24 @@ pub const MIGRATIONS: &[Migration] = &[
             FOR EACH ROW EXECUTE FUNCTION exchange_state_notify()",
         ],
     },
+    Migration {
+        version: 3,
+        description: "exchange_audit_queries: the replicas' shared audit view, indexed by consumer, owner and time",
+        sql: &[
+            "CREATE TABLE exchange_audit_queries (
+            query_id text PRIMARY KEY,
+            time_ms bigint NOT NULL,
+            consumer text NOT NULL,
+            owner text NOT NULL,
+            dataset text NOT NULL,
+            purpose text NOT NULL,
+            entry bytea NOT NULL
+        )",
+            "CREATE INDEX exchange_audit_queries_consumer ON exchange_audit_queries (consumer, time_ms)",
+            "CREATE INDEX exchange_audit_queries_owner ON exchange_audit_queries (owner, time_ms)",
+            "CREATE INDEX exchange_audit_queries_time ON exchange_audit_queries (time_ms)",
+        ],
+    },
 ];
 
 /// The channel on which the store announces changes to watched trees.
@@ -538,6 +556,137 @@ async fn deliver(on_change: &ChangeHandler, change: Change) {
     let callback = on_change.clone();
     if let Err(e) = tokio::task::spawn_blocking(move || callback(change)).await {
         tracing::error!(error = %e, "a state change handler failed");
+    }
+}
+
+/// One query in the shared audit view: the columns it is found by, and
+/// the entry itself (the coordinator's JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub query_id: String,
+    pub time_ms: i64,
+    pub consumer: String,
+    pub owner: String,
+    pub dataset: String,
+    pub purpose: String,
+    pub entry: Vec<u8>,
+}
+
+/// Which entries of the shared audit view to read. Empty texts and zero
+/// times do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only queries this department made or answered; `None`: all.
+    pub viewer: Option<String>,
+    pub dataset: String,
+    pub consumer: String,
+    pub owner: String,
+    /// A substring of the purpose.
+    pub purpose: String,
+    pub since_ms: i64,
+    pub until_ms: i64,
+    /// Only the newest this many (still returned oldest first); `None`: all.
+    pub newest: Option<u32>,
+}
+
+impl PgStore {
+    /// Writes entries, replacing those with the same query id, in one
+    /// transaction.
+    pub(crate) fn put_audit_entries(&self, entries: Vec<AuditEntry>) -> Result<()> {
+        self.run(|pool| async move {
+            let mut tx = pool.begin().await?;
+            for e in entries {
+                sqlx::query(
+                    "INSERT INTO exchange_audit_queries
+                        (query_id, time_ms, consumer, owner, dataset, purpose, entry)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (query_id) DO UPDATE SET time_ms = EXCLUDED.time_ms,
+                        consumer = EXCLUDED.consumer, owner = EXCLUDED.owner,
+                        dataset = EXCLUDED.dataset, purpose = EXCLUDED.purpose,
+                        entry = EXCLUDED.entry",
+                )
+                .bind(e.query_id)
+                .bind(e.time_ms)
+                .bind(e.consumer)
+                .bind(e.owner)
+                .bind(e.dataset)
+                .bind(e.purpose)
+                .bind(e.entry)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        })
+    }
+
+    pub(crate) fn audit_entry(&self, query_id: &str) -> Result<Option<Vec<u8>>> {
+        let query_id = query_id.to_string();
+        self.run(|pool| async move {
+            let row = sqlx::query("SELECT entry FROM exchange_audit_queries WHERE query_id = $1")
+                .bind(query_id)
+                .fetch_optional(&pool)
+                .await?;
+            row.map(|r| r.try_get("entry")).transpose()
+        })
+    }
+
+    /// The entries `filter` selects, oldest first, found through the
+    /// indexes on consumer, owner and time.
+    pub(crate) fn audit_entries(&self, filter: AuditFilter) -> Result<Vec<Vec<u8>>> {
+        self.run(|pool| async move {
+            let mut sql = String::from(
+                "SELECT entry, time_ms, query_id FROM exchange_audit_queries WHERE true",
+            );
+            let mut texts: Vec<String> = Vec::new();
+            let mut bind = |sql: &mut String, clause: &str, value: String| {
+                texts.push(value);
+                sql.push_str(&clause.replace('?', &format!("${}", texts.len())));
+            };
+            if let Some(viewer) = &filter.viewer {
+                bind(&mut sql, " AND (consumer = ? OR owner = ?)", viewer.clone());
+            }
+            for (column, value) in [
+                ("dataset", &filter.dataset),
+                ("consumer", &filter.consumer),
+                ("owner", &filter.owner),
+            ] {
+                if !value.is_empty() {
+                    bind(&mut sql, &format!(" AND {column} = ?"), value.clone());
+                }
+            }
+            if !filter.purpose.is_empty() {
+                bind(
+                    &mut sql,
+                    " AND strpos(purpose, ?) > 0",
+                    filter.purpose.clone(),
+                );
+            }
+            if filter.since_ms > 0 {
+                sql.push_str(&format!(" AND time_ms >= {}", filter.since_ms));
+            }
+            if filter.until_ms > 0 {
+                sql.push_str(&format!(" AND time_ms < {}", filter.until_ms));
+            }
+            match filter.newest {
+                Some(n) => {
+                    sql.push_str(&format!(" ORDER BY time_ms DESC, query_id DESC LIMIT {n}"))
+                }
+                None => sql.push_str(" ORDER BY time_ms, query_id"),
+            }
+            let mut query = sqlx::query(&sql);
+            for text in texts {
+                query = query.bind(text);
+            }
+            let rows = query.fetch_all(&pool).await?;
+            let mut entries: Vec<Vec<u8>> = rows
+                .iter()
+                .map(|r| r.try_get::<Vec<u8>, _>("entry"))
+                .collect::<Result<_, _>>()?;
+            if filter.newest.is_some() {
+                entries.reverse();
+            }
+            Ok(entries)
+        })
     }
 }
 
