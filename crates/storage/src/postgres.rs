@@ -572,6 +572,18 @@ pub struct AuditEntry {
     pub entry: Vec<u8>,
 }
 
+/// Audit entries as columns, for one multi-row insert.
+#[derive(Default)]
+struct AuditColumns {
+    query_id: Vec<String>,
+    time_ms: Vec<i64>,
+    consumer: Vec<String>,
+    owner: Vec<String>,
+    dataset: Vec<String>,
+    purpose: Vec<String>,
+    entry: Vec<Vec<u8>>,
+}
+
 /// Which entries of the shared audit view to read. Empty texts and zero
 /// times do not filter.
 #[derive(Debug, Clone, Default)]
@@ -590,32 +602,40 @@ pub struct AuditFilter {
 }
 
 impl PgStore {
-    /// Writes entries, replacing those with the same query id, in one
-    /// transaction.
+    /// Writes entries (distinct query ids), replacing those with the same
+    /// query id, in one statement: the columns go as arrays.
     pub(crate) fn put_audit_entries(&self, entries: Vec<AuditEntry>) -> Result<()> {
+        let mut columns = AuditColumns::default();
+        for e in entries {
+            columns.query_id.push(e.query_id);
+            columns.time_ms.push(e.time_ms);
+            columns.consumer.push(e.consumer);
+            columns.owner.push(e.owner);
+            columns.dataset.push(e.dataset);
+            columns.purpose.push(e.purpose);
+            columns.entry.push(e.entry);
+        }
         self.run(|pool| async move {
-            let mut tx = pool.begin().await?;
-            for e in entries {
-                sqlx::query(
-                    "INSERT INTO exchange_audit_queries
-                        (query_id, time_ms, consumer, owner, dataset, purpose, entry)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (query_id) DO UPDATE SET time_ms = EXCLUDED.time_ms,
-                        consumer = EXCLUDED.consumer, owner = EXCLUDED.owner,
-                        dataset = EXCLUDED.dataset, purpose = EXCLUDED.purpose,
-                        entry = EXCLUDED.entry",
-                )
-                .bind(e.query_id)
-                .bind(e.time_ms)
-                .bind(e.consumer)
-                .bind(e.owner)
-                .bind(e.dataset)
-                .bind(e.purpose)
-                .bind(e.entry)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await
+            sqlx::query(
+                "INSERT INTO exchange_audit_queries
+                    (query_id, time_ms, consumer, owner, dataset, purpose, entry)
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[],
+                                      $5::text[], $6::text[], $7::bytea[])
+                 ON CONFLICT (query_id) DO UPDATE SET time_ms = EXCLUDED.time_ms,
+                    consumer = EXCLUDED.consumer, owner = EXCLUDED.owner,
+                    dataset = EXCLUDED.dataset, purpose = EXCLUDED.purpose,
+                    entry = EXCLUDED.entry",
+            )
+            .bind(columns.query_id)
+            .bind(columns.time_ms)
+            .bind(columns.consumer)
+            .bind(columns.owner)
+            .bind(columns.dataset)
+            .bind(columns.purpose)
+            .bind(columns.entry)
+            .execute(&pool)
+            .await
+            .map(drop)
         })
     }
 

@@ -24,6 +24,8 @@ const CLIENTS: usize = 16;
 const WARMUP: Duration = Duration::from_secs(2);
 const MEASURE: Duration = Duration::from_secs(10);
 const ROUNDS: u32 = 2;
+/// A daily row quota no run reaches.
+const QUOTA: u64 = 1_000_000_000;
 const PURPOSE: &str = "户籍信息核验";
 const DATASET: &str = "public-security/household-registration";
 
@@ -33,7 +35,9 @@ struct Figures {
     p99_ms: f64,
 }
 
-async fn federation(state: &str) -> anyhow::Result<Cluster> {
+/// A federation on `state` whose grant has `quota` rows a day (0: none;
+/// with one, every answer adds to a counter in the state store).
+async fn federation(state: &str, quota: u64) -> anyhow::Result<Cluster> {
     let cluster = ClusterBuilder::new()
         .persons(PERSONS)
         .add_node("public-security")
@@ -45,6 +49,7 @@ async fn federation(state: &str) -> anyhow::Result<Cluster> {
     // Unmasked: the probe ledger would refuse a masked key tested again and again.
     let approve = pb::ApproveRequest {
         unmask: vec!["person_id".into()],
+        quota_rows_per_day: quota,
         ..Default::default()
     };
     cluster
@@ -104,7 +109,7 @@ fn show(label: &str, f: &Figures, sled: Option<&Figures>) {
         format!("   {:.3}x sled's lookups/s", f.per_sec / s.per_sec)
     });
     println!(
-        "  {label:<34} {:>7.0} lookups/s  p50 {:>6.2} ms  p99 {:>6.2} ms{ratio}",
+        "  {label:<40} {:>7.0} lookups/s  p50 {:>6.2} ms  p99 {:>6.2} ms{ratio}",
         f.per_sec, f.p50_ms, f.p99_ms
     );
 }
@@ -128,19 +133,38 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run_round(pg: &EphemeralPostgres, round: u32) -> anyhow::Result<()> {
-    let sled = federation("sled").await?;
+    let sled = federation("sled", 0).await?;
     let on_sled = load(&sled, &[sled.coordinator.addr.to_string()]).await?;
     show("one coordinator, sled", &on_sled, None);
     sled.shutdown().await;
 
     let url = pg.create_database(&format!("bench_one_{round}")).await?;
-    let one = federation(&url).await?;
+    let one = federation(&url, 0).await?;
     let on_pg = load(&one, &[one.coordinator.addr.to_string()]).await?;
     show("one coordinator, PostgreSQL", &on_pg, Some(&on_sled));
     one.shutdown().await;
 
+    // A daily row quota: each answer adds to the grant's counter.
+    let sled_quota = federation("sled", QUOTA).await?;
+    let on_sled_quota = load(&sled_quota, &[sled_quota.coordinator.addr.to_string()]).await?;
+    show(
+        "one coordinator, sled, row quota",
+        &on_sled_quota,
+        Some(&on_sled),
+    );
+    sled_quota.shutdown().await;
+    let url = pg.create_database(&format!("bench_quota_{round}")).await?;
+    let pg_quota = federation(&url, QUOTA).await?;
+    let on_pg_quota = load(&pg_quota, &[pg_quota.coordinator.addr.to_string()]).await?;
+    show(
+        "one coordinator, PostgreSQL, row quota",
+        &on_pg_quota,
+        Some(&on_sled),
+    );
+    pg_quota.shutdown().await;
+
     let url = pg.create_database(&format!("bench_three_{round}")).await?;
-    let three = federation(&url).await?;
+    let three = federation(&url, 0).await?;
     let (b, c) = (three.replica("b").await?, three.replica("c").await?);
     let addresses = [
         three.coordinator.addr.to_string(),

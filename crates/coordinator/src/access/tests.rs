@@ -403,3 +403,23 @@ fn an_identical_open_request_returns_the_first_instead_of_a_second_grant() {
         .unwrap();
     assert!(created && renewed.grant_id != granted.grant_id);
 }
+
+#[test]
+fn row_counts_are_kept_in_memory_and_reach_the_store_behind() {
+    let db = Db::temporary().unwrap();
+    let here = AccessBook::open(&db, 5).unwrap();
+    assert_eq!(here.add_rows_served("G-000001", 10).unwrap(), 10);
+    assert_eq!(here.add_rows_served("G-000001", 5).unwrap(), 15);
+    // Another coordinator on the same store sees nothing before the flush...
+    let there = AccessBook::open(&db, 5).unwrap();
+    assert_eq!(there.rows_served_today("G-000001").unwrap(), 0);
+    here.flush_usage().unwrap();
+    // ...and the total after it; its own counts add to that total.
+    let later = AccessBook::open(&db, 5).unwrap();
+    assert_eq!(later.add_rows_served("G-000001", 1).unwrap(), 16);
+    later.flush_usage().unwrap();
+    // A flush reads back what the others added: 16 stored, 4 more here.
+    here.add_rows_served("G-000001", 4).unwrap();
+    here.flush_usage().unwrap();
+    assert_eq!(here.rows_served_today("G-000001").unwrap(), 20);
+}
