@@ -22,16 +22,13 @@ fn entries(export: &[u8]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_federation_runs_on_postgresql_and_moves_to_sled_and_back() {
-    let Some(pg) = required("PostgreSQL", EphemeralPostgres::start()) else {
-        return;
-    };
-    let url = pg.create_database("exchange_state").await.unwrap();
+/// Civil affairs and real estate with their state at `url`, civil affairs
+/// holding a grant on `real-estate/leases`.
+async fn leases_granted(url: &str) -> exchange_testkit::Cluster {
     let cluster = ClusterBuilder::new()
         .add_node("civil-affairs")
         .add_node("real-estate")
-        .state(&url)
+        .state(url)
         .start()
         .await
         .unwrap();
@@ -44,6 +41,16 @@ async fn a_federation_runs_on_postgresql_and_moves_to_sled_and_back() {
         )
         .await
         .unwrap();
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_federation_runs_on_postgresql_and_moves_to_sled_and_back() {
+    let Some(pg) = required("PostgreSQL", EphemeralPostgres::start()) else {
+        return;
+    };
+    let url = pg.create_database("exchange_state").await.unwrap();
+    let cluster = leases_granted(&url).await;
     let civil = cluster.analyst("civil-affairs").await.unwrap();
     let answer = civil
         .lookup(
@@ -188,22 +195,7 @@ async fn a_coordinator_rides_out_a_postgresql_restart() {
         return;
     };
     let url = pg.create_database("restart").await.unwrap();
-    let cluster = ClusterBuilder::new()
-        .add_node("civil-affairs")
-        .add_node("real-estate")
-        .state(&url)
-        .start()
-        .await
-        .unwrap();
-    cluster
-        .grant(
-            "civil-affairs",
-            "real-estate/leases",
-            &[],
-            pb::ApproveRequest::default(),
-        )
-        .await
-        .unwrap();
+    let cluster = leases_granted(&url).await;
     let civil = cluster.analyst("civil-affairs").await.unwrap();
     let person = cluster.planted.official_person_id.clone();
     let reads = || async {

@@ -945,12 +945,20 @@ impl AccessBook {
 
     fn count_rows(&self, grant_id: &str, rows: u64) -> Result<u64, AccessError> {
         let key = Self::usage_key(grant_id);
+        let known = self
+            .usage_counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&key);
+        // Read outside the lock: other grants' queries do not wait for it.
+        let stored = match known {
+            true => 0,
+            false => self.usage.get::<u64>(&key)?.unwrap_or(0),
+        };
         let mut counts = self.usage_counts.lock().unwrap_or_else(|p| p.into_inner());
-        if !counts.contains_key(&key) {
-            let stored = self.usage.get::<u64>(&key)?.unwrap_or(0);
-            counts.insert(key.clone(), UsageCount { stored, pending: 0 });
-        }
-        let count = counts.get_mut(&key).expect("inserted above");
+        let count = counts
+            .entry(key)
+            .or_insert(UsageCount { stored, pending: 0 });
         count.pending += rows;
         Ok(count.stored + count.pending)
     }

@@ -147,6 +147,15 @@ impl AuditIndex {
     }
 }
 
+impl Drop for AuditIndex {
+    /// A coordinator that stops writes the copies still waiting.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::warn!(error = %e, "could not write the last copies to the shared audit view; `coordinator audit reindex` restores them");
+        }
+    }
+}
+
 impl Observer for AuditIndex {
     fn observe(&self, record: &Record) {
         let (query_id, copy) = match &record.event {

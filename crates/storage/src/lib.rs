@@ -393,11 +393,17 @@ impl Tree {
             .collect()
     }
 
-    /// How many keys the tree holds (0 when the engine cannot be asked).
+    /// How many keys the tree holds (0 when the engine cannot be asked;
+    /// [`Self::count`] says why).
     pub fn len(&self) -> usize {
+        self.count().unwrap_or(0)
+    }
+
+    /// How many keys the tree holds, or why the engine could not say.
+    pub fn count(&self) -> Result<usize> {
         match &self.inner {
-            TreeEngine::Sled(t) => t.len(),
-            TreeEngine::Postgres(store) => store.len(&self.name).unwrap_or(0),
+            TreeEngine::Sled(t) => Ok(t.len()),
+            TreeEngine::Postgres(store) => store.len(&self.name),
         }
     }
 

@@ -91,11 +91,12 @@ fn json_line<T: Serialize>(value: &T) -> Result<String> {
 
 /// Reads an [`export`] into `db`, which must hold nothing yet.
 pub fn import(db: &Db, input: impl BufRead) -> Result<Summary> {
-    let occupied: Vec<String> = db
-        .tree_names()?
-        .into_iter()
-        .filter(|name| db.tree(name).is_ok_and(|t| !t.is_empty()))
-        .collect();
+    let mut occupied = Vec::new();
+    for name in db.tree_names()? {
+        if db.tree(&name)?.count()? > 0 {
+            occupied.push(name);
+        }
+    }
     if !occupied.is_empty() {
         return Err(StorageError::Transfer(format!(
             "the target state store already holds data (trees {}): import into an empty one",
