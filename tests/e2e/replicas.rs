@@ -12,7 +12,7 @@ use exchange_client::{Client, EnrollOptions};
 use exchange_pki::Role;
 use exchange_proto::v1 as pb;
 use exchange_testkit::servers::{required, EphemeralPostgres};
-use exchange_testkit::ClusterBuilder;
+use exchange_testkit::{Cluster, ClusterBuilder};
 use exchange_transport::TlsIdentity;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,6 +102,36 @@ where
     None
 }
 
+/// Civil affairs and real estate on a fresh PostgreSQL database `name`
+/// (`None`, the test skipped, only outside CI without PostgreSQL).
+async fn on_postgresql(name: &str) -> Option<(EphemeralPostgres, Cluster)> {
+    let pg = required("PostgreSQL", EphemeralPostgres::start())?;
+    let url = pg.create_database(name).await.unwrap();
+    let cluster = ClusterBuilder::new()
+        .add_node("civil-affairs")
+        .add_node("real-estate")
+        .state(&url)
+        .start()
+        .await
+        .unwrap();
+    Some((pg, cluster))
+}
+
+const LEASES: &str = "real-estate/leases";
+
+/// Civil affairs' grant on real estate's leases, approved.
+async fn grant_leases(cluster: &Cluster) {
+    cluster
+        .grant(
+            "civil-affairs",
+            LEASES,
+            &["lease_id", "tenant_id"],
+            Default::default(),
+        )
+        .await
+        .unwrap();
+}
+
 /// Whether `client`'s lookup of `person` reads `dataset` successfully.
 async fn reads(client: &Client, person: &str, dataset: &str) -> bool {
     client
@@ -125,17 +155,9 @@ async fn reads(client: &Client, person: &str, dataset: &str) -> bool {
 /// agree; one enrolment token enrols once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_coordinators_on_one_postgresql_see_each_others_decisions() {
-    let Some(pg) = required("PostgreSQL", EphemeralPostgres::start()) else {
+    let Some((_pg, cluster)) = on_postgresql("replicas").await else {
         return;
     };
-    let url = pg.create_database("replicas").await.unwrap();
-    let cluster = ClusterBuilder::new()
-        .add_node("civil-affairs")
-        .add_node("real-estate")
-        .state(&url)
-        .start()
-        .await
-        .unwrap();
     // Replica B: the same key material and database, its own listeners and
     // audit log.
     let b = cluster.replica("coordinator-b").await.unwrap();
@@ -330,5 +352,156 @@ async fn two_coordinators_on_one_postgresql_see_each_others_decisions() {
     );
 
     b.shutdown().await;
+    cluster.shutdown().await;
+}
+
+/// The departments report of one replica, as `(department, cells)`.
+async fn departments(admin: &Client) -> Vec<Vec<String>> {
+    let report = admin
+        .report(pb::ReportRequest {
+            kind: "departments".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    report.rows.into_iter().map(|r| r.cells).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_and_reconciliation_count_every_replicas_queries() {
+    let Some((_pg, cluster)) = on_postgresql("replica_reports").await else {
+        return;
+    };
+    let b = cluster.replica("coordinator-b").await.unwrap();
+    let leases = LEASES;
+    grant_leases(&cluster).await;
+    let tls = TlsIdentity::load(&cluster.member_dir("civil-affairs"), "client").unwrap();
+    let civil_a = cluster.analyst("civil-affairs").await.unwrap();
+    let civil_b = Client::connect(&b.addr.to_string(), &tls).await.unwrap();
+    let person = cluster.planted.official_person_id.clone();
+    // One lookup through each replica.
+    assert!(reads(&civil_a, &person, leases).await);
+    assert!(reads(&civil_b, &person, leases).await);
+    // One query decided on A (its ticket) and relayed by B (its rows).
+    let command = serde_json::json!({
+        "dataset": leases, "fields": ["lease_id"],
+        "purpose": "跨副本对账测试", "user": "测试员",
+    });
+    let body = serde_json::to_vec(&command).unwrap();
+    let mut flight_a =
+        arrow_flight::flight_service_client::FlightServiceClient::new(civil_a.channel());
+    let mut flight_b =
+        arrow_flight::flight_service_client::FlightServiceClient::new(civil_b.channel());
+    let info = flight_a
+        .get_flight_info(arrow_flight::FlightDescriptor::new_cmd(body))
+        .await
+        .unwrap()
+        .into_inner();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut stream = flight_b.do_get(ticket).await.unwrap().into_inner();
+    let mut frames = 0;
+    while let Some(frame) = futures::StreamExt::next(&mut stream).await {
+        frame.unwrap();
+        frames += 1;
+    }
+    assert!(frames > 1, "the query relayed by B returned no rows");
+
+    // Both replicas' reports count all three queries, the split one once
+    // and with its rows; the approval's turnaround is on both.
+    let b_admin = {
+        let admin_tls = TlsIdentity::load(&cluster.coordinator_config.pki_dir(), "admin").unwrap();
+        Client::connect(&b.addr.to_string(), &admin_tls)
+            .await
+            .unwrap()
+    };
+    let counted = |rows: &[Vec<String>]| {
+        rows.iter()
+            .find(|r| r[0] == "civil-affairs")
+            .map(|r| r[1].clone())
+    };
+    let agreed = within(Duration::from_secs(3), || async {
+        let on_a = departments(&cluster.admin).await;
+        let on_b = departments(&b_admin).await;
+        on_a == on_b && counted(&on_a).as_deref() == Some("3")
+    })
+    .await;
+    let (on_a, on_b) = (
+        departments(&cluster.admin).await,
+        departments(&b_admin).await,
+    );
+    assert!(agreed.is_some(), "A: {on_a:?}\nB: {on_b:?}");
+    let owner = on_a.iter().find(|r| r[0] == "real-estate").unwrap();
+    assert_eq!(owner[4], "3", "answered by real-estate: {owner:?}");
+    assert!(!owner[9].is_empty(), "approval turnaround: {owner:?}");
+
+    // The audit log shows the split query once, completed.
+    let log = civil_a
+        .audit_log(pb::AuditLogRequest {
+            purpose: "跨副本对账测试".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(log.rows.len(), 1, "{log:?}");
+    assert!(
+        log.rows[0].rows > 0 && log.rows[0].status == "ok",
+        "{log:?}"
+    );
+
+    // Reconciliation on either replica: every query real-estate served was
+    // authorized by some replica, and the relayed rows match.
+    for admin in [&cluster.admin, &b_admin] {
+        let settled = within(Duration::from_secs(5), || async {
+            admin
+                .reconcile("real-estate", 0)
+                .await
+                .is_ok_and(|r| r.served == 3 && r.discrepancies.is_empty())
+        })
+        .await;
+        let answer = admin.reconcile("real-estate", 0).await;
+        assert!(settled.is_some(), "{answer:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_and_batches_move_to_the_next_replica_when_theirs_is_gone() {
+    let Some((_pg, cluster)) = on_postgresql("replica_failover").await else {
+        return;
+    };
+    let leases = LEASES;
+    grant_leases(&cluster).await;
+    let b = cluster.replica("coordinator-b").await.unwrap();
+    // The client's list names B first: it keeps to B while B answers.
+    let list = format!("{},{}", b.addr, cluster.coordinator.addr);
+    let tls = TlsIdentity::load(&cluster.member_dir("civil-affairs"), "client").unwrap();
+    let civil = Client::connect(&list, &tls).await.unwrap();
+    let person = cluster.planted.official_person_id.clone();
+    assert!(reads(&civil, &person, leases).await);
+    let targets = civil
+        .key_targets("person_id", &[leases.to_string()])
+        .await
+        .unwrap();
+    b.shutdown().await;
+
+    // A batch opened after B is gone goes to A, whole.
+    let keys = cluster.dir.join("keys.txt");
+    std::fs::write(&keys, format!("{person}\n")).unwrap();
+    let mut reader = exchange_client::batch::KeyReader::open(&keys, "person_id").unwrap();
+    let options = exchange_client::batch::BatchOptions {
+        purpose: "副本切换测试".into(),
+        ..Default::default()
+    };
+    let summary = civil
+        .batch_lookup(&mut reader, &targets, &options, |_| Ok(()))
+        .await
+        .unwrap();
+    assert_eq!(summary.keys, 1);
+    let answered = &summary.totals[0];
+    assert!(
+        answered.keys_asked == 1 && answered.keys_failed == 0,
+        "{summary:?}"
+    );
+    // And so does a single lookup.
+    assert!(reads(&civil, &person, leases).await);
     cluster.shutdown().await;
 }

@@ -309,6 +309,52 @@ fn selected(filter: &AuditFilter, r: &pb::AuditQueryRow, owner: &str) -> bool {
         && (filter.until_ms == 0 || r.time_ms < filter.until_ms)
 }
 
+/// The records of `view` that `own` (this replica's log) does not hold: a
+/// decision or completion this replica logged is taken from its log, the
+/// evidence, never from the copy.
+fn others_records(own: &[Record], view: Vec<Record>) -> Vec<Record> {
+    let mut decided = HashSet::new();
+    let mut completed = HashSet::new();
+    for r in own {
+        match &r.event {
+            Event::QueryDecision(d) => decided.insert(d.query_id.as_str()),
+            Event::QueryCompletion(c) => completed.insert(c.query_id.as_str()),
+            _ => false,
+        };
+    }
+    view.into_iter()
+        .filter(|r| match &r.event {
+            Event::QueryDecision(d) => !decided.contains(d.query_id.as_str()),
+            Event::QueryCompletion(c) => !completed.contains(c.query_id.as_str()),
+            _ => false,
+        })
+        .collect()
+}
+
+/// Every replica's records of the queries `owner` answered since
+/// `since_ms`, from the shared view.
+async fn blocking_view_records(
+    state: Arc<State>,
+    owner: &str,
+    since_ms: i64,
+) -> Result<Vec<Record>, Status> {
+    let filter = AuditFilter {
+        owner: owner.to_string(),
+        since_ms,
+        ..Default::default()
+    };
+    tokio::task::spawn_blocking(move || {
+        let index = state.audit_index.as_ref().ok_or_else(|| {
+            Status::failed_precondition("the shared audit view needs the state on PostgreSQL")
+        })?;
+        index
+            .records(filter)
+            .map_err(|e| crate::service::storage_status(&e))
+    })
+    .await
+    .map_err(|e| Status::internal(e.to_string()))?
+}
+
 async fn blocking_records(state: Arc<State>) -> Result<Vec<Record>, Status> {
     tokio::task::spawn_blocking(move || records(&state))
         .await
@@ -538,9 +584,25 @@ impl pb::audit_server::Audit for AuditService {
             .iter()
             .filter_map(|j| serde_json::from_str(j).ok())
             .collect();
-        let mine = blocking_records(self.0.clone()).await?;
+        let now = exchange_audit::record::now_ms();
+        let mut mine = blocking_records(self.0.clone()).await?;
+        let node_records = match &self.0.audit_index {
+            // Several replicas: this replica's signed log, and the other
+            // replicas' queries from the shared view. A query served in the
+            // last moments may not be copied yet.
+            Some(_) => {
+                let view = blocking_view_records(self.0.clone(), &req.node, since_ms).await?;
+                mine.extend(others_records(&mine, view));
+                let lag = crate::audit_index::VIEW_LAG.as_millis() as i64;
+                node_records
+                    .into_iter()
+                    .filter(|r| !matches!(r.event, Event::QueryServed(_)) || r.time_ms < now - lag)
+                    .collect()
+            }
+            None => node_records,
+        };
         // Tickets still within their lifetime may yet be redeemed.
-        let settle = exchange_audit::record::now_ms() - crate::flight::TICKET_LIFETIME_SECS * 1000;
+        let settle = now - crate::flight::TICKET_LIFETIME_SECS * 1000;
         Ok(Response::new(reconcile(
             &mine,
             &node_records,

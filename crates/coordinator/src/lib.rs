@@ -479,19 +479,25 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         exchange_audit::AuditLog::open(audit_options, tls.member_signer()?, metrics.clone())
             .context("opening the audit log")?,
     );
-    // Built before anything can append, then kept in step by the log.
-    let statistics = Arc::new(
-        statistics::Statistics::from_log(&audit.roots())
-            .context("indexing the audit log for reports")?,
-    );
-    audit.add_observer(statistics.clone());
-    // Several replicas: each copies its queries into the shared audit view.
-    let audit_index = if db.is_shared() {
+    // Several replicas: each copies its queries into the shared audit
+    // view, and every replica's statistics are fed from the view. One
+    // coordinator: built from its log before anything can append, then
+    // kept in step by the log.
+    let (statistics, audit_index) = if db.is_shared() {
         let index = audit_index::AuditIndex::open(&db)?;
         audit.add_observer(index.clone());
-        Some(index)
+        let statistics = Arc::new(statistics::Statistics::default());
+        index
+            .feed(statistics.clone())
+            .context("reading the shared audit view for reports")?;
+        (statistics, Some(index))
     } else {
-        None
+        let statistics = Arc::new(
+            statistics::Statistics::from_log(&audit.roots())
+                .context("indexing the audit log for reports")?,
+        );
+        audit.add_observer(statistics.clone());
+        (statistics, None)
     };
     let state = Arc::new(State {
         registry,

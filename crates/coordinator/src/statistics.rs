@@ -17,6 +17,8 @@ use exchange_audit::{Event, Record};
 use exchange_proto::v1 as pb;
 use tonic::Status;
 
+use crate::audit_index::IndexedQuery;
+
 /// Completions may arrive this long after their decision and still be
 /// joined to it; older decisions leave the join table (not the index).
 const OPEN_HORIZON_MS: i64 = 24 * 3600 * 1000;
@@ -138,6 +140,38 @@ impl Inner {
         }
     }
 
+    /// Takes in one entry of the shared audit view as it now stands. An
+    /// entry is read again each time it changes (its completion arrives),
+    /// so a query already counted is updated in place, not counted twice.
+    fn apply_shared(&mut self, key: &str, entry: &IndexedQuery) {
+        // A completion alone waits for its decision to be copied.
+        let Some(time_ms) = entry.time_ms else { return };
+        if let Some(a) = &entry.access {
+            self.observe(&Record {
+                time_ms,
+                event: Event::Access(a.clone()),
+            });
+            return;
+        }
+        let Some(d) = &entry.decision else { return };
+        let at = match self.open.get(&digest(key)) {
+            Some(i) => *i as usize,
+            None => {
+                self.observe(&Record {
+                    time_ms,
+                    event: Event::QueryDecision(d.clone()),
+                });
+                self.queries.len() - 1
+            }
+        };
+        if let Some(c) = &entry.completion {
+            let q = &mut self.queries[at];
+            q.rows = c.rows;
+            q.duration_ms = c.duration_ms;
+            q.ok = c.status == "ok";
+        }
+    }
+
     /// Keeps the join table bounded: decisions older than the horizon
     /// take no more completions.
     fn prune(&mut self) {
@@ -196,6 +230,15 @@ impl Statistics {
             })?;
         }
         Ok(stats)
+    }
+
+    /// Takes in entries of the shared audit view (key, entry as it now
+    /// stands), as the view's change feed delivers them.
+    pub fn apply_shared(&self, entries: &[(String, IndexedQuery)]) {
+        let mut inner = self.lock();
+        for (key, entry) in entries {
+            inner.apply_shared(key, entry);
+        }
     }
 
     /// Queries indexed so far.

@@ -390,7 +390,6 @@ impl Cluster {
         self.pki_out.join(member)
     }
 
-    /// A client using the analyst certificate enrolled for `member`.
     /// Another coordinator, in process, on this cluster's key material and
     /// state (useful with a PostgreSQL `state`): its own data directory
     /// `<dir>/<name>` (its audit log) and listeners on free ports.
@@ -406,6 +405,7 @@ impl Cluster {
         .await
     }
 
+    /// A client using the analyst certificate enrolled for `member`.
     pub async fn analyst(&self, member: &str) -> anyhow::Result<Client> {
         let tls = TlsIdentity::load(&self.member_dir(member), "client")?;
         Ok(Client::connect(&self.coordinator.addr.to_string(), &tls).await?)

@@ -222,13 +222,19 @@ impl std::fmt::Debug for AuditTable {
 }
 
 impl AuditTable {
-    /// Writes entries (replacing those with the same query id) at once.
+    /// Writes entries at once, each merged into the one held under its key.
     pub fn put(&self, entries: Vec<postgres::AuditEntry>) -> Result<()> {
         self.0.put_audit_entries(entries)
     }
 
-    pub fn get(&self, query_id: &str) -> Result<Option<Vec<u8>>> {
-        self.0.audit_entry(query_id)
+    /// Entries changed after `cursor` (at most `limit`), and where the
+    /// next call starts: every version of every entry, each read once.
+    pub fn changes(
+        &self,
+        cursor: &postgres::AuditCursor,
+        limit: i64,
+    ) -> Result<(Vec<postgres::AuditChange>, postgres::AuditCursor)> {
+        self.0.audit_changes(cursor, limit)
     }
 
     /// The entries `filter` selects, oldest first.

@@ -73,6 +73,22 @@ pub const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX exchange_audit_queries_time ON exchange_audit_queries (time_ms)",
         ],
     },
+    Migration {
+        version: 4,
+        description: "exchange_audit_queries: entries merged key by key in SQL, access decisions beside queries, and a change feed by transaction id",
+        sql: &[
+            "ALTER TABLE exchange_audit_queries
+                ALTER COLUMN entry TYPE jsonb USING jsonb_strip_nulls(convert_from(entry, 'UTF8')::jsonb),
+                ALTER COLUMN time_ms DROP NOT NULL,
+                ALTER COLUMN consumer DROP NOT NULL,
+                ALTER COLUMN owner DROP NOT NULL,
+                ALTER COLUMN dataset DROP NOT NULL,
+                ALTER COLUMN purpose DROP NOT NULL,
+                ADD COLUMN kind text NOT NULL DEFAULT 'query',
+                ADD COLUMN changed xid8 NOT NULL DEFAULT pg_current_xact_id()",
+            "CREATE INDEX exchange_audit_queries_changed ON exchange_audit_queries (changed, query_id)",
+        ],
+    },
 ];
 
 /// The channel on which the store announces changes to watched trees.
@@ -559,16 +575,21 @@ async fn deliver(on_change: &ChangeHandler, change: Change) {
     }
 }
 
-/// One query in the shared audit view: the columns it is found by, and
-/// the entry itself (the coordinator's JSON).
+/// One entry of the shared audit view (a query, or an access decision):
+/// the columns it is found by, each `None` when this part of the entry
+/// does not know it, and the entry itself, a JSON object merged key by key
+/// into what the view already holds under the same key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
+    /// The query id, or another key unique to the entry.
     pub query_id: String,
-    pub time_ms: i64,
-    pub consumer: String,
-    pub owner: String,
-    pub dataset: String,
-    pub purpose: String,
+    /// `query` (what `audit log` lists) or another kind of entry.
+    pub kind: String,
+    pub time_ms: Option<i64>,
+    pub consumer: Option<String>,
+    pub owner: Option<String>,
+    pub dataset: Option<String>,
+    pub purpose: Option<String>,
     pub entry: Vec<u8>,
 }
 
@@ -576,12 +597,29 @@ pub struct AuditEntry {
 #[derive(Default)]
 struct AuditColumns {
     query_id: Vec<String>,
-    time_ms: Vec<i64>,
-    consumer: Vec<String>,
-    owner: Vec<String>,
-    dataset: Vec<String>,
-    purpose: Vec<String>,
-    entry: Vec<Vec<u8>>,
+    kind: Vec<String>,
+    time_ms: Vec<Option<i64>>,
+    consumer: Vec<Option<String>>,
+    owner: Vec<Option<String>>,
+    dataset: Vec<Option<String>>,
+    purpose: Vec<Option<String>>,
+    entry: Vec<String>,
+}
+
+/// Where a reader of the view's changes stands: after this entry version
+/// (transaction id, then key). Start from `AuditCursor::default()`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditCursor {
+    changed: Option<String>,
+    key: String,
+}
+
+/// One entry as it stands after a change: its key, kind and whole JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditChange {
+    pub key: String,
+    pub kind: String,
+    pub entry: Vec<u8>,
 }
 
 /// Which entries of the shared audit view to read. Empty texts and zero
@@ -602,31 +640,45 @@ pub struct AuditFilter {
 }
 
 impl PgStore {
-    /// Writes entries (distinct query ids), replacing those with the same
-    /// query id, in one statement: the columns go as arrays.
+    /// Writes entries (distinct keys) in one statement, the columns going
+    /// as arrays. Each is merged into what the view holds under its key:
+    /// JSON keys and known columns are added, nothing known is forgotten,
+    /// and an entry that adds nothing leaves the row (and the change feed)
+    /// as it was. So a completion written by one replica and its decision
+    /// by another make one entry, in either order.
     pub(crate) fn put_audit_entries(&self, entries: Vec<AuditEntry>) -> Result<()> {
         let mut columns = AuditColumns::default();
         for e in entries {
             columns.query_id.push(e.query_id);
+            columns.kind.push(e.kind);
             columns.time_ms.push(e.time_ms);
             columns.consumer.push(e.consumer);
             columns.owner.push(e.owner);
             columns.dataset.push(e.dataset);
             columns.purpose.push(e.purpose);
-            columns.entry.push(e.entry);
+            columns
+                .entry
+                .push(String::from_utf8_lossy(&e.entry).into_owned());
         }
         self.run(|pool| async move {
             sqlx::query(
-                "INSERT INTO exchange_audit_queries
-                    (query_id, time_ms, consumer, owner, dataset, purpose, entry)
-                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[],
-                                      $5::text[], $6::text[], $7::bytea[])
-                 ON CONFLICT (query_id) DO UPDATE SET time_ms = EXCLUDED.time_ms,
-                    consumer = EXCLUDED.consumer, owner = EXCLUDED.owner,
-                    dataset = EXCLUDED.dataset, purpose = EXCLUDED.purpose,
-                    entry = EXCLUDED.entry",
+                "INSERT INTO exchange_audit_queries AS held
+                    (query_id, kind, time_ms, consumer, owner, dataset, purpose, entry)
+                 SELECT k, kind, t, c, o, d, p, e::jsonb
+                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                             $6::text[], $7::text[], $8::text[]) AS u(k, kind, t, c, o, d, p, e)
+                 ON CONFLICT (query_id) DO UPDATE SET
+                    time_ms = COALESCE(EXCLUDED.time_ms, held.time_ms),
+                    consumer = COALESCE(EXCLUDED.consumer, held.consumer),
+                    owner = COALESCE(EXCLUDED.owner, held.owner),
+                    dataset = COALESCE(EXCLUDED.dataset, held.dataset),
+                    purpose = COALESCE(EXCLUDED.purpose, held.purpose),
+                    entry = held.entry || EXCLUDED.entry,
+                    changed = pg_current_xact_id()
+                 WHERE NOT held.entry @> EXCLUDED.entry",
             )
             .bind(columns.query_id)
+            .bind(columns.kind)
             .bind(columns.time_ms)
             .bind(columns.consumer)
             .bind(columns.owner)
@@ -639,14 +691,52 @@ impl PgStore {
         })
     }
 
-    pub(crate) fn audit_entry(&self, query_id: &str) -> Result<Option<Vec<u8>>> {
-        let query_id = query_id.to_string();
+    /// Entries changed after `cursor`, oldest change first, at most
+    /// `limit`, and where the next call starts. Only changes by
+    /// transactions older than every one still running are read (they can
+    /// no longer appear behind the cursor), so each version of an entry is
+    /// read once, whatever order the replicas' writes commit in.
+    pub(crate) fn audit_changes(
+        &self,
+        cursor: &AuditCursor,
+        limit: i64,
+    ) -> Result<(Vec<AuditChange>, AuditCursor)> {
+        let cursor = cursor.clone();
         self.run(|pool| async move {
-            let row = sqlx::query("SELECT entry FROM exchange_audit_queries WHERE query_id = $1")
-                .bind(query_id)
-                .fetch_optional(&pool)
-                .await?;
-            row.map(|r| r.try_get("entry")).transpose()
+            let horizon: String =
+                sqlx::query("SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS h")
+                    .fetch_one(&pool)
+                    .await?
+                    .try_get("h")?;
+            // The alias differs from the column: ORDER BY must sort by the
+            // xid8 column (through its index), not by its text.
+            let rows = sqlx::query(
+                "SELECT query_id, kind, entry::text AS entry, changed::text AS changed_text
+                 FROM exchange_audit_queries
+                 WHERE (changed, query_id) > ($1::text::xid8, $2) AND changed < $3::text::xid8
+                 ORDER BY changed, query_id LIMIT $4",
+            )
+            .bind(cursor.changed.clone().unwrap_or_else(|| "0".into()))
+            .bind(&cursor.key)
+            .bind(horizon)
+            .bind(limit)
+            .fetch_all(&pool)
+            .await?;
+            let mut next = cursor;
+            let mut changes = Vec::with_capacity(rows.len());
+            for row in rows {
+                let key: String = row.try_get("query_id")?;
+                next = AuditCursor {
+                    changed: Some(row.try_get("changed_text")?),
+                    key: key.clone(),
+                };
+                changes.push(AuditChange {
+                    key,
+                    kind: row.try_get("kind")?,
+                    entry: row.try_get::<String, _>("entry")?.into_bytes(),
+                });
+            }
+            Ok((changes, next))
         })
     }
 
@@ -655,7 +745,8 @@ impl PgStore {
     pub(crate) fn audit_entries(&self, filter: AuditFilter) -> Result<Vec<Vec<u8>>> {
         self.run(|pool| async move {
             let mut sql = String::from(
-                "SELECT entry, time_ms, query_id FROM exchange_audit_queries WHERE true",
+                "SELECT entry::text AS entry, time_ms, query_id FROM exchange_audit_queries
+                 WHERE kind = 'query' AND time_ms IS NOT NULL",
             );
             let mut texts: Vec<String> = Vec::new();
             let mut bind = |sql: &mut String, clause: &str, value: String| {
@@ -700,7 +791,7 @@ impl PgStore {
             let rows = query.fetch_all(&pool).await?;
             let mut entries: Vec<Vec<u8>> = rows
                 .iter()
-                .map(|r| r.try_get::<Vec<u8>, _>("entry"))
+                .map(|r| r.try_get::<String, _>("entry").map(String::into_bytes))
                 .collect::<Result<_, _>>()?;
             if filter.newest.is_some() {
                 entries.reverse();
