@@ -20,8 +20,8 @@ use arrow_array::RecordBatch;
 use exchange_proto::v1 as pb;
 use tokio::sync::mpsc;
 
-use crate::lookup::{check_key, decode_ipc, SourceStatus};
-use crate::{Client, ClientError, Result};
+use crate::lookup::{self, check_key, decode_ipc, SourceStatus};
+use crate::{status_text, Client, ClientError, Result};
 
 /// A line of the key file that was not used, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,7 +234,42 @@ fn keys_message(keys: Vec<String>) -> pb::BatchLookupRequest {
     }
 }
 
+/// A batch whose coordinator went away after it took keys: some answers
+/// have been handed over, so it is not repeated behind the caller's back.
+fn lost_midway(status: tonic::Status, summary: &BatchSummary) -> ClientError {
+    if !lookup::coordinator_lost(&status) {
+        return status.into();
+    }
+    ClientError::Config(format!(
+        "the coordinator was lost during the batch, after {} keys were sent ({}); the answers so far are in the output. Run the batch again: it goes to the next coordinator, as a new set of logged queries",
+        summary.keys,
+        status_text(&status)
+    ))
+}
+
 impl Client {
+    /// Opens a `Lookups.BatchLookup` call with `start` as its first
+    /// message; keys follow through the sender.
+    async fn open_batch(
+        &self,
+        start: &pb::BatchLookupStart,
+    ) -> (
+        mpsc::Sender<pb::BatchLookupRequest>,
+        std::result::Result<tonic::Response<tonic::Streaming<pb::BatchLookupEvent>>, tonic::Status>,
+    ) {
+        let (tx, rx) = mpsc::channel(4);
+        let _ = tx
+            .send(pb::BatchLookupRequest {
+                message: Some(pb::batch_lookup_request::Message::Start(start.clone())),
+            })
+            .await;
+        let outbound = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|message| (message, rx))
+        });
+        let events = self.lookups().batch_lookup(outbound).await;
+        (tx, events)
+    }
+
     /// The datasets among `datasets` (all granted datasets carrying the
     /// key type, when empty) that this department can look `key_type` up
     /// in (`Lookups.Targets`). A named dataset without an active grant that
@@ -245,14 +280,19 @@ impl Client {
         key_type: &str,
         datasets: &[String],
     ) -> Result<Vec<BatchTarget>> {
-        let list = self
-            .lookups()
-            .targets(pb::LookupTargetsRequest {
-                key_type: key_type.to_string(),
-                datasets: datasets.to_vec(),
-            })
-            .await?
-            .into_inner();
+        let request = pb::LookupTargetsRequest {
+            key_type: key_type.to_string(),
+            datasets: datasets.to_vec(),
+        };
+        let list = match self.lookups().targets(request.clone()).await {
+            // Reads nothing: asked again of the next replica.
+            Err(status) if lookup::coordinator_lost(&status) => {
+                self.channel().reconnect();
+                self.lookups().targets(request).await?
+            }
+            answer => answer?,
+        }
+        .into_inner();
         Ok(list
             .targets
             .into_iter()
@@ -287,7 +327,6 @@ impl Client {
                 "no dataset to look the keys up in: you hold no grant on a dataset carrying this key type".into(),
             ));
         }
-        let (tx, rx) = mpsc::channel(4);
         let start = pb::BatchLookupStart {
             key_type: reader.key_type.clone(),
             purpose: options.purpose.clone(),
@@ -297,15 +336,17 @@ impl Client {
             parallel: options.parallel.min(u32::MAX as usize) as u32,
             query_deadline_ms: options.query_deadline.as_millis().min(u32::MAX as u128) as u32,
         };
-        let _ = tx
-            .send(pb::BatchLookupRequest {
-                message: Some(pb::batch_lookup_request::Message::Start(start)),
-            })
-            .await;
-        let outbound = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|message| (message, rx))
-        });
-        let mut events = self.lookups().batch_lookup(outbound).await?.into_inner();
+        let (tx, events) = match self.open_batch(&start).await {
+            // The coordinator went away before it took the batch (no key
+            // was sent yet): once more, on the next replica when several
+            // are configured.
+            (_, Err(status)) if lookup::coordinator_lost(&status) => {
+                self.channel().reconnect();
+                self.open_batch(&start).await
+            }
+            opened => opened,
+        };
+        let mut events = events?.into_inner();
         let mut summary = BatchSummary {
             keys: 0,
             totals: vec![TargetTotals::default(); targets.len()],
@@ -327,7 +368,7 @@ impl Client {
                         _ => true,
                     }
                 }
-                event = events.message() => match event? {
+                event = events.message() => match event.map_err(|s| lost_midway(s, &summary))? {
                     None => break,
                     Some(event) => {
                         if let Some(event) = event.event {
