@@ -194,12 +194,39 @@ pub enum Viewer<'a> {
     Department(&'a str),
 }
 
-/// The report's inputs for one window and viewer, copied out of the index
-/// so that building the tables does not hold up the audit log's writers.
-struct Slice {
+/// The report's inputs for one window and viewer: the names and decisions
+/// copied out, and the queries indexed when the report began, walked in
+/// place a chunk at a time so that the audit log's writers (which feed
+/// the index) wait for one chunk at most.
+struct Slice<'a> {
     names: Names,
-    queries: Vec<QueryStat>,
     decisions: Vec<DecisionStat>,
+    statistics: &'a Statistics,
+    /// Only queries this department took part in; `None`: all.
+    me: Option<u32>,
+    /// `[since, until)` in milliseconds.
+    window: (i64, i64),
+    queries: usize,
+}
+
+/// Queries walked per hold of the index's lock.
+const WALK_CHUNK: usize = 65_536;
+
+impl Slice<'_> {
+    /// Calls `f` with every query of the slice, oldest first.
+    fn each_query(&self, mut f: impl FnMut(&QueryStat)) {
+        let (since, until) = self.window;
+        let sees = |q: &QueryStat| self.me.is_none_or(|m| q.consumer == m || q.owner == m);
+        for start in (0..self.queries).step_by(WALK_CHUNK) {
+            let inner = self.statistics.lock();
+            let end = (start + WALK_CHUNK).min(self.queries);
+            for q in &inner.queries[start..end] {
+                if q.time_ms >= since && q.time_ms < until && sees(q) {
+                    f(q);
+                }
+            }
+        }
+    }
 }
 
 /// The running statistics of one coordinator.
@@ -246,7 +273,7 @@ impl Statistics {
         self.lock().queries.len()
     }
 
-    fn slice(&self, viewer: Viewer<'_>, since: i64, until: i64) -> Slice {
+    fn slice(&self, viewer: Viewer<'_>, since: i64, until: i64) -> Slice<'_> {
         let inner = self.lock();
         let me = match viewer {
             Viewer::Federation => None,
@@ -255,18 +282,22 @@ impl Statistics {
         let sees = |consumer: u32, owner: u32| me.is_none_or(|m| consumer == m || owner == m);
         Slice {
             names: inner.names.clone(),
-            queries: inner
-                .queries
-                .iter()
-                .filter(|q| in_window(q.time_ms, since, until) && sees(q.consumer, q.owner))
-                .copied()
-                .collect(),
             decisions: inner
                 .decisions
                 .iter()
                 .filter(|d| in_window(d.time_ms, since, until) && sees(d.consumer, d.owner))
                 .copied()
                 .collect(),
+            statistics: self,
+            me,
+            window: (
+                since.saturating_mul(1000),
+                match until {
+                    0 => i64::MAX,
+                    u => u.saturating_mul(1000),
+                },
+            ),
+            queries: inner.queries.len(),
         }
     }
 
@@ -393,13 +424,23 @@ impl DepartmentFigures {
     }
 }
 
+/// Department `id`'s figures in `ids`, made when first met.
+fn figures(ids: &mut Vec<Option<DepartmentFigures>>, id: u32) -> &mut DepartmentFigures {
+    let at = id as usize;
+    if at >= ids.len() {
+        ids.resize_with(at + 1, || None);
+    }
+    ids[at].get_or_insert_with(DepartmentFigures::default)
+}
+
 /// Per department: queries issued and served, rows, denials, latency, the
 /// median time it took to decide on requests for its data, and the
 /// requests for its data now overdue.
 fn departments_report(slice: &Slice, overdue: &BTreeMap<String, u64>) -> pb::ReportResponse {
-    let mut by: BTreeMap<&str, DepartmentFigures> = BTreeMap::new();
-    for q in &slice.queries {
-        let c = by.entry(slice.names.name(q.consumer)).or_default();
+    // By name id while walking (no string per query), by name after.
+    let mut ids: Vec<Option<DepartmentFigures>> = Vec::new();
+    slice.each_query(|q| {
+        let c = figures(&mut ids, q.consumer);
         c.issued += 1;
         if q.allowed {
             c.rows_received += q.rows;
@@ -407,9 +448,9 @@ fn departments_report(slice: &Slice, overdue: &BTreeMap<String, u64>) -> pb::Rep
             c.denied += 1;
         }
         if q.owner == NO_OWNER {
-            continue;
+            return;
         }
-        let o = by.entry(slice.names.name(q.owner)).or_default();
+        let o = figures(&mut ids, q.owner);
         if !q.allowed {
             o.refused_on_its_data += 1;
         } else if q.ok {
@@ -417,13 +458,17 @@ fn departments_report(slice: &Slice, overdue: &BTreeMap<String, u64>) -> pb::Rep
             o.rows_served += q.rows;
             o.latencies.push(q.duration_ms);
         }
-    }
+    });
     for d in &slice.decisions {
-        by.entry(slice.names.name(d.owner))
-            .or_default()
+        figures(&mut ids, d.owner)
             .turnaround
             .push(d.turnaround_secs);
     }
+    let mut by: BTreeMap<&str, DepartmentFigures> = ids
+        .into_iter()
+        .enumerate()
+        .filter_map(|(id, d)| Some((slice.names.name(id as u32), d?)))
+        .collect();
     for (owner, n) in overdue {
         by.entry(owner).or_default().overdue = *n;
     }
@@ -461,7 +506,7 @@ fn datasets_report(slice: &Slice) -> pb::ReportResponse {
         consumers: HashSet<u32>,
     }
     let mut by: HashMap<u32, D> = HashMap::new();
-    for q in &slice.queries {
+    slice.each_query(|q| {
         let e = by.entry(q.dataset).or_insert_with(|| D {
             owner: q.owner,
             ..D::default()
@@ -473,7 +518,7 @@ fn datasets_report(slice: &Slice) -> pb::ReportResponse {
         } else {
             e.denied += 1;
         }
-    }
+    });
     let mut rows: Vec<(&str, D)> = by
         .into_iter()
         .map(|(ds, d)| (slice.names.name(ds), d))
@@ -508,7 +553,7 @@ fn datasets_report(slice: &Slice) -> pb::ReportResponse {
 /// Per day: queries, denials, rows and latency.
 fn daily_report(slice: &Slice) -> pb::ReportResponse {
     let mut by: BTreeMap<i64, (u64, u64, u64, Vec<u64>)> = BTreeMap::new();
-    for q in &slice.queries {
+    slice.each_query(|q| {
         let e = by.entry(q.time_ms.div_euclid(DAY_MS)).or_default();
         e.0 += 1;
         if q.allowed {
@@ -519,7 +564,7 @@ fn daily_report(slice: &Slice) -> pb::ReportResponse {
         } else {
             e.1 += 1;
         }
-    }
+    });
     let body = by
         .into_iter()
         .map(|(day, (q, denied, rows, mut lat))| {
