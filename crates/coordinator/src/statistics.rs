@@ -333,13 +333,55 @@ pub fn in_window(time_ms: i64, since_unix: i64, until_unix: i64) -> bool {
         && (until_unix == 0 || time_ms < until_unix.saturating_mul(1000))
 }
 
-/// The `p` quantile (nearest rank) of unsorted values; 0 when empty.
-fn percentile(values: &mut [u64], p: f64) -> u64 {
-    if values.is_empty() {
-        return 0;
+/// Durations below this many milliseconds are counted in place.
+const DENSE_MS: usize = 10_000;
+
+/// Query durations for exact nearest-rank percentiles: counts per
+/// millisecond below 10 s (one increment per query, no growing list),
+/// and the rare longer ones kept as they are.
+#[derive(Default)]
+struct Latencies {
+    counts: Vec<u32>,
+    dense: u64,
+    over: Vec<u64>,
+}
+
+impl Latencies {
+    fn push(&mut self, ms: u64) {
+        match usize::try_from(ms) {
+            Ok(at) if at < DENSE_MS => {
+                if self.counts.is_empty() {
+                    self.counts = vec![0; DENSE_MS];
+                }
+                self.counts[at] += 1;
+                self.dense += 1;
+            }
+            _ => self.over.push(ms),
+        }
     }
-    let rank = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len());
-    *values.select_nth_unstable(rank - 1).1
+
+    /// The `p` quantile (nearest rank); 0 when empty.
+    fn percentile(&mut self, p: f64) -> u64 {
+        let n = self.dense + self.over.len() as u64;
+        if n == 0 {
+            return 0;
+        }
+        let rank = ((p * n as f64).ceil() as u64).clamp(1, n);
+        if rank > self.dense {
+            return *self
+                .over
+                .select_nth_unstable((rank - self.dense - 1) as usize)
+                .1;
+        }
+        let mut seen = 0;
+        for (ms, count) in self.counts.iter().enumerate() {
+            seen += u64::from(*count);
+            if seen >= rank {
+                return ms as u64;
+            }
+        }
+        0
+    }
 }
 
 const DAY_MS: i64 = 86_400_000;
@@ -396,7 +438,7 @@ struct DepartmentFigures {
     served: u64,
     rows_served: u64,
     refused_on_its_data: u64,
-    latencies: Vec<u64>,
+    latencies: Latencies,
     turnaround: Vec<i64>,
     overdue: u64,
 }
@@ -416,8 +458,8 @@ impl DepartmentFigures {
             self.served.to_string(),
             self.rows_served.to_string(),
             self.refused_on_its_data.to_string(),
-            percentile(&mut self.latencies, 0.5).to_string(),
-            percentile(&mut self.latencies, 0.99).to_string(),
+            self.latencies.percentile(0.5).to_string(),
+            self.latencies.percentile(0.99).to_string(),
             turnaround,
             self.overdue.to_string(),
         ]
@@ -552,7 +594,7 @@ fn datasets_report(slice: &Slice) -> pb::ReportResponse {
 
 /// Per day: queries, denials, rows and latency.
 fn daily_report(slice: &Slice) -> pb::ReportResponse {
-    let mut by: BTreeMap<i64, (u64, u64, u64, Vec<u64>)> = BTreeMap::new();
+    let mut by: BTreeMap<i64, (u64, u64, u64, Latencies)> = BTreeMap::new();
     slice.each_query(|q| {
         let e = by.entry(q.time_ms.div_euclid(DAY_MS)).or_default();
         e.0 += 1;
@@ -573,8 +615,8 @@ fn daily_report(slice: &Slice) -> pb::ReportResponse {
                 q.to_string(),
                 denied.to_string(),
                 rows.to_string(),
-                percentile(&mut lat, 0.5).to_string(),
-                percentile(&mut lat, 0.99).to_string(),
+                lat.percentile(0.5).to_string(),
+                lat.percentile(0.99).to_string(),
             ]
         })
         .collect();
