@@ -927,5 +927,34 @@ async fn hashed_keys_join_for_their_consumer_and_its_own_node_cannot_recompute_t
         .get("civil-affairs")
         .unwrap();
     assert_eq!(tax_key.digest(&raw), civil_tax);
+
+    // Heartbeats carry the keys only when the node does not hold them yet:
+    // the answer names the set, and a node naming it gets none.
+    let channel = exchange_transport::client::connect(
+        &cluster.coordinator.addr.to_string(),
+        &exchange_transport::TlsIdentity::load(&cluster.member_dir("civil-affairs"), "node")
+            .unwrap(),
+        exchange_transport::client::ExpectedServer::Role(exchange_pki::Role::Coordinator),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let catalog = pb::catalog_client::CatalogClient::new(channel);
+    let beat = |mask_keys_digest: &str| {
+        let request = pb::HeartbeatRequest {
+            mask_keys_digest: mask_keys_digest.to_string(),
+            ..Default::default()
+        };
+        let mut catalog = catalog.clone();
+        async move { catalog.heartbeat(request).await.unwrap().into_inner() }
+    };
+    let first = beat("").await;
+    assert!(first.consumer_mask_keys.contains_key("vehicle-admin"));
+    assert_eq!(first.mask_keys_digest.len(), 32, "{first:?}");
+    let again = beat(&first.mask_keys_digest).await;
+    assert!(again.consumer_mask_keys.is_empty(), "{again:?}");
+    assert_eq!(again.mask_keys_digest, first.mask_keys_digest);
+    let stale = beat("0123456789abcdef0123456789abcdef").await;
+    assert_eq!(stale.consumer_mask_keys, first.consumer_mask_keys);
     cluster.shutdown().await;
 }

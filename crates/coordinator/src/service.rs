@@ -84,11 +84,13 @@ macro_rules! take_paging {
 }
 pub(crate) use take_paging;
 
-/// Derived `hash` mask keys by member, and when they were derived.
+/// Derived `hash` mask keys by member, when they were derived, and the
+/// digest naming the set.
 pub type MaskKeyCache = std::sync::Mutex<
     Option<(
         std::time::Instant,
-        Arc<std::collections::HashMap<String, [u8; 32]>>,
+        Arc<std::collections::BTreeMap<String, [u8; 32]>>,
+        String,
     )>,
 >;
 
@@ -404,11 +406,13 @@ impl CatalogService {
     /// federation of hundreds of nodes heartbeats many times a second); a
     /// node that meets a consumer added since asks `MaskKeys`, which reads
     /// the registry afresh (`fresh`).
+    /// Every member's mask key but `node_member`'s, and the digest naming
+    /// the whole set (derived again when 10 s old, or when `fresh`).
     fn consumer_mask_keys(
         &self,
         node_member: &str,
         fresh: bool,
-    ) -> Result<std::collections::HashMap<String, Vec<u8>>, Status> {
+    ) -> Result<(std::collections::HashMap<String, Vec<u8>>, String), Status> {
         let mut cache = self
             .0
             .mask_key_cache
@@ -416,10 +420,10 @@ impl CatalogService {
             .unwrap_or_else(|p| p.into_inner());
         let stale = cache
             .as_ref()
-            .is_none_or(|(at, _)| fresh || at.elapsed() > std::time::Duration::from_secs(10));
+            .is_none_or(|(at, _, _)| fresh || at.elapsed() > std::time::Duration::from_secs(10));
         if stale {
             let members = self.0.registry.members().map_err(registry_status)?;
-            let keys = members
+            let keys: std::collections::BTreeMap<String, [u8; 32]> = members
                 .into_iter()
                 .map(|m| {
                     let secret =
@@ -427,14 +431,22 @@ impl CatalogService {
                     (m.id, secret)
                 })
                 .collect();
-            *cache = Some((std::time::Instant::now(), Arc::new(keys)));
+            let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+            for (member, secret) in &keys {
+                digest.update(member.as_bytes());
+                digest.update(b"\0");
+                digest.update(secret);
+            }
+            let digest = hex::encode(&digest.finish().as_ref()[..16]);
+            *cache = Some((std::time::Instant::now(), Arc::new(keys), digest));
         }
-        let (_, keys) = cache.as_ref().expect("filled above");
-        Ok(keys
+        let (_, keys, digest) = cache.as_ref().expect("filled above");
+        let keys = keys
             .iter()
             .filter(|(member, _)| member.as_str() != node_member)
             .map(|(member, secret)| (member.clone(), secret.to_vec()))
-            .collect())
+            .collect();
+        Ok((keys, digest.clone()))
     }
 }
 
@@ -482,6 +494,12 @@ impl pb::catalog_server::Catalog for CatalogService {
             &req.catalog_digest,
         );
         let (number, der) = self.0.registry.crl().map_err(registry_status)?;
+        let (mut consumer_mask_keys, mask_keys_digest) =
+            self.consumer_mask_keys(node_member(&peer.identity), false)?;
+        // The node holds these keys already.
+        if req.mask_keys_digest == mask_keys_digest {
+            consumer_mask_keys.clear();
+        }
         Ok(Response::new(pb::HeartbeatResponse {
             republish,
             crl_number: number,
@@ -493,7 +511,8 @@ impl pb::catalog_server::Catalog for CatalogService {
             interval_secs: self.0.heartbeat_interval_secs,
             ticket_public_key: self.0.ticket_signer.public_key(),
             mask_hash_key: Vec::new(),
-            consumer_mask_keys: self.consumer_mask_keys(node_member(&peer.identity), false)?,
+            consumer_mask_keys,
+            mask_keys_digest,
         }))
     }
 
@@ -503,7 +522,9 @@ impl pb::catalog_server::Catalog for CatalogService {
     ) -> Result<Response<pb::MaskKeysResponse>, Status> {
         let peer = require_role(&request, &[Role::Node])?;
         Ok(Response::new(pb::MaskKeysResponse {
-            consumer_mask_keys: self.consumer_mask_keys(node_member(&peer.identity), true)?,
+            consumer_mask_keys: self
+                .consumer_mask_keys(node_member(&peer.identity), true)?
+                .0,
         }))
     }
 

@@ -7,7 +7,8 @@
 //! queries; the consumer's own node cannot recompute them from guessed
 //! values (once, every node held one federation-wide key, and a department
 //! could reverse the hashed IDs it received by hashing the IDs in its own
-//! records). The keys arrive with each heartbeat over mutual TLS and are
+//! records). The keys arrive with a heartbeat over mutual TLS (when the
+//! coordinator's set differs from the one the node names by digest) and are
 //! kept in `<data_dir>/mask-keys.json`, mode 0600 like a private key, never
 //! in the state database.
 

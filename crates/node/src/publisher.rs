@@ -58,6 +58,9 @@ pub async fn run(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
     let mut need_publish = true;
     let mut failures = 0u32;
     let mut last_heartbeat = tokio::time::Instant::now() - interval;
+    // Names the mask keys last received: the coordinator sends them again
+    // only when its set has changed.
+    let mut held_mask_keys = String::new();
     let mut last_mtime = std::fs::metadata(&state.config.manifest)
         .and_then(|m| m.modified())
         .ok();
@@ -109,6 +112,7 @@ pub async fn run(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
                 catalog_digest: state.current().manifest.digest.clone(),
                 node_address: state.advertise_addr.clone(),
                 crl_number: state.revocations.number(),
+                mask_keys_digest: held_mask_keys.clone(),
             };
             match catalog.heartbeat(request).await {
                 Ok(response) => {
@@ -127,8 +131,11 @@ pub async fn run(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
                         }
                     }
                     if !r.consumer_mask_keys.is_empty() {
-                        if let Err(e) = state.mask_keys.replace(&r.consumer_mask_keys) {
-                            tracing::error!(error = %format!("{e:#}"), "could not store the mask keys");
+                        match state.mask_keys.replace(&r.consumer_mask_keys) {
+                            Ok(_) => held_mask_keys = r.mask_keys_digest.clone(),
+                            Err(e) => {
+                                tracing::error!(error = %format!("{e:#}"), "could not store the mask keys")
+                            }
                         }
                     }
                     if r.interval_secs > 0 {
