@@ -330,20 +330,7 @@ async fn two_coordinators_on_one_postgresql_see_each_others_decisions() {
     // A replica with key material of its own is refused at start.
     let other_pki = cluster.dir.join("other-pki");
     exchange_coordinator::init(&other_pki, &["127.0.0.1".into()]).unwrap();
-    let stranger = exchange_coordinator::start(&exchange_coordinator::CoordinatorConfig {
-        data_dir: cluster.dir.join("coordinator-stranger"),
-        pki_dir: Some(other_pki),
-        listen: "127.0.0.1:0".into(),
-        enroll_listen: "127.0.0.1:0".into(),
-        console_listen: None,
-        metrics_listen: None,
-        ..cluster.coordinator_config.clone()
-    })
-    .await;
-    let Err(refusal) = stranger else {
-        panic!("a replica with key material of its own started");
-    };
-    let refusal = format!("{refusal:#}");
+    let refusal = refused_replica(&cluster, "stranger", other_pki).await;
     assert!(
         refusal.contains("differs from the other replicas")
             && refusal.contains("the CA certificate")
@@ -351,8 +338,47 @@ async fn two_coordinators_on_one_postgresql_see_each_others_decisions() {
         "{refusal}"
     );
 
+    // A replica whose copy of the shared keys others can read is refused,
+    // and told how to fix it.
+    let copied_pki = cluster.dir.join("copied-pki");
+    std::fs::create_dir_all(&copied_pki).unwrap();
+    for entry in std::fs::read_dir(cluster.coordinator_config.pki_dir()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), copied_pki.join(entry.file_name())).unwrap();
+        }
+    }
+    let loose = copied_pki.join("ticket.key");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refusal = refused_replica(&cluster, "careless", copied_pki).await;
+    assert!(
+        refusal.contains("ticket.key is readable by group or others (mode 644)")
+            && refusal.contains("chmod 600"),
+        "{refusal}"
+    );
+
     b.shutdown().await;
     cluster.shutdown().await;
+}
+
+/// Why a replica named `name`, on `cluster`'s state with the key material
+/// in `pki`, refused to start (it must).
+async fn refused_replica(cluster: &Cluster, name: &str, pki: std::path::PathBuf) -> String {
+    let started = exchange_coordinator::start(&exchange_coordinator::CoordinatorConfig {
+        data_dir: cluster.dir.join(format!("coordinator-{name}")),
+        pki_dir: Some(pki),
+        listen: "127.0.0.1:0".into(),
+        enroll_listen: "127.0.0.1:0".into(),
+        console_listen: None,
+        metrics_listen: None,
+        ..cluster.coordinator_config.clone()
+    })
+    .await;
+    match started {
+        Ok(_) => panic!("replica {name} started"),
+        Err(refusal) => format!("{refusal:#}"),
+    }
 }
 
 /// The departments report of one replica, as `(department, cells)`.

@@ -152,6 +152,30 @@ pub fn reindex_audit(config: &CoordinatorConfig) -> anyhow::Result<usize> {
     Ok(index.reindex(&records)?)
 }
 
+/// The secrets in the pki directory that every replica holds.
+const SHARED_SECRETS: [&str; 4] = ["ca.key", "ticket.key", "mask-hash.key", "coordinator.key"];
+
+/// Refuses to start while a shared secret is readable by anyone but its
+/// owner (a copy made with `cp` or an archive tool can loosen the mode).
+fn check_secret_modes(pki: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for name in SHARED_SECRETS {
+        let path = pki.join(name);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            bail!(
+                "{} is readable by group or others (mode {mode:o}); it holds key material every replica shares and must be its owner's alone: run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Loads the ticket-signing key, creating it for federations initialised
 /// before tickets existed.
 fn load_ticket_signer(pki: &Path) -> anyhow::Result<exchange_pki::TicketSigner> {
@@ -423,6 +447,7 @@ fn grpc_routes(
 pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordinator> {
     config.validate().map_err(|e| anyhow::anyhow!(e))?;
     let pki = config.pki_dir();
+    check_secret_modes(&pki)?;
     let ca = Arc::new(load_ca(&pki)?);
     let tls =
         TlsIdentity::load(&pki, "coordinator").context("loading the coordinator certificate")?;
