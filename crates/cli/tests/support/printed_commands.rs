@@ -113,15 +113,22 @@ fn conflicting_org_code(cwd: &Path, env: &BTreeMap<String, String>) -> String {
         .to_string()
 }
 
+/// A port P with P + 1 free too, for the demo's two listeners, below
+/// Linux's ephemeral range (32768 and up), where the other tests' own
+/// connections would take P + 1 between this check and the demo's start.
+fn two_free_ports() -> u16 {
+    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+    let start = 20_000 + (std::process::id() % 5_000) as u16 * 2;
+    (0..2_000u16)
+        .map(|i| 20_000 + (start - 20_000 + i * 2) % 12_000)
+        .find(|p| free(*p) && free(*p + 1))
+        .expect("no two free ports between 20000 and 32000")
+}
+
 #[test]
 fn every_command_the_readme_and_the_demo_print_works_as_printed() {
     let work = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .min(65_000);
+    let port = two_free_ports();
     let mut demo = Command::new(env!("CARGO_BIN_EXE_exchange"))
         .args(["demo", "--persons", "2000", "--port", &port.to_string()])
         .current_dir(work.path())
