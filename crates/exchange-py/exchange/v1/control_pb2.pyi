@@ -336,17 +336,19 @@ class PublishResponse(_message.Message):
     def __init__(self, version: _Optional[int] = ..., changed: _Optional[bool] = ..., datasets: _Optional[int] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("catalog_digest", "node_address", "crl_number")
+    __slots__ = ("catalog_digest", "node_address", "crl_number", "mask_keys_digest")
     CATALOG_DIGEST_FIELD_NUMBER: _ClassVar[int]
     NODE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     CRL_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    MASK_KEYS_DIGEST_FIELD_NUMBER: _ClassVar[int]
     catalog_digest: str
     node_address: str
     crl_number: int
-    def __init__(self, catalog_digest: _Optional[str] = ..., node_address: _Optional[str] = ..., crl_number: _Optional[int] = ...) -> None: ...
+    mask_keys_digest: str
+    def __init__(self, catalog_digest: _Optional[str] = ..., node_address: _Optional[str] = ..., crl_number: _Optional[int] = ..., mask_keys_digest: _Optional[str] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("republish", "crl_number", "crl_der", "interval_secs", "ticket_public_key", "mask_hash_key", "consumer_mask_keys")
+    __slots__ = ("republish", "crl_number", "crl_der", "interval_secs", "ticket_public_key", "mask_hash_key", "consumer_mask_keys", "mask_keys_digest")
     class ConsumerMaskKeysEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -361,6 +363,7 @@ class HeartbeatResponse(_message.Message):
     TICKET_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     MASK_HASH_KEY_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_MASK_KEYS_FIELD_NUMBER: _ClassVar[int]
+    MASK_KEYS_DIGEST_FIELD_NUMBER: _ClassVar[int]
     republish: bool
     crl_number: int
     crl_der: bytes
@@ -368,7 +371,8 @@ class HeartbeatResponse(_message.Message):
     ticket_public_key: bytes
     mask_hash_key: bytes
     consumer_mask_keys: _containers.ScalarMap[str, bytes]
-    def __init__(self, republish: _Optional[bool] = ..., crl_number: _Optional[int] = ..., crl_der: _Optional[bytes] = ..., interval_secs: _Optional[int] = ..., ticket_public_key: _Optional[bytes] = ..., mask_hash_key: _Optional[bytes] = ..., consumer_mask_keys: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
+    mask_keys_digest: str
+    def __init__(self, republish: _Optional[bool] = ..., crl_number: _Optional[int] = ..., crl_der: _Optional[bytes] = ..., interval_secs: _Optional[int] = ..., ticket_public_key: _Optional[bytes] = ..., mask_hash_key: _Optional[bytes] = ..., consumer_mask_keys: _Optional[_Mapping[str, bytes]] = ..., mask_keys_digest: _Optional[str] = ...) -> None: ...
 
 class MaskKeysRequest(_message.Message):
     __slots__ = ()
