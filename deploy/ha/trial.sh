@@ -54,7 +54,7 @@ start_postgres() {
 start_coordinator() {
     local name=$1 main=$2 enrol=$3
     "$bin/coordinator" --pki-dir "$dir/pki" --data-dir "$dir/coordinator-$name" \
-        --state "$(state_url)" serve --listen "127.0.0.1:$main" --enroll-listen "127.0.0.1:$enrol" \
+        --replica-id "$name" --state "$(state_url)" serve --listen "127.0.0.1:$main" --enroll-listen "127.0.0.1:$enrol" \
         --advertise-addr "$lb" >"$dir/coordinator-$name.log" 2>&1 &
     echo $! >"$dir/coordinator-$name.pid"
 }

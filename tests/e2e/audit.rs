@@ -588,3 +588,111 @@ async fn a_full_audit_disk_refuses_queries_instead_of_serving_them_unlogged() {
     let report = exchange_audit::verify(&audit_dir, Some(&ca)).unwrap();
     assert!(report.ok(), "{:?}", report.problem);
 }
+
+/// The audit views on the embedded default (sled) answer from the index in
+/// the state store, and the index is derived: lost, it is copied again
+/// from the log at the next start, and `coordinator audit reindex`
+/// rebuilds it; the answers stay the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_audit_index_answers_the_views_and_is_rebuilt_from_the_log() {
+    let work = tempfile::tempdir().unwrap();
+    let cluster = ClusterBuilder::new()
+        .dir(work.path())
+        .add_node("vehicle-admin")
+        .add_node("civil-affairs")
+        .start()
+        .await
+        .unwrap();
+    let official = cluster.planted.official_person_id.clone();
+    let civil = cluster.analyst("civil-affairs").await.unwrap();
+    let denied = rows(&civil, cmd("vehicle-admin/vehicles", "", "好奇")).await;
+    assert!(denied.unwrap_err().contains("grant required"));
+    cluster
+        .grant(
+            "civil-affairs",
+            "vehicle-admin/vehicles",
+            &["plate_no", "owner_id"],
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let filter = format!("owner_id = '{official}'");
+    for purpose in ["低保家庭财产核查", "低保复核", "救助审批"] {
+        rows(&civil, cmd("vehicle-admin/vehicles", &filter, purpose))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let views = |admin: Client| async move {
+        let log = admin
+            .audit_log(pb::AuditLogRequest {
+                purpose: "低保".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let report = admin
+            .report(pb::ReportRequest {
+                kind: "departments".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let log: Vec<(String, String, u64, String)> = log
+            .rows
+            .into_iter()
+            .map(|r| (r.query_id, r.purpose, r.rows, r.status))
+            .collect();
+        (log, report.rows)
+    };
+    let (log, report) = views(cluster.admin.clone()).await;
+    assert_eq!(
+        log.len(),
+        2,
+        "the two queries whose purpose says 低保: {log:?}"
+    );
+    assert!(
+        log.iter()
+            .all(|(_, _, rows, status)| *rows > 0 && status == "ok"),
+        "each with its completion: {log:?}"
+    );
+    let config = cluster.coordinator_config.clone();
+    cluster.shutdown().await;
+
+    // The index in the state store holds what the views showed; then it
+    // is lost, as if its trees were damaged.
+    {
+        let db = config.open_state().unwrap();
+        let held = db
+            .audit_table()
+            .unwrap()
+            .select(Default::default())
+            .unwrap();
+        assert_eq!(held.len(), 4, "three queries answered and one refused");
+        db.drop_derived().unwrap();
+        let held = db
+            .audit_table()
+            .unwrap()
+            .select(Default::default())
+            .unwrap();
+        assert!(held.is_empty());
+    }
+    let again = exchange_coordinator::start(&config).await.unwrap();
+    let admin_tls = exchange_transport::TlsIdentity::load(&config.pki_dir(), "admin").unwrap();
+    let admin = Client::connect(&again.addr.to_string(), &admin_tls)
+        .await
+        .unwrap();
+    assert_eq!(views(admin).await, (log.clone(), report.clone()));
+    again.shutdown().await;
+
+    // `coordinator audit reindex` (the coordinator stopped) rebuilds it.
+    let copied = exchange_coordinator::reindex_audit(&config).unwrap();
+    assert!(copied >= 4, "{copied}");
+    let again = exchange_coordinator::start(&config).await.unwrap();
+    let admin = Client::connect(&again.addr.to_string(), &admin_tls)
+        .await
+        .unwrap();
+    assert_eq!(views(admin).await, (log, report));
+    again.shutdown().await;
+}

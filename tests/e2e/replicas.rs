@@ -358,13 +358,40 @@ async fn two_coordinators_on_one_postgresql_see_each_others_decisions() {
         "{refusal}"
     );
 
+    // A second coordinator given B's replica id while B runs is refused,
+    // naming B: the two would mix up how far each log is indexed.
+    let refusal = refused_replica_id(
+        &cluster,
+        "twin",
+        "coordinator-b",
+        cluster.coordinator_config.pki_dir(),
+    )
+    .await;
+    assert!(
+        refusal.contains("replica_id \"coordinator-b\" is in use")
+            && refusal.contains(&b.addr.to_string())
+            && refusal.contains("its own replica_id"),
+        "{refusal}"
+    );
+
     b.shutdown().await;
     cluster.shutdown().await;
 }
 
-/// Why a replica named `name`, on `cluster`'s state with the key material
-/// in `pki`, refused to start (it must).
+/// Why a replica with the directory and id `name`, on `cluster`'s state
+/// with the key material in `pki`, refused to start (it must).
 async fn refused_replica(cluster: &Cluster, name: &str, pki: std::path::PathBuf) -> String {
+    refused_replica_id(cluster, name, name, pki).await
+}
+
+/// Why a replica with the directory `name` and the replica id `id`
+/// refused to start (it must).
+async fn refused_replica_id(
+    cluster: &Cluster,
+    name: &str,
+    id: &str,
+    pki: std::path::PathBuf,
+) -> String {
     let started = exchange_coordinator::start(&exchange_coordinator::CoordinatorConfig {
         data_dir: cluster.dir.join(format!("coordinator-{name}")),
         pki_dir: Some(pki),
@@ -372,6 +399,7 @@ async fn refused_replica(cluster: &Cluster, name: &str, pki: std::path::PathBuf)
         enroll_listen: "127.0.0.1:0".into(),
         console_listen: None,
         metrics_listen: None,
+        replica_id: Some(id.to_string()),
         ..cluster.coordinator_config.clone()
     })
     .await;

@@ -33,6 +33,42 @@ pub fn scan_roots(
     Ok(count)
 }
 
+/// Calls `visit` with every entry after sequence number `after`, in
+/// order, reading only the segments that can hold them: how a derived
+/// index catches up with the log's tail without reading the whole log.
+pub fn scan_after(
+    roots: &[PathBuf],
+    after: u64,
+    mut visit: impl FnMut(u64, Record),
+) -> std::io::Result<()> {
+    let mut files = collect_segment_files(roots)?;
+    files.dedup_by_key(|(h, _)| h.segment);
+    // A segment ends where the next begins.
+    let ends: Vec<u64> = files
+        .iter()
+        .skip(1)
+        .map(|(h, _)| h.first_seq)
+        .chain([u64::MAX])
+        .collect();
+    let mut count = 0;
+    for ((_, file), next_first) in files.iter().zip(ends) {
+        if next_first <= after.saturating_add(1) {
+            continue;
+        }
+        scan_file(
+            file,
+            &mut |seq, r| {
+                if seq > after {
+                    visit(seq, r);
+                }
+                true
+            },
+            &mut count,
+        )?;
+    }
+    Ok(())
+}
+
 /// Like [`scan_roots`], but only entries whose raw JSON contains `needle`
 /// are parsed: a fast path for finding one key among millions.
 pub fn scan_containing(

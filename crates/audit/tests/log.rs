@@ -235,17 +235,23 @@ fn a_damaged_log_is_not_silently_extended() {
     assert!(err.contains("exchange audit verify"), "{err}");
 }
 
-#[test]
-fn sealed_segments_are_archived_and_archives_verify() {
-    let pki = Pki::new();
-    let dir = tempfile::tempdir().unwrap();
-    let mut o = options(dir.path());
+/// A log of 60 records in segments of 2,000 bytes, sealed ones archived.
+fn sixty_in_small_segments(dir: &Path, pki: &Pki) -> AuditLog {
+    let mut o = options(dir);
     o.segment_max_bytes = 2_000;
     o.retain = Duration::ZERO;
     let log = AuditLog::open(o, pki.signer("tax"), Arc::new(Metrics::default())).unwrap();
     for i in 0..60 {
         log.append_blocking(&record(i)).unwrap();
     }
+    log
+}
+
+#[test]
+fn sealed_segments_are_archived_and_archives_verify() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let log = sixty_in_small_segments(dir.path(), &pki);
     log.close();
     let archive = dir.path().join("archive");
     let archived: Vec<_> = std::fs::read_dir(&archive)
@@ -480,4 +486,27 @@ fn observers_are_fed_every_record_the_log_takes_and_read_back_matches() {
     })
     .unwrap();
     assert_eq!(back, (0..=5).map(record).collect::<Vec<_>>());
+}
+
+#[test]
+fn scanning_after_a_sequence_number_reads_exactly_the_entries_after_it() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let log = sixty_in_small_segments(dir.path(), &pki);
+    let roots = log.roots();
+    log.close();
+    let mut all = Vec::new();
+    exchange_audit::read::scan_roots(&roots, |seq, r| {
+        all.push((seq, r));
+        true
+    })
+    .unwrap();
+    assert_eq!(all.len(), 60);
+    // From the start, from inside an archived segment, from the last entry.
+    for after in [0, all[25].0, all[59].0] {
+        let mut read = Vec::new();
+        exchange_audit::read::scan_after(&roots, after, |seq, r| read.push((seq, r))).unwrap();
+        let expected: Vec<_> = all.iter().filter(|(s, _)| *s > after).cloned().collect();
+        assert_eq!(read, expected, "after {after}");
+    }
 }

@@ -41,7 +41,15 @@ fn replica(cluster: &Cluster, name: &str, url: &str) -> anyhow::Result<(Child, S
         .arg(cluster.dir.join(name))
         .arg("--pki-dir")
         .arg(cluster.coordinator_config.pki_dir())
-        .args(["--state", url, "serve", "--listen", &addr])
+        .args([
+            "--replica-id",
+            name,
+            "--state",
+            url,
+            "serve",
+            "--listen",
+            &addr,
+        ])
         .args(["--enroll-listen", &format!("127.0.0.1:{}", free_port())])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

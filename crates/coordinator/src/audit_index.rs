@@ -1,20 +1,26 @@
-//! The audit view several coordinators share: with `state` on PostgreSQL,
-//! each replica copies the decision and completion of every query it
-//! logs, and every approval and refusal, into the shared table
-//! (`exchange_audit_queries`, keyed by query id and indexed by consumer,
-//! owner and time). So `audit log`, `report` and `reconcile` asked of any
-//! replica cover the queries of all of them: a query decided on one
-//! replica and completed on another is one entry, merged in SQL.
+//! The audit index: one entry per query (its decision and completion) and
+//! per approval or refusal, found by department, dataset, purpose and
+//! time, so that `audit log`, `report` and `reconcile` read only what they
+//! answer with, never the whole log.
 //!
-//! The copy is derived, never the record: each replica's own hash-chained
-//! log stays the evidence (`audit verify` reads only the logs), and
-//! `coordinator audit reindex` rebuilds a replica's share of the copy from
-//! its log. Copies are written behind the log, in batches every 200 ms, so
-//! the query path waits for nothing more than the log; a crash can lose
-//! the last batch of the copy (not of the log), which a reindex restores.
+//! On PostgreSQL the index is the view every replica shares
+//! (`exchange_audit_queries`): each replica copies in what it logs, so
+//! views asked of any replica cover the queries of all of them, and a
+//! query decided on one replica and completed on another is one entry,
+//! merged in SQL. On sled it is the coordinator's own, in the embedded
+//! store, merged the same way.
 //!
-//! Every replica's report statistics are fed from the view's change feed
-//! (see [`AuditIndex::feed`]) rather than from its own log.
+//! The index is derived, never the record: each replica's hash-chained log
+//! stays the evidence (`audit verify` reads only the logs), and
+//! `coordinator audit reindex` rebuilds the index from the log. Copies are
+//! written behind the log, in batches every 200 ms, so the query path
+//! waits for nothing more than the log. Each replica records how far
+//! through its log its copies are written (its mark, under its replica
+//! id); a replica that starts again copies the rest of its log from there,
+//! so a crash loses nothing from the index either.
+//!
+//! Report statistics are fed from the index's change feed (see
+//! [`AuditIndex::feed`]) rather than from the log.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -23,7 +29,7 @@ use std::time::Duration;
 use exchange_audit::{AccessEvent, Event, Observer, QueryCompletion, QueryDecision, Record};
 use exchange_proto::v1 as pb;
 use exchange_storage::postgres::{AuditCursor, AuditEntry, AuditFilter};
-use exchange_storage::{AuditTable, Db, StorageError};
+use exchange_storage::{AuditTable, Db, StorageError, Tree};
 use serde::{Deserialize, Serialize};
 
 use crate::audit_service::{complete_row, decision_row};
@@ -124,56 +130,243 @@ impl IndexedQuery {
     }
 }
 
+/// Who this replica is, as its mark in the index records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replica {
+    pub id: String,
+    /// The host and audit directory of its log.
+    pub host: String,
+    pub audit_dir: String,
+    /// Its listen address, for the operator.
+    pub address: String,
+}
+
+impl Replica {
+    /// Whether `other` writes the same log (its address may have changed).
+    fn same_log(&self, other: &Replica) -> bool {
+        (&self.host, &self.audit_dir) == (&other.host, &other.audit_dir)
+    }
+}
+
+/// How far through a replica's log the index holds every record, and
+/// when that replica last said so.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Mark {
+    replica: Replica,
+    through_seq: u64,
+    seen_ms: i64,
+}
+
+/// Where marks are kept: derived, so never exported.
+const MARKS_TREE: &str = "audit-index/replicas";
+/// A replica that has not renewed its mark for this long is gone, and its
+/// id may be taken by another.
+const MARK_ALIVE_MS: i64 = 30_000;
+/// How often a mark that has not moved is renewed.
+const MARK_RENEW_MS: i64 = 5_000;
+
+/// The last sequence number of this replica's log.
+pub type LogSequence = Box<dyn Fn() -> u64 + Send + Sync>;
+
 pub struct AuditIndex {
     table: AuditTable,
+    /// Whether other replicas write to the index too.
+    shared: bool,
+    marks: Tree,
+    replica: Replica,
+    log_sequence: LogSequence,
     /// Copies not yet written, by key.
     pending: Mutex<BTreeMap<String, IndexedQuery>>,
+    /// The log's sequence at the last write, and the mark last recorded.
+    progress: Mutex<Progress>,
+    /// The statistics fed from the change feed, and where the feed stands.
+    feed: Mutex<Option<(Arc<Statistics>, AuditCursor)>>,
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    seq_at_last_write: u64,
+    recorded: u64,
+    recorded_ms: i64,
 }
 
 impl std::fmt::Debug for AuditIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditIndex").finish_non_exhaustive()
+        f.debug_struct("AuditIndex")
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
     }
 }
 
 impl AuditIndex {
-    /// The shared view on `db` (which must be shared), with a thread that
-    /// writes the copies behind the log for as long as the index lives.
-    pub fn open(db: &Db) -> Result<Arc<AuditIndex>, StorageError> {
-        let table = db.audit_table().ok_or_else(|| {
-            StorageError::Transfer("the shared audit view needs the state on PostgreSQL".into())
-        })?;
+    /// The index in `db` for `replica`, with a thread that writes the
+    /// copies behind the log (and follows the change feed) for as long as
+    /// the index lives. Refused when another running coordinator, with
+    /// another log, holds the same replica id.
+    pub fn open(
+        db: &Db,
+        replica: Replica,
+        log_sequence: LogSequence,
+    ) -> Result<Arc<AuditIndex>, StorageError> {
+        let marks = db.tree(MARKS_TREE)?;
         let index = Arc::new(AuditIndex {
-            table,
+            table: db.audit_table()?,
+            shared: db.is_shared(),
+            marks,
+            replica,
+            log_sequence,
             pending: Mutex::new(BTreeMap::new()),
+            progress: Mutex::new(Progress::default()),
+            feed: Mutex::new(None),
         });
+        index.claim_replica_id()?;
         let weak: Weak<AuditIndex> = Arc::downgrade(&index);
         std::thread::Builder::new()
             .name("audit-index".into())
             .spawn(move || loop {
                 std::thread::sleep(FLUSH_EVERY);
                 let Some(index) = weak.upgrade() else { return };
-                if let Err(e) = index.flush() {
-                    tracing::warn!(error = %e, "could not write the shared audit view; `coordinator audit reindex` restores it");
-                }
+                index.tick();
             })
             .map_err(|e| StorageError::Transfer(format!("starting the audit index: {e}")))?;
         Ok(index)
     }
 
-    /// Writes the copies waiting in memory; the database merges each into
-    /// what it holds for the same key.
+    /// How far behind the logs the index may be: on PostgreSQL another
+    /// replica's copies may be [`VIEW_LAG`] late; on sled, this
+    /// coordinator's own are written before each read.
+    pub fn lag(&self) -> Duration {
+        if self.shared {
+            VIEW_LAG
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Refuses an id a live replica with another log holds.
+    fn claim_replica_id(&self) -> Result<(), StorageError> {
+        let Some(held) = self.marks.get::<Mark>(&self.replica.id)? else {
+            return Ok(());
+        };
+        let other_log = !held.replica.same_log(&self.replica);
+        let age_ms = exchange_audit::record::now_ms() - held.seen_ms;
+        if other_log && age_ms < MARK_ALIVE_MS {
+            return Err(StorageError::Transfer(format!(
+                "replica_id {:?} is in use by the coordinator listening on {} (audit log {} on {}), seen {} s ago: give each coordinator its own replica_id (`replica_id` in coordinator.toml, --replica-id or EXCHANGE_COORDINATOR_REPLICA_ID)",
+                self.replica.id,
+                held.replica.address,
+                held.replica.audit_dir,
+                held.replica.host,
+                age_ms / 1000
+            )));
+        }
+        Ok(())
+    }
+
+    /// Copies what the index lacks of this replica's log (at `roots`):
+    /// every record after its mark, or the whole log when the mark is
+    /// another log's. Returns how many records were read.
+    pub fn catch_up(&self, roots: &[std::path::PathBuf]) -> Result<usize, StorageError> {
+        let last = (self.log_sequence)();
+        let through = match self.marks.get::<Mark>(&self.replica.id)? {
+            Some(m) if m.replica.same_log(&self.replica) && m.through_seq <= last => m.through_seq,
+            _ => 0,
+        };
+        let mut read = 0;
+        let mut failed = None;
+        exchange_audit::read::scan_after(roots, through, |_, record| {
+            self.observe(&record);
+            read += 1;
+            if read % REINDEX_CHUNK == 0 && failed.is_none() {
+                failed = self.flush().err();
+            }
+        })
+        .map_err(|e| StorageError::Transfer(format!("reading the audit log: {e}")))?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        self.flush()?;
+        self.record_mark(last)?;
+        Ok(read)
+    }
+
+    /// Every 200 ms: the copies written, the mark moved, the feed read.
+    fn tick(&self) {
+        let seq = (self.log_sequence)();
+        match self.flush() {
+            Ok(_) => {
+                // Everything through the sequence read one round ago was
+                // observed before this write began.
+                let through = std::mem::replace(&mut self.lock_progress().seq_at_last_write, seq);
+                if let Err(e) = self.record_mark(through) {
+                    tracing::warn!(error = %e, "could not record how far the audit index holds this log");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not write the audit index; copies are kept and tried again")
+            }
+        }
+        if let Err(e) = self.follow() {
+            tracing::warn!(error = %e, "could not read the audit index's changes; reports wait for them");
+        }
+    }
+
+    fn lock_progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that the index holds this log through `through`, when that
+    /// moved, or to say the replica is alive.
+    fn record_mark(&self, through: u64) -> Result<(), StorageError> {
+        let now = exchange_audit::record::now_ms();
+        let mut progress = self.lock_progress();
+        if through <= progress.recorded && now - progress.recorded_ms < MARK_RENEW_MS {
+            return Ok(());
+        }
+        let through = through.max(progress.recorded);
+        let mark = Mark {
+            replica: self.replica.clone(),
+            through_seq: through,
+            seen_ms: now,
+        };
+        // A lost mark only means more to copy again at start.
+        self.marks.insert_relaxed(&self.replica.id, &mark)?;
+        progress.recorded = through;
+        progress.recorded_ms = now;
+        Ok(())
+    }
+
+    /// Writes the copies waiting in memory; each is merged into what the
+    /// index holds for the same key. Copies that could not be written wait
+    /// for the next round.
     pub fn flush(&self) -> Result<usize, StorageError> {
-        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let pending = std::mem::take(&mut *self.lock_pending());
         let count = pending.len();
         let entries = pending
-            .into_iter()
-            .map(|(key, copy)| IndexedQuery::entry(key, &copy))
-            .collect::<Result<Vec<_>, _>>()?;
-        if !entries.is_empty() {
-            self.table.put(entries)?;
+            .iter()
+            .map(|(key, copy)| IndexedQuery::entry(key.clone(), copy))
+            .collect::<Result<Vec<_>, _>>();
+        let written = match entries {
+            Ok(entries) if entries.is_empty() => Ok(()),
+            Ok(entries) => self.table.put(entries),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            let mut waiting = self.lock_pending();
+            for (key, copy) in pending {
+                let mut restored = copy;
+                if let Some(newer) = waiting.remove(&key) {
+                    restored.merge(newer);
+                }
+                waiting.insert(key, restored);
+            }
+            return Err(e);
         }
         Ok(count)
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, IndexedQuery>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn entries(&self, filter: AuditFilter) -> Result<Vec<IndexedQuery>, StorageError> {
@@ -185,9 +378,10 @@ impl AuditIndex {
             .collect())
     }
 
-    /// The queries of every replica that `filter` selects, as audit-log
-    /// rows, oldest first.
+    /// The queries `filter` selects (every replica's), as audit-log rows,
+    /// oldest first. This replica's copies still waiting are written first.
     pub fn rows(&self, filter: AuditFilter) -> Result<Vec<pb::AuditQueryRow>, StorageError> {
+        self.flush()?;
         Ok(self
             .entries(filter)?
             .iter()
@@ -201,9 +395,9 @@ impl AuditIndex {
             .collect())
     }
 
-    /// The decision and completion records of every replica's queries
-    /// that `filter` selects, for reconciliation. This replica's copies
-    /// still waiting are written first.
+    /// The decision and completion records of the queries `filter`
+    /// selects (every replica's), for reconciliation. This replica's
+    /// copies still waiting are written first.
     pub fn records(&self, filter: AuditFilter) -> Result<Vec<Record>, StorageError> {
         self.flush()?;
         Ok(self
@@ -213,9 +407,10 @@ impl AuditIndex {
             .collect())
     }
 
-    /// Copies every query in `records` (a replica's whole log) into the
-    /// shared view: how the view is rebuilt. Returns how many.
-    pub fn reindex(&self, records: &[Record]) -> Result<usize, StorageError> {
+    /// Copies every record of `records` (a replica's whole log, through
+    /// sequence `through`) into the index: how it is rebuilt. Returns how
+    /// many entries were written.
+    pub fn reindex(&self, records: &[Record], through: u64) -> Result<usize, StorageError> {
         let mut copied = 0;
         for chunk in records.chunks(REINDEX_CHUNK) {
             for record in chunk {
@@ -223,48 +418,58 @@ impl AuditIndex {
             }
             copied += self.flush()?;
         }
+        self.record_mark(through)?;
         Ok(copied)
     }
 
-    /// Feeds `statistics` every entry of the view, then (on a thread, for
-    /// as long as the index lives) every change to it within 200 ms, so a
-    /// replica's reports count every replica's queries and decisions.
-    pub fn feed(self: &Arc<Self>, statistics: Arc<Statistics>) -> Result<(), StorageError> {
-        let mut cursor = self.feed_once(&statistics, AuditCursor::default())?;
-        let weak: Weak<AuditIndex> = Arc::downgrade(self);
-        std::thread::Builder::new()
-            .name("audit-feed".into())
-            .spawn(move || loop {
-                std::thread::sleep(FLUSH_EVERY);
-                let Some(index) = weak.upgrade() else { return };
-                match index.feed_once(&statistics, cursor.clone()) {
-                    Ok(next) => cursor = next,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not read the shared audit view's changes; reports wait for them")
-                    }
-                }
-            })
-            .map_err(|e| StorageError::Transfer(format!("starting the audit feed: {e}")))?;
+    /// Feeds `statistics` every entry of the index, then every change to
+    /// it: within 200 ms on the index's thread, and at once when
+    /// [`AuditIndex::refresh`] is called. So reports count every
+    /// replica's queries and decisions.
+    pub fn feed(&self, statistics: Arc<Statistics>) -> Result<(), StorageError> {
+        let cursor = feed_changes(&self.table, &statistics, AuditCursor::default())?;
+        *self.lock_feed() = Some((statistics, cursor));
         Ok(())
     }
 
-    /// Reads the changes after `cursor` into `statistics`, page by page.
-    fn feed_once(
-        &self,
-        statistics: &Statistics,
-        mut cursor: AuditCursor,
-    ) -> Result<AuditCursor, StorageError> {
-        loop {
-            let (changes, next) = self.table.changes(&cursor, FEED_PAGE)?;
-            let entries: Vec<(String, IndexedQuery)> = changes
-                .into_iter()
-                .filter_map(|c| Some((c.key, serde_json::from_slice(&c.entry).ok()?)))
-                .collect();
-            statistics.apply_shared(&entries);
-            cursor = next;
-            if entries.len() < FEED_PAGE as usize {
-                return Ok(cursor);
-            }
+    /// Writes this replica's waiting copies and reads the changes since
+    /// the last read into the statistics: what a report does first.
+    pub fn refresh(&self) -> Result<(), StorageError> {
+        self.flush()?;
+        self.follow()
+    }
+
+    fn follow(&self) -> Result<(), StorageError> {
+        let mut feed = self.lock_feed();
+        if let Some((statistics, cursor)) = feed.as_mut() {
+            *cursor = feed_changes(&self.table, statistics, cursor.clone())?;
+        }
+        Ok(())
+    }
+
+    fn lock_feed(&self) -> std::sync::MutexGuard<'_, Option<(Arc<Statistics>, AuditCursor)>> {
+        self.feed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Reads the changes after `cursor` into `statistics`, page by page, and
+/// returns where the next read starts.
+fn feed_changes(
+    table: &AuditTable,
+    statistics: &Statistics,
+    mut cursor: AuditCursor,
+) -> Result<AuditCursor, StorageError> {
+    loop {
+        let (changes, next) = table.changes(&cursor, FEED_PAGE)?;
+        let read = changes.len();
+        let entries: Vec<(String, IndexedQuery)> = changes
+            .into_iter()
+            .filter_map(|c| Some((c.key, serde_json::from_slice(&c.entry).ok()?)))
+            .collect();
+        statistics.apply_shared(&entries);
+        cursor = next;
+        if read < FEED_PAGE as usize {
+            return Ok(cursor);
         }
     }
 }
@@ -273,7 +478,7 @@ impl Drop for AuditIndex {
     /// A coordinator that stops writes the copies still waiting.
     fn drop(&mut self) {
         if let Err(e) = self.flush() {
-            tracing::warn!(error = %e, "could not write the last copies to the shared audit view; `coordinator audit reindex` restores them");
+            tracing::warn!(error = %e, "could not write the last copies to the audit index; they are copied again at the next start");
         }
     }
 }
@@ -306,11 +511,6 @@ impl Observer for AuditIndex {
             ),
             _ => return,
         };
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
-            .or_default()
-            .merge(copy);
+        self.lock_pending().entry(key).or_default().merge(copy);
     }
 }

@@ -38,38 +38,6 @@ pub const MAX_LOG_ROWS: u32 = 100_000;
 /// How long a subject report waits for the nodes.
 pub const SUBJECT_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Every record of the coordinator's log, in order.
-fn records(state: &State) -> Result<Vec<Record>, Status> {
-    let mut out = Vec::new();
-    exchange_audit::read::scan_roots(&state.audit.roots(), |_, r| {
-        out.push(r);
-        true
-    })
-    .map_err(|e| Status::internal(format!("reading the audit log: {e}")))?;
-    Ok(out)
-}
-
-/// Query decisions joined with their completions, in time order.
-pub fn query_rows(records: &[Record]) -> Vec<(pb::AuditQueryRow, String)> {
-    let mut rows: Vec<(pb::AuditQueryRow, String)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for r in records {
-        match &r.event {
-            Event::QueryDecision(d) => {
-                index.insert(d.query_id.clone(), rows.len());
-                rows.push(decision_row(r.time_ms, d));
-            }
-            Event::QueryCompletion(c) => {
-                if let Some(i) = index.get(&c.query_id) {
-                    complete_row(&mut rows[*i].0, c);
-                }
-            }
-            _ => {}
-        }
-    }
-    rows
-}
-
 /// A query's audit-log row as its decision record gives it, and the owner.
 pub fn decision_row(
     time_ms: i64,
@@ -272,68 +240,25 @@ impl AuditService {
     }
 }
 
-/// The rows `filter` selects, oldest first: from the view all replicas
-/// share (through its indexes) when there are several, else from this
-/// coordinator's log.
+/// The rows `filter` selects, oldest first, from the audit index (on
+/// PostgreSQL, every replica's).
 async fn blocking_log_rows(
     state: Arc<State>,
     filter: AuditFilter,
 ) -> Result<Vec<pb::AuditQueryRow>, Status> {
-    tokio::task::spawn_blocking(move || match &state.audit_index {
-        Some(index) => index
+    tokio::task::spawn_blocking(move || {
+        state
+            .audit_index
             .rows(filter)
-            .map_err(|e| crate::service::storage_status(&e)),
-        None => records(&state).map(|all| {
-            query_rows(&all)
-                .into_iter()
-                .filter(|(r, owner)| selected(&filter, r, owner))
-                .map(|(r, _)| r)
-                .collect()
-        }),
+            .map_err(|e| crate::service::storage_status(&e))
     })
     .await
     .map_err(|e| Status::internal(e.to_string()))?
 }
 
-/// Whether `filter` selects a row (the log's counterpart of the view's SQL).
-fn selected(filter: &AuditFilter, r: &pb::AuditQueryRow, owner: &str) -> bool {
-    filter
-        .viewer
-        .as_ref()
-        .is_none_or(|me| &r.consumer == me || owner == me)
-        && (filter.dataset.is_empty() || r.dataset == filter.dataset)
-        && (filter.consumer.is_empty() || r.consumer == filter.consumer)
-        && (filter.owner.is_empty() || owner == filter.owner)
-        && (filter.purpose.is_empty() || r.purpose.contains(&filter.purpose))
-        && (filter.since_ms == 0 || r.time_ms >= filter.since_ms)
-        && (filter.until_ms == 0 || r.time_ms < filter.until_ms)
-}
-
-/// The records of `view` that `own` (this replica's log) does not hold: a
-/// decision or completion this replica logged is taken from its log, the
-/// evidence, never from the copy.
-fn others_records(own: &[Record], view: Vec<Record>) -> Vec<Record> {
-    let mut decided = HashSet::new();
-    let mut completed = HashSet::new();
-    for r in own {
-        match &r.event {
-            Event::QueryDecision(d) => decided.insert(d.query_id.as_str()),
-            Event::QueryCompletion(c) => completed.insert(c.query_id.as_str()),
-            _ => false,
-        };
-    }
-    view.into_iter()
-        .filter(|r| match &r.event {
-            Event::QueryDecision(d) => !decided.contains(d.query_id.as_str()),
-            Event::QueryCompletion(c) => !completed.contains(c.query_id.as_str()),
-            _ => false,
-        })
-        .collect()
-}
-
-/// Every replica's records of the queries `owner` answered since
-/// `since_ms`, from the shared view.
-async fn blocking_view_records(
+/// The records, in the audit index, of the queries `owner` answered since
+/// `since_ms` (on PostgreSQL, every replica's).
+async fn blocking_index_records(
     state: Arc<State>,
     owner: &str,
     since_ms: i64,
@@ -344,21 +269,13 @@ async fn blocking_view_records(
         ..Default::default()
     };
     tokio::task::spawn_blocking(move || {
-        let index = state.audit_index.as_ref().ok_or_else(|| {
-            Status::failed_precondition("the shared audit view needs the state on PostgreSQL")
-        })?;
-        index
+        state
+            .audit_index
             .records(filter)
             .map_err(|e| crate::service::storage_status(&e))
     })
     .await
     .map_err(|e| Status::internal(e.to_string()))?
-}
-
-async fn blocking_records(state: Arc<State>) -> Result<Vec<Record>, Status> {
-    tokio::task::spawn_blocking(move || records(&state))
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
 }
 
 #[tonic::async_trait]
@@ -396,7 +313,7 @@ impl pb::audit_server::Audit for AuditService {
             since_ms: req.since_unix.max(0).saturating_mul(1000),
             until_ms: req.until_unix.max(0).saturating_mul(1000),
             // Without pages, the newest `limit` (and one, to tell truncation).
-            newest: (!paged && self.0.audit_index.is_some()).then_some(limit as u32 + 1),
+            newest: (!paged).then_some(limit as u32 + 1),
         };
         let mut rows = blocking_log_rows(self.0.clone(), filter).await?;
         if paged {
@@ -556,6 +473,13 @@ impl pb::audit_server::Audit for AuditService {
         } else {
             Default::default()
         };
+        // What this replica logged a moment ago, and what the index
+        // changed since the feed's last read, are counted too.
+        let state = self.0.clone();
+        tokio::task::spawn_blocking(move || state.audit_index.refresh())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| crate::service::storage_status(&e))?;
         let table = self.0.statistics.report(
             viewer,
             &req.kind,
@@ -585,22 +509,14 @@ impl pb::audit_server::Audit for AuditService {
             .filter_map(|j| serde_json::from_str(j).ok())
             .collect();
         let now = exchange_audit::record::now_ms();
-        let mut mine = blocking_records(self.0.clone()).await?;
-        let node_records = match &self.0.audit_index {
-            // Several replicas: this replica's signed log, and the other
-            // replicas' queries from the shared view. A query served in the
-            // last moments may not be copied yet.
-            Some(_) => {
-                let view = blocking_view_records(self.0.clone(), &req.node, since_ms).await?;
-                mine.extend(others_records(&mine, view));
-                let lag = crate::audit_index::VIEW_LAG.as_millis() as i64;
-                node_records
-                    .into_iter()
-                    .filter(|r| !matches!(r.event, Event::QueryServed(_)) || r.time_ms < now - lag)
-                    .collect()
-            }
-            None => node_records,
-        };
+        let mine = blocking_index_records(self.0.clone(), &req.node, since_ms).await?;
+        // With replicas, a query another replica decided in the last
+        // moments may not be copied into the view yet.
+        let lag = self.0.audit_index.lag().as_millis() as i64;
+        let node_records: Vec<Record> = node_records
+            .into_iter()
+            .filter(|r| !matches!(r.event, Event::QueryServed(_)) || r.time_ms < now - lag)
+            .collect();
         // Tickets still within their lifetime may yet be redeemed.
         let settle = now - crate::flight::TICKET_LIFETIME_SECS * 1000;
         Ok(Response::new(reconcile(

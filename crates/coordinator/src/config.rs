@@ -47,6 +47,10 @@ pub struct CoordinatorConfig {
     pub state: String,
     /// Connections to PostgreSQL kept open. Default 8.
     pub state_pool_size: u32,
+    /// This coordinator's name among the replicas sharing a PostgreSQL
+    /// state: letters, digits, `-` and `_`, at most 63. Two running
+    /// coordinators may not share one. Default: the host's name.
+    pub replica_id: Option<String>,
 }
 
 impl Default for CoordinatorConfig {
@@ -68,6 +72,7 @@ impl Default for CoordinatorConfig {
             authoritative: Default::default(),
             state: "sled".into(),
             state_pool_size: 8,
+            replica_id: None,
         }
     }
 }
@@ -100,6 +105,12 @@ impl CoordinatorConfig {
         self.pki_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("pki"))
+    }
+
+    /// This coordinator's replica id: the configured one, else the host's
+    /// name.
+    pub fn replica_id(&self) -> String {
+        self.replica_id.clone().unwrap_or_else(host_name)
     }
 
     /// Where the state store lives.
@@ -147,11 +158,42 @@ impl CoordinatorConfig {
                 exchange_storage::postgres::redacted(&self.state)
             ));
         }
+        if let Some(id) = &self.replica_id {
+            if id.is_empty() || id.len() > 63 || !id.chars().all(valid_id_char) {
+                return Err(format!(
+                    "replica_id must be 1 to 63 letters, digits, '-' or '_', not {:?} (fix: replica_id = \"a\")",
+                    id.chars().take(80).collect::<String>()
+                ));
+            }
+        }
         if !(1..=256).contains(&self.state_pool_size) {
             return Err("state_pool_size must be 1 to 256 (fix: state_pool_size = 8)".into());
         }
         Ok(())
     }
+}
+
+/// The host's name, made a valid replica id (else `coordinator`).
+pub fn host_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let id: String = host
+        .trim()
+        .chars()
+        .map(|c| if valid_id_char(c) { c } else { '-' })
+        .take(63)
+        .collect();
+    if id.is_empty() {
+        "coordinator".into()
+    } else {
+        id
+    }
+}
+
+fn valid_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
 }
 
 fn is_postgres_url(state: &str) -> bool {
@@ -179,6 +221,12 @@ mod tests {
         .unwrap();
         let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("offline_after_secs"), "{err}");
+        std::fs::write(&path, "replica_id = \"a b\\u001b[31m\"\n").unwrap();
+        let err = CoordinatorConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("replica_id must be") && err.contains("fix: replica_id"),
+            "{err}"
+        );
         std::fs::write(&path, "data_dir = \"state\"\n").unwrap();
         let config = CoordinatorConfig::load(&path).unwrap();
         assert_eq!(config.data_dir, dir.path().join("state"));

@@ -129,27 +129,72 @@ fn load_mask_hash_key(pki: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(secret)
 }
 
-/// Rebuilds this replica's share of the audit view the replicas share
-/// (PostgreSQL state) from its own log; returns how many queries it
-/// copied. The log is read as it stands, so this may run beside `serve`.
+/// Rebuilds the audit index from this coordinator's own log; returns how
+/// many entries it wrote. On sled the whole embedded index is dropped and
+/// rebuilt (the coordinator must be stopped: it holds the store). On
+/// PostgreSQL this replica's queries are copied into the view the replicas
+/// share; the log is read as it stands, so this may run beside `serve`.
 pub fn reindex_audit(config: &CoordinatorConfig) -> anyhow::Result<usize> {
     let db = config.open_state()?;
-    anyhow::ensure!(
-        db.is_shared(),
-        "state is sled: the audit views read this coordinator's log itself; there is no shared view to rebuild"
-    );
+    if !db.is_shared() {
+        db.drop_derived()?;
+    }
     let options = config.audit.options(&config.data_dir);
     let mut records = Vec::new();
+    let mut through = 0;
     exchange_audit::read::scan_roots(
         &[options.archive_dir.clone(), options.dir.clone()],
-        |_, r| {
+        |seq, r| {
             records.push(r);
+            through = seq;
             true
         },
     )
     .with_context(|| format!("reading the audit log in {}", options.dir.display()))?;
-    let index = audit_index::AuditIndex::open(&db)?;
-    Ok(index.reindex(&records)?)
+    let replica = replica(config, &config.listen);
+    let index = audit_index::AuditIndex::open(&db, replica, Box::new(move || through))?;
+    Ok(index.reindex(&records, through)?)
+}
+
+/// Who this coordinator is among the replicas, as the audit index records it.
+fn replica(config: &CoordinatorConfig, address: &str) -> audit_index::Replica {
+    let audit_dir = config.audit.options(&config.data_dir).dir;
+    audit_index::Replica {
+        id: config.replica_id(),
+        host: config::host_name(),
+        audit_dir: std::fs::canonicalize(&audit_dir)
+            .unwrap_or(audit_dir)
+            .display()
+            .to_string(),
+        address: address.to_string(),
+    }
+}
+
+/// The audit index, fed every record `audit` appends from now on, after
+/// copying what it lacks of the log so far.
+fn open_audit_index(
+    db: &exchange_storage::Db,
+    config: &CoordinatorConfig,
+    audit: &Arc<exchange_audit::AuditLog>,
+    addr: &std::net::SocketAddr,
+) -> anyhow::Result<Arc<audit_index::AuditIndex>> {
+    let log = Arc::downgrade(audit);
+    let index = audit_index::AuditIndex::open(
+        db,
+        replica(config, &addr.to_string()),
+        Box::new(move || log.upgrade().map_or(0, |l| l.last_seq())),
+    )?;
+    audit.add_observer(index.clone());
+    let copied = index
+        .catch_up(&audit.roots())
+        .context("copying the audit log's newest records into the audit index")?;
+    if copied > 0 {
+        tracing::info!(
+            records = copied,
+            "the audit index took in the log's records it lacked"
+        );
+    }
+    Ok(index)
 }
 
 /// The secrets in the pki directory that every replica holds.
@@ -504,26 +549,14 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
         exchange_audit::AuditLog::open(audit_options, tls.member_signer()?, metrics.clone())
             .context("opening the audit log")?,
     );
-    // Several replicas: each copies its queries into the shared audit
-    // view, and every replica's statistics are fed from the view. One
-    // coordinator: built from its log before anything can append, then
-    // kept in step by the log.
-    let (statistics, audit_index) = if db.is_shared() {
-        let index = audit_index::AuditIndex::open(&db)?;
-        audit.add_observer(index.clone());
-        let statistics = Arc::new(statistics::Statistics::default());
-        index
-            .feed(statistics.clone())
-            .context("reading the shared audit view for reports")?;
-        (statistics, Some(index))
-    } else {
-        let statistics = Arc::new(
-            statistics::Statistics::from_log(&audit.roots())
-                .context("indexing the audit log for reports")?,
-        );
-        audit.add_observer(statistics.clone());
-        (statistics, None)
-    };
+    // The audit index takes in what the log appends from now on, and
+    // copies what it lacks of the log so far; report statistics are fed
+    // from it (every replica's queries, on PostgreSQL).
+    let audit_index = open_audit_index(&db, config, &audit, &addr)?;
+    let statistics = Arc::new(statistics::Statistics::default());
+    audit_index
+        .feed(statistics.clone())
+        .context("reading the audit index for reports")?;
     let state = Arc::new(State {
         registry,
         access,

@@ -41,12 +41,13 @@ pub struct State {
     pub probes: crate::probes::ProbeLedger,
     /// The coordinator's audit log: every decision is durable here first.
     pub audit: Arc<exchange_audit::AuditLog>,
-    /// Report statistics, fed by the audit log.
+    /// Report statistics, fed by the audit index.
     pub statistics: Arc<crate::statistics::Statistics>,
     /// Page tokens of the list RPCs.
     pub pages: crate::pages::Pages,
-    /// The audit view shared by several replicas (PostgreSQL state only).
-    pub audit_index: Option<Arc<crate::audit_index::AuditIndex>>,
+    /// The audit index: in the embedded store on sled, the view every
+    /// replica shares on PostgreSQL.
+    pub audit_index: Arc<crate::audit_index::AuditIndex>,
 }
 
 /// The page of `items` a list request asks for, and the next page's token.

@@ -400,6 +400,7 @@ impl Cluster {
             enroll_listen: "127.0.0.1:0".into(),
             console_listen: None,
             metrics_listen: None,
+            replica_id: Some(name.to_string()),
             ..self.coordinator_config.clone()
         })
         .await

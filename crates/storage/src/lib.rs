@@ -24,8 +24,11 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+mod embedded_audit;
 pub mod postgres;
 pub mod transfer;
+
+pub use embedded_audit::DERIVED_PREFIX;
 
 use postgres::{PgSettings, PgStore};
 
@@ -143,12 +146,15 @@ impl Db {
         }
     }
 
-    /// The shared audit view's table, when the store is shared.
-    pub fn audit_table(&self) -> Option<AuditTable> {
-        match &self.engine {
-            Engine::Sled(_) => None,
-            Engine::Postgres(store) => Some(AuditTable(store.clone())),
-        }
+    /// The audit view's table: shared by every coordinator on
+    /// PostgreSQL, this coordinator's alone on sled.
+    pub fn audit_table(&self) -> Result<AuditTable> {
+        Ok(match &self.engine {
+            Engine::Sled(db) => AuditTable(AuditEngine::Sled(Arc::new(
+                embedded_audit::SledAudit::open(db)?,
+            ))),
+            Engine::Postgres(store) => AuditTable(AuditEngine::Postgres(store.clone())),
+        })
     }
 
     /// Whether several processes may share this store.
@@ -175,9 +181,10 @@ impl Db {
         })
     }
 
-    /// The names of the trees that hold anything of ours.
+    /// The names of the trees that hold state: everything of ours but
+    /// what is derived from the audit logs ([`DERIVED_PREFIX`]).
     pub fn tree_names(&self) -> Result<Vec<String>> {
-        Ok(match &self.engine {
+        let names: Vec<String> = match &self.engine {
             Engine::Sled(db) => db
                 .tree_names()
                 .iter()
@@ -185,7 +192,11 @@ impl Db {
                 .filter(|n| n != SLED_DEFAULT_TREE)
                 .collect(),
             Engine::Postgres(store) => store.tree_names()?,
-        })
+        };
+        Ok(names
+            .into_iter()
+            .filter(|n| !n.starts_with(DERIVED_PREFIX))
+            .collect())
     }
 
     /// Removes a tree and everything in it; returns whether it existed.
@@ -200,6 +211,21 @@ impl Db {
         }
     }
 
+    /// Removes everything derived from the audit logs ([`DERIVED_PREFIX`])
+    /// from a sled store, to rebuild it. On PostgreSQL, where the derived
+    /// view holds every replica's copies, nothing is removed.
+    pub fn drop_derived(&self) -> Result<()> {
+        if let Engine::Sled(db) = &self.engine {
+            for name in db.tree_names() {
+                if name.starts_with(DERIVED_PREFIX.as_bytes()) {
+                    db.drop_tree(&name)?;
+                }
+            }
+            db.flush()?;
+        }
+        Ok(())
+    }
+
     /// Waits until everything written so far is on disk.
     pub fn flush(&self) -> Result<()> {
         if let Engine::Sled(db) = &self.engine {
@@ -209,11 +235,17 @@ impl Db {
     }
 }
 
-/// The audit view several coordinators share (PostgreSQL only): one entry
-/// per query, found by consumer, owner, dataset, purpose and time through
-/// the database's indexes.
+/// The audit view: one entry per query, found by consumer, owner, dataset,
+/// purpose and time through indexes. On PostgreSQL every coordinator
+/// shares it; on sled it is this coordinator's own.
 #[derive(Clone)]
-pub struct AuditTable(Arc<PgStore>);
+pub struct AuditTable(AuditEngine);
+
+#[derive(Clone)]
+enum AuditEngine {
+    Postgres(Arc<PgStore>),
+    Sled(Arc<embedded_audit::SledAudit>),
+}
 
 impl std::fmt::Debug for AuditTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -224,7 +256,10 @@ impl std::fmt::Debug for AuditTable {
 impl AuditTable {
     /// Writes entries at once, each merged into the one held under its key.
     pub fn put(&self, entries: Vec<postgres::AuditEntry>) -> Result<()> {
-        self.0.put_audit_entries(entries)
+        match &self.0 {
+            AuditEngine::Postgres(store) => store.put_audit_entries(entries),
+            AuditEngine::Sled(audit) => audit.put(entries),
+        }
     }
 
     /// Entries changed after `cursor` (at most `limit`), and where the
@@ -234,12 +269,18 @@ impl AuditTable {
         cursor: &postgres::AuditCursor,
         limit: i64,
     ) -> Result<(Vec<postgres::AuditChange>, postgres::AuditCursor)> {
-        self.0.audit_changes(cursor, limit)
+        match &self.0 {
+            AuditEngine::Postgres(store) => store.audit_changes(cursor, limit),
+            AuditEngine::Sled(audit) => audit.changes(cursor, limit),
+        }
     }
 
     /// The entries `filter` selects, oldest first.
     pub fn select(&self, filter: postgres::AuditFilter) -> Result<Vec<Vec<u8>>> {
-        self.0.audit_entries(filter)
+        match &self.0 {
+            AuditEngine::Postgres(store) => store.audit_entries(filter),
+            AuditEngine::Sled(audit) => audit.select(&filter),
+        }
     }
 }
 

@@ -610,8 +610,8 @@ struct AuditColumns {
 /// (transaction id, then key). Start from `AuditCursor::default()`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditCursor {
-    changed: Option<String>,
-    key: String,
+    pub(crate) changed: Option<String>,
+    pub(crate) key: String,
 }
 
 /// One entry as it stands after a change: its key, kind and whole JSON.

@@ -35,6 +35,9 @@ struct Cli {
     /// State engine: sled (embedded, the default) or a PostgreSQL URL (postgres://user:password@host:5432/db). Overrides `state` in the config.
     #[arg(long, global = true, env = "EXCHANGE_COORDINATOR_STATE")]
     state: Option<String>,
+    /// This coordinator's name among replicas sharing PostgreSQL state (default: the host's name). Overrides `replica_id` in the config.
+    #[arg(long, global = true, env = "EXCHANGE_COORDINATOR_REPLICA_ID")]
+    replica_id: Option<String>,
     #[arg(
         long,
         global = true,
@@ -121,7 +124,7 @@ enum StateCommand {
 
 #[derive(Subcommand, Debug)]
 enum AuditCommand {
-    /// Rebuild this replica's share of the audit view several coordinators share on PostgreSQL, from its own log (the log stays the record; audit verify never reads the view).
+    /// Rebuild the audit index from this coordinator's own log: on sled, the whole embedded index (stop the coordinator first); on PostgreSQL, this replica's share of the view the replicas share (may run beside serve). The log stays the record; audit verify never reads the index.
     Reindex,
     /// Compare the coordinator's records with one node's: queries served without authorization, authorized but never served, row-count mismatches. Exits 1 if any.
     Reconcile {
@@ -184,6 +187,12 @@ fn config(cli: &Cli) -> anyhow::Result<CoordinatorConfig> {
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("--state: {e}"))?;
+    }
+    if let Some(id) = &cli.replica_id {
+        config.replica_id = Some(id.clone());
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--replica-id: {e}"))?;
     }
     Ok(config)
 }
@@ -269,7 +278,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let copied = exchange_coordinator::reindex_audit(&config)?;
             exchange_cli::say!(
-                "copied {copied} queries from {} into the shared audit view",
+                "copied {copied} queries from {} into the audit index",
                 config.audit.options(&config.data_dir).dir.display()
             );
         }

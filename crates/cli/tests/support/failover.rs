@@ -33,7 +33,15 @@ fn spawn_replica(cluster: &Cluster, name: &str, url: &str) -> (CoordinatorProces
         .arg(&data)
         .arg("--pki-dir")
         .arg(cluster.coordinator_config.pki_dir())
-        .args(["--state", url, "serve", "--listen", &addr])
+        .args([
+            "--replica-id",
+            name,
+            "--state",
+            url,
+            "serve",
+            "--listen",
+            &addr,
+        ])
         .args(["--enroll-listen", &format!("127.0.0.1:{}", free_port())])
         .env_remove("EXCHANGE_COORDINATOR_CONFIG")
         .stdout(Stdio::null())
