@@ -658,7 +658,26 @@ async fn the_embedded_audit_index_answers_the_views_and_is_rebuilt_from_the_log(
         "each with its completion: {log:?}"
     );
     let config = cluster.coordinator_config.clone();
+    let node_dir = cluster.dir.join("nodes").join("vehicle-admin");
     cluster.shutdown().await;
+
+    // The owner node's subject index, rebuilt from its log as
+    // `exchange-node reindex` does, finds the three queries that named
+    // the official (and only those).
+    {
+        let db = exchange_storage::Db::open(&node_dir).unwrap();
+        let audit = exchange_audit::AuditConfig::default().options(&node_dir);
+        let read = exchange_node::subject_index::SubjectIndex::rebuild(
+            &db,
+            &[audit.archive_dir, audit.dir],
+        )
+        .unwrap();
+        assert!(read > 3, "{read}");
+        let index = exchange_node::subject_index::SubjectIndex::open(&db, Box::new(|| 0)).unwrap();
+        let served = index.served_for("person_id", &official).unwrap();
+        let purposes: Vec<&str> = served.iter().map(|s| s.query.purpose.as_str()).collect();
+        assert_eq!(purposes, ["低保家庭财产核查", "低保复核", "救助审批"]);
+    }
 
     // The index in the state store holds what the views showed; then it
     // is lost, as if its trees were damaged.

@@ -69,37 +69,6 @@ pub fn scan_after(
     Ok(())
 }
 
-/// Like [`scan_roots`], but only entries whose raw JSON contains `needle`
-/// are parsed: a fast path for finding one key among millions.
-pub fn scan_containing(
-    roots: &[PathBuf],
-    needle: &str,
-    mut visit: impl FnMut(u64, Record),
-) -> std::io::Result<()> {
-    let mut files = collect_segment_files(roots)?;
-    files.dedup_by_key(|(h, _)| h.segment);
-    let finder = needle.as_bytes();
-    for (_, file) in files {
-        let bytes = std::fs::read(&file)?;
-        let Ok((_, mut offset)) = SegmentHeader::decode(&bytes) else {
-            continue;
-        };
-        while let Ok(frame) = read_frame(&bytes, offset) {
-            offset += frame.len;
-            if frame.kind == KIND_ENTRY && contains(frame.payload, finder) {
-                if let Ok(r) = serde_json::from_slice::<Record>(frame.payload) {
-                    visit(frame.seq, r);
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(haystack, needle).is_some()
-}
-
 fn scan_file(
     file: &PathBuf,
     visit: &mut impl FnMut(u64, Record) -> bool,

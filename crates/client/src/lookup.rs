@@ -201,6 +201,14 @@ pub(crate) fn coordinator_lost(status: &tonic::Status) -> bool {
         if error.downcast_ref::<std::io::Error>().is_some() {
             return true;
         }
+        // A connection reset mid-stream reaches us as HTTP/2's own error,
+        // which keeps only the kind of the I/O error.
+        if error
+            .downcast_ref::<h2::Error>()
+            .is_some_and(|e| e.is_io() || e.is_go_away())
+        {
+            return true;
+        }
         source = error.source();
     }
     false

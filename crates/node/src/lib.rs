@@ -13,7 +13,9 @@
 //! - serves a mutual-TLS listener with the `Node` service, the standard
 //!   gRPC health service and Arrow Flight ([`flight`]): `DoGet` redeems a
 //!   coordinator-signed ticket, applies this node's own policy on top, and
-//!   streams masked batches from the source.
+//!   streams masked batches from the source;
+//! - indexes its audit log by subject ([`subject_index`]), so that a
+//!   data-subject report reads only the queries that named the person.
 
 mod config;
 pub mod flight;
@@ -21,6 +23,7 @@ pub mod mask_keys;
 mod publisher;
 mod service;
 pub mod source_health;
+pub mod subject_index;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -79,6 +82,8 @@ pub struct NodeState {
     pub audit: Arc<exchange_audit::AuditLog>,
     /// Which databases are down, so an outage is logged once.
     pub source_health: source_health::SourceHealth,
+    /// Who was looked up in which query, for data-subject reports.
+    pub subjects: Arc<subject_index::SubjectIndex>,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -232,6 +237,30 @@ impl RunningNode {
     }
 }
 
+/// The subject index, fed every record `audit` appends from now on, after
+/// indexing what it lacks of the log so far.
+fn open_subject_index(
+    db: &Db,
+    audit: &Arc<exchange_audit::AuditLog>,
+) -> anyhow::Result<Arc<subject_index::SubjectIndex>> {
+    let log = Arc::downgrade(audit);
+    let index = subject_index::SubjectIndex::open(
+        db,
+        Box::new(move || log.upgrade().map_or(0, |l| l.last_seq())),
+    )?;
+    audit.add_observer(index.clone());
+    let read = index
+        .catch_up(&audit.roots())
+        .context("indexing the audit log's newest records for subject reports")?;
+    if read > 0 {
+        tracing::info!(
+            records = read,
+            "the subject index took in the log's records it lacked"
+        );
+    }
+    Ok(index)
+}
+
 /// Starts a node: checks the manifest, serves, and begins publishing.
 pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let tls = TlsIdentity::load(&config.cert_dir, "node").with_context(|| {
@@ -278,6 +307,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         )
         .context("opening the audit log")?,
     );
+    let subjects = open_subject_index(&db, &audit)?;
     let listener = server::bind(&config.listen).await?;
     let addr = listener.local_addr()?;
     let advertise_addr = config
@@ -310,6 +340,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         advertise_addr,
         audit,
         source_health: Default::default(),
+        subjects,
     });
 
     let (stop, stop_rx) = watch::channel(false);

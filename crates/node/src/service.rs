@@ -55,7 +55,7 @@ impl pb::node_server::Node for NodeService {
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| Status::internal(format!("reading the audit log: {e}")))?;
+        .map_err(|e| Status::internal(format!("reading the subject index: {e}")))?;
         Ok(Response::new(pb::NodeSubjectResponse { accesses }))
     }
 
@@ -125,56 +125,38 @@ fn today() -> String {
     format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
 }
 
-/// Who accessed `key` here, from the node's own audit log.
+/// Who accessed `key` here, from the node's subject index.
 pub fn subject_accesses(
     state: &NodeState,
     key_type: &str,
     key: &str,
     include_embargoed: bool,
-) -> std::io::Result<Vec<pb::SubjectAccess>> {
-    use exchange_audit::Event;
-    let roots = state.audit.roots();
-    let mut queries = std::collections::HashSet::new();
-    let quoted = format!("\"{key}\"");
-    exchange_audit::read::scan_containing(&roots, &quoted, |_, r| {
-        if let Event::QueryKeys(k) = r.event {
-            if k.key_type == key_type && k.keys.iter().any(|v| v == key) {
-                queries.insert(k.query_id);
-            }
-        }
-    })?;
+) -> Result<Vec<pb::SubjectAccess>, exchange_storage::StorageError> {
     let today = today();
     let mut out = Vec::new();
-    if queries.is_empty() {
-        return Ok(out);
-    }
-    exchange_audit::read::scan_containing(&roots, "\"query_served\"", |_, r| {
-        if let Event::QueryServed(s) = r.event {
-            if !queries.contains(&s.query_id) {
-                return;
-            }
-            let embargoed = !s.embargo_until.is_empty() && s.embargo_until >= today;
-            if embargoed && !include_embargoed {
-                return;
-            }
-            let embargo_until = if embargoed {
-                s.embargo_until
-            } else {
-                String::new()
-            };
-            out.push(pb::SubjectAccess {
-                time_ms: r.time_ms,
-                time: exchange_proto::v1::typed::timestamp_ms(r.time_ms),
-                owner: state.member_id.clone(),
-                dataset: s.dataset,
-                consumer: s.consumer,
-                user: s.user,
-                purpose: s.purpose,
-                query_id: s.query_id,
-                embargo_until_date: exchange_proto::v1::typed::date(&embargo_until),
-                embargo_until,
-            });
+    for served in state.subjects.served_for(key_type, key)? {
+        let s = served.query;
+        let embargoed = !s.embargo_until.is_empty() && s.embargo_until >= today;
+        if embargoed && !include_embargoed {
+            continue;
         }
-    })?;
+        let embargo_until = if embargoed {
+            s.embargo_until
+        } else {
+            String::new()
+        };
+        out.push(pb::SubjectAccess {
+            time_ms: served.time_ms,
+            time: exchange_proto::v1::typed::timestamp_ms(served.time_ms),
+            owner: state.member_id.clone(),
+            dataset: s.dataset,
+            consumer: s.consumer,
+            user: s.user,
+            purpose: s.purpose,
+            query_id: s.query_id,
+            embargo_until_date: exchange_proto::v1::typed::date(&embargo_until),
+            embargo_until,
+        });
+    }
     Ok(out)
 }

@@ -460,6 +460,14 @@ impl Tree {
 
     /// Applies a batch atomically and durably.
     pub fn apply(&self, batch: Batch) -> Result<()> {
+        self.apply_relaxed(batch)?;
+        self.sync()
+    }
+
+    /// [`Tree::apply`] without waiting for the disk: for what is derived
+    /// and can be rebuilt (indexes of the audit log), whose callers say
+    /// how a crash's last 500 ms is restored.
+    pub fn apply_relaxed(&self, batch: Batch) -> Result<()> {
         match &self.inner {
             TreeEngine::Sled(t) => {
                 let mut sled_batch = sled::Batch::default();
@@ -473,7 +481,7 @@ impl Tree {
             }
             TreeEngine::Postgres(store) => store.apply(&self.name, batch.ops)?,
         }
-        self.sync()
+        Ok(())
     }
 
     /// Waits until every write so far, this tree's and others', is on disk

@@ -63,6 +63,11 @@ enum Command {
         #[arg(long, env = "EXCHANGE_NODE_MANIFEST")]
         manifest: Option<PathBuf>,
     },
+    /// Rebuild the subject index (who was looked up in which query, for data-subject reports) from the node's audit log. Stop the node first. The log stays the record.
+    Reindex {
+        #[arg(long, env = "EXCHANGE_NODE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Run the node until Ctrl-C or SIGTERM.
     Serve {
         #[arg(long, env = "EXCHANGE_NODE_MANIFEST")]
@@ -136,6 +141,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "next: exchange-node --cert-dir {} serve --coordinator {} --manifest catalog.toml",
                 cert_dir.display(),
                 enrolled.coordinator_address
+            );
+        }
+        Command::Reindex { data_dir } => {
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            let db = exchange_storage::Db::open(&config.data_dir)?;
+            let options = config.audit.options(&config.data_dir);
+            let read = exchange_node::subject_index::SubjectIndex::rebuild(
+                &db,
+                &[options.archive_dir.clone(), options.dir.clone()],
+            )?;
+            exchange_cli::say!(
+                "indexed {read} audit records from {} for subject reports",
+                options.dir.display()
             );
         }
         Command::Check { manifest } => {

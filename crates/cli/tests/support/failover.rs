@@ -242,5 +242,83 @@ async fn lookups_go_on_when_a_replica_is_killed() {
     let ca = cluster.coordinator_config.pki_dir().join("ca.crt");
     verify(&cluster.dir.join("replica-b"), &ca);
     verify(&cluster.dir.join("replica-c"), &ca);
+
+    batch_in_flight_when_its_coordinator_is_killed(&cluster, &url, &c_addr, &tls).await;
+    verify(&cluster.dir.join("replica-d"), &ca);
     cluster.shutdown().await;
+}
+
+/// A batch lookup whose coordinator is killed while it runs stops with an
+/// error saying how many keys were sent and that running it again goes to
+/// the next coordinator (answers already handed over are not repeated
+/// behind the caller's back); run again, the survivor answers it whole.
+async fn batch_in_flight_when_its_coordinator_is_killed(
+    cluster: &Cluster,
+    url: &str,
+    survivor: &str,
+    tls: &TlsIdentity,
+) {
+    use exchange_client::batch::{BatchOptions, KeyReader};
+    const KEYS: usize = 3_000;
+    let (mut d, d_addr) = spawn_replica(cluster, "replica-d", url);
+    let client = Client::connect(&format!("{d_addr},{survivor}"), tls)
+        .await
+        .unwrap();
+    let keys: Vec<String> = (0..KEYS)
+        .map(|i| {
+            let birth = format!("1980{:02}{:02}", 1 + i / 280, 1 + (i / 10) % 28);
+            exchange_policy::ids::resident_id("110101", &birth, (i % 10) as u16)
+        })
+        .collect();
+    let file = cluster.dir.join("batch-keys.txt");
+    std::fs::write(&file, keys.join("\n")).unwrap();
+    let targets = client
+        .key_targets("person_id", &[DATASET.to_string()])
+        .await
+        .unwrap();
+    let options = BatchOptions {
+        purpose: "副本故障测试".into(),
+        chunk_size: 50,
+        parallel: 1,
+        ..Default::default()
+    };
+    let mut reader = KeyReader::open(&file, "person_id").unwrap();
+    let mut killed = false;
+    let lost = client
+        .batch_lookup(&mut reader, &targets, &options, |_| {
+            if !killed {
+                d.child.kill().unwrap();
+                d.child.wait().unwrap();
+                killed = true;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(killed, "no answer arrived before the kill");
+    let sent: usize = lost
+        .split("after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the error says how many keys were sent: {lost}"));
+    assert!(
+        lost.contains("the coordinator was lost during the batch")
+            && lost.contains("Run the batch again")
+            && sent > 0
+            && sent < KEYS,
+        "{lost}"
+    );
+    let mut reader = KeyReader::open(&file, "person_id").unwrap();
+    let summary = client
+        .batch_lookup(&mut reader, &targets, &options, |_| Ok(()))
+        .await
+        .unwrap();
+    assert_eq!(summary.keys, KEYS as u64);
+    assert!(
+        summary.totals[0].keys_asked == KEYS as u64 && summary.totals[0].keys_failed == 0,
+        "{summary:?}"
+    );
+    assert_eq!(dialled(&client), survivor, "run again on the survivor");
 }
