@@ -675,7 +675,7 @@ async fn the_embedded_audit_index_answers_the_views_and_is_rebuilt_from_the_log(
         assert!(read > 3, "{read}");
         let index = exchange_node::subject_index::SubjectIndex::open(&db, Box::new(|| 0)).unwrap();
         let served = index.served_for("person_id", &official).unwrap();
-        let purposes: Vec<&str> = served.iter().map(|s| s.query.purpose.as_str()).collect();
+        let purposes: Vec<&str> = served.iter().map(|s| s.purpose.as_str()).collect();
         assert_eq!(purposes, ["低保家庭财产核查", "低保复核", "救助审批"]);
     }
 

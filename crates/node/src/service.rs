@@ -134,8 +134,7 @@ pub fn subject_accesses(
 ) -> Result<Vec<pb::SubjectAccess>, exchange_storage::StorageError> {
     let today = today();
     let mut out = Vec::new();
-    for served in state.subjects.served_for(key_type, key)? {
-        let s = served.query;
+    for s in state.subjects.served_for(key_type, key)? {
         let embargoed = !s.embargo_until.is_empty() && s.embargo_until >= today;
         if embargoed && !include_embargoed {
             continue;
@@ -146,8 +145,8 @@ pub fn subject_accesses(
             String::new()
         };
         out.push(pb::SubjectAccess {
-            time_ms: served.time_ms,
-            time: exchange_proto::v1::typed::timestamp_ms(served.time_ms),
+            time_ms: s.time_ms,
+            time: exchange_proto::v1::typed::timestamp_ms(s.time_ms),
             owner: state.member_id.clone(),
             dataset: s.dataset,
             consumer: s.consumer,

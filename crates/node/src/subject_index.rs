@@ -3,17 +3,18 @@
 //! so that a data-subject report reads the few entries it answers with
 //! instead of every segment of the node's audit log.
 //!
-//! It is derived from the log, which stays the record: every record the
-//! log appends is indexed as it is appended, and the index notes how far
+//! It is derived from the log, which stays the record: what the log
+//! appends is queued as it is appended and written in batches every
+//! 200 ms, off the query path, and the index notes how far
 //! through the log it holds every record (its mark). A node that starts
 //! indexes the log after its mark, so a crash loses nothing from the
 //! index; lost altogether, the index is rebuilt from the whole log.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use exchange_audit::{Event, Observer, QueryServed, Record};
+use exchange_audit::{Event, Observer, Record};
 use exchange_storage::{Batch, Db, StorageError, Tree};
 use serde::{Deserialize, Serialize};
 
@@ -23,14 +24,20 @@ const SUBJECTS: &str = "audit-index/subjects";
 const SERVED: &str = "audit-index/served";
 /// How far through the log the index holds every record.
 const MARK: &str = "audit-index/mark";
-/// How often the mark moves.
-const MARK_EVERY: Duration = Duration::from_secs(1);
+/// How often what was observed is written, and the mark moved.
+const WRITE_EVERY: Duration = Duration::from_millis(200);
 
-/// A query as the node served it, at its time.
+/// What a subject report shows of a query the node served.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Served {
     pub time_ms: i64,
-    pub query: QueryServed,
+    pub query_id: String,
+    pub consumer: String,
+    pub user: String,
+    pub purpose: String,
+    pub dataset: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub embargo_until: String,
 }
 
 /// The last sequence number of the node's log.
@@ -41,8 +48,12 @@ pub struct SubjectIndex {
     served: Tree,
     mark: Tree,
     log_sequence: LogSequence,
-    /// Set when a record could not be indexed: the mark then stays where
-    /// it is, so the next start indexes that record again.
+    /// Writes observed and not yet written: subjects, served.
+    pending: Mutex<(Batch, Batch)>,
+    /// The log's sequence when the last write began.
+    seq_at_last_write: Mutex<u64>,
+    /// Set when a write failed: its records are lost from the index, so
+    /// the mark stays where it was and the next start indexes them again.
     stalled: AtomicBool,
 }
 
@@ -60,37 +71,67 @@ fn subject_key(key_type: &str, key: &str) -> String {
 }
 
 impl SubjectIndex {
-    /// The index in `db`, with a thread that moves its mark for as long
-    /// as it lives.
+    /// The index in `db`, with a thread that writes what the log appends,
+    /// in batches behind it, for as long as the index lives.
     pub fn open(db: &Db, log_sequence: LogSequence) -> Result<Arc<SubjectIndex>, StorageError> {
         let index = Arc::new(SubjectIndex {
             subjects: db.tree(SUBJECTS)?,
             served: db.tree(SERVED)?,
             mark: db.tree(MARK)?,
             log_sequence,
+            pending: Mutex::new((Batch::default(), Batch::default())),
+            seq_at_last_write: Mutex::new(0),
             stalled: AtomicBool::new(false),
         });
         let weak: Weak<SubjectIndex> = Arc::downgrade(&index);
         std::thread::Builder::new()
             .name("subject-index".into())
-            .spawn(move || {
-                let mut seen = 0;
-                loop {
-                    std::thread::sleep(MARK_EVERY);
-                    let Some(index) = weak.upgrade() else { return };
-                    // Everything through the sequence read a round ago
-                    // was indexed as it was appended.
-                    let now = (index.log_sequence)();
-                    if seen > 0 && !index.stalled.load(Ordering::Acquire) {
-                        if let Err(e) = index.mark.insert_relaxed("through", &seen) {
-                            tracing::warn!(error = %e, "could not record how far the subject index holds the log");
-                        }
-                    }
-                    seen = now;
+            .spawn(move || loop {
+                std::thread::sleep(WRITE_EVERY);
+                let Some(index) = weak.upgrade() else { return };
+                if let Err(e) = index.write_and_mark() {
+                    tracing::warn!(error = %e, "could not write the subject index; it is written again at the next start");
                 }
             })
             .map_err(|e| StorageError::Transfer(format!("starting the subject index: {e}")))?;
         Ok(index)
+    }
+
+    /// Writes what waits, then records that the index holds the log
+    /// through the sequence read when the previous write began: every
+    /// record through it was observed before this one began.
+    fn write_and_mark(&self) -> Result<(), StorageError> {
+        let seq = (self.log_sequence)();
+        self.write()?;
+        let through = std::mem::replace(&mut *self.lock_seq(), seq);
+        if through > 0 && !self.stalled.load(Ordering::Acquire) {
+            self.mark.insert_relaxed("through", &through)?;
+        }
+        Ok(())
+    }
+
+    fn lock_seq(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.seq_at_last_write
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, (Batch, Batch)> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the records observed so far. After a failure the mark
+    /// stays where it was, so the next start indexes those records again.
+    fn write(&self) -> Result<(), StorageError> {
+        let (subjects, served) = std::mem::take(&mut *self.lock_pending());
+        let written = [(&self.subjects, subjects), (&self.served, served)]
+            .into_iter()
+            .filter(|(_, batch)| !batch.is_empty())
+            .try_for_each(|(tree, batch)| tree.apply_relaxed(batch));
+        if written.is_err() {
+            self.stalled.store(true, Ordering::Release);
+        }
+        written
     }
 
     /// Indexes the log (at `roots`) after the mark; returns how many
@@ -108,14 +149,16 @@ impl SubjectIndex {
         exchange_audit::read::scan_after(roots, through, |seq, record| {
             read += 1;
             newest = newest.max(seq);
-            if let Err(e) = self.index(&record) {
-                failed.get_or_insert(e);
+            self.observe(&record);
+            if read % 10_000 == 0 && failed.is_none() {
+                failed = self.write().err();
             }
         })
         .map_err(|e| StorageError::Transfer(format!("reading the audit log: {e}")))?;
         if let Some(e) = failed {
             return Err(e);
         }
+        self.write()?;
         self.mark.insert_relaxed("through", &newest)?;
         Ok(read)
     }
@@ -127,29 +170,9 @@ impl SubjectIndex {
         SubjectIndex::open(db, Box::new(|| 0))?.catch_up(roots)
     }
 
-    fn index(&self, record: &Record) -> Result<(), StorageError> {
-        match &record.event {
-            Event::QueryKeys(k) => {
-                let mut batch = Batch::default();
-                for key in &k.keys {
-                    let at = format!("{}{}", subject_key(&k.key_type, key), k.query_id);
-                    batch.insert(&at, &k.query_id)?;
-                }
-                self.subjects.apply_relaxed(batch)
-            }
-            Event::QueryServed(s) => self.served.insert_relaxed(
-                &s.query_id,
-                &Served {
-                    time_ms: record.time_ms,
-                    query: s.clone(),
-                },
-            ),
-            _ => Ok(()),
-        }
-    }
-
     /// The queries served here that named `key`, oldest first.
     pub fn served_for(&self, key_type: &str, key: &str) -> Result<Vec<Served>, StorageError> {
+        self.write()?;
         let mut out = Vec::new();
         for query_id in self
             .subjects
@@ -165,10 +188,33 @@ impl SubjectIndex {
 }
 
 impl Observer for SubjectIndex {
+    /// Queued for the next write: nothing on the query path touches the
+    /// store.
     fn observe(&self, record: &Record) {
-        if let Err(e) = self.index(record) {
-            self.stalled.store(true, Ordering::Release);
-            tracing::warn!(error = %e, "could not index an audit record for subject reports; it is indexed again at the next start");
+        let added = match &record.event {
+            Event::QueryKeys(k) => {
+                let mut pending = self.lock_pending();
+                k.keys.iter().try_for_each(|key| {
+                    let at = format!("{}{}", subject_key(&k.key_type, key), k.query_id);
+                    pending.0.insert(&at, &k.query_id)
+                })
+            }
+            Event::QueryServed(s) => {
+                let served = Served {
+                    time_ms: record.time_ms,
+                    query_id: s.query_id.clone(),
+                    consumer: s.consumer.clone(),
+                    user: s.user.clone(),
+                    purpose: s.purpose.clone(),
+                    dataset: s.dataset.clone(),
+                    embargo_until: s.embargo_until.clone(),
+                };
+                self.lock_pending().1.insert(&s.query_id, &served)
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = added {
+            tracing::warn!(error = %e, "could not queue an audit record for the subject index");
         }
     }
 }
@@ -176,7 +222,7 @@ impl Observer for SubjectIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use exchange_audit::QueryKeys;
+    use exchange_audit::{QueryKeys, QueryServed};
 
     fn at(time_ms: i64, event: Event) -> Record {
         Record { time_ms, event }
@@ -215,11 +261,12 @@ mod tests {
             .served_for("person_id", person)
             .unwrap()
             .into_iter()
-            .map(|s| s.query.query_id)
+            .map(|s| s.query_id)
             .collect();
         assert_eq!(found, ["Q-1", "Q-2"]);
         assert!(index.served_for("org_code", person).unwrap().is_empty());
         // The index holds digests of the keys, never the keys.
+        index.write().unwrap();
         let keys: Vec<(String, String)> = db.tree(SUBJECTS).unwrap().entries().unwrap();
         assert_eq!(keys.len(), 4);
         assert!(keys.iter().all(|(k, _)| !k.contains(person)), "{keys:?}");
