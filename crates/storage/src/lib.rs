@@ -6,7 +6,10 @@
 //! typed interface, [`Db`], [`Tree`] and [`Batch`], with values stored as
 //! JSON so that state stays inspectable and the engine can be swapped
 //! without touching callers. [`transfer`] moves a whole store between
-//! engines.
+//! engines. [`AuditTable`] is the audit index derived from the audit logs:
+//! a table every replica shares on PostgreSQL, trees of the coordinator's
+//! own on sled (`embedded_audit`); derived trees are not state, so they
+//! are left out of exports.
 //!
 //! **Every write is durable when it returns.** On sled, `insert`, `remove`,
 //! `update` and `apply` flush sled's log to disk (`fsync`) before they
