@@ -369,7 +369,7 @@ async fn two_coordinators_on_one_postgresql_see_each_others_decisions() {
     .await;
     assert!(
         refusal.contains("replica_id \"coordinator-b\" is in use")
-            && refusal.contains(&b.addr.to_string())
+            && refusal.contains("coordinator-b/audit")
             && refusal.contains("its own replica_id"),
         "{refusal}"
     );

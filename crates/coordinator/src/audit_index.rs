@@ -137,7 +137,7 @@ pub struct Replica {
     /// The host and audit directory of its log.
     pub host: String,
     pub audit_dir: String,
-    /// Its listen address, for the operator.
+    /// Its listen address as configured, for the operator.
     pub address: String,
 }
 

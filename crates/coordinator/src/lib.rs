@@ -176,12 +176,12 @@ fn open_audit_index(
     db: &exchange_storage::Db,
     config: &CoordinatorConfig,
     audit: &Arc<exchange_audit::AuditLog>,
-    addr: &std::net::SocketAddr,
+    address: &str,
 ) -> anyhow::Result<Arc<audit_index::AuditIndex>> {
     let log = Arc::downgrade(audit);
     let index = audit_index::AuditIndex::open(
         db,
-        replica(config, &addr.to_string()),
+        replica(config, address),
         Box::new(move || log.upgrade().map_or(0, |l| l.last_seq())),
     )?;
     audit.add_observer(index.clone());
@@ -533,14 +533,6 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
     let revocations = Revocations::default();
     revocations.update(registry.revocation_list()?);
 
-    let main_listener = server::bind(&config.listen).await?;
-    let enroll_listener = server::bind(&config.enroll_listen).await?;
-    let addr = main_listener.local_addr()?;
-    let enroll_addr = enroll_listener.local_addr()?;
-    let advertise_addr = config
-        .advertise_addr
-        .clone()
-        .unwrap_or_else(|| addr.to_string());
     let access = access::AccessBook::open(&db, config.decision_sla_working_days)?;
     let probes = probes::ProbeLedger::open(&db, probe_secret(&mask_hash_key));
     let metrics = Arc::new(exchange_audit::Metrics::default());
@@ -552,11 +544,22 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
     // The audit index takes in what the log appends from now on, and
     // copies what it lacks of the log so far; report statistics are fed
     // from it (every replica's queries, on PostgreSQL).
-    let audit_index = open_audit_index(&db, config, &audit, &addr)?;
+    let audit_index = open_audit_index(&db, config, &audit, &config.listen)?;
     let statistics = Arc::new(statistics::Statistics::default());
     audit_index
         .feed(statistics.clone())
         .context("reading the audit index for reports")?;
+    // Listening only now: a replica whose port answers is ready to serve
+    // (a load balancer's TCP check would otherwise send it connections
+    // while it copies its log).
+    let main_listener = server::bind(&config.listen).await?;
+    let enroll_listener = server::bind(&config.enroll_listen).await?;
+    let addr = main_listener.local_addr()?;
+    let enroll_addr = enroll_listener.local_addr()?;
+    let advertise_addr = config
+        .advertise_addr
+        .clone()
+        .unwrap_or_else(|| addr.to_string());
     let state = Arc::new(State {
         registry,
         access,
