@@ -177,6 +177,9 @@ pub struct AuditIndex {
     log_sequence: LogSequence,
     /// Copies not yet written, by key.
     pending: Mutex<BTreeMap<String, IndexedQuery>>,
+    /// One write at a time, so that when a write returns, every copy
+    /// taken before it began is written (the mark relies on it).
+    writing: Mutex<()>,
     /// The log's sequence at the last write, and the mark last recorded.
     progress: Mutex<Progress>,
     /// The statistics fed from the change feed, and where the feed stands.
@@ -216,6 +219,7 @@ impl AuditIndex {
             replica,
             log_sequence,
             pending: Mutex::new(BTreeMap::new()),
+            writing: Mutex::new(()),
             progress: Mutex::new(Progress::default()),
             feed: Mutex::new(None),
         });
@@ -340,6 +344,7 @@ impl AuditIndex {
     /// index holds for the same key. Copies that could not be written wait
     /// for the next round.
     pub fn flush(&self) -> Result<usize, StorageError> {
+        let _one_write = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let pending = std::mem::take(&mut *self.lock_pending());
         let count = pending.len();
         let entries = pending
