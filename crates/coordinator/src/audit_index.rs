@@ -269,29 +269,51 @@ impl AuditIndex {
 
     /// Copies what the index lacks of this replica's log (at `roots`):
     /// every record after its mark, or the whole log when the mark is
-    /// another log's. Returns how many records were read.
+    /// another log's. Returns how many entries were written.
     pub fn catch_up(&self, roots: &[std::path::PathBuf]) -> Result<usize, StorageError> {
         let last = (self.log_sequence)();
         let through = match self.marks.get::<Mark>(&self.replica.id)? {
             Some(m) if m.replica.same_log(&self.replica) && m.through_seq <= last => m.through_seq,
             _ => 0,
         };
-        let mut read = 0;
+        self.copy_after(roots, through)
+    }
+
+    /// Copies this replica's whole log (at `roots`) into the index: how it
+    /// is rebuilt. Returns how many entries were written.
+    pub fn rebuild(&self, roots: &[std::path::PathBuf]) -> Result<usize, StorageError> {
+        self.copy_after(roots, 0)
+    }
+
+    /// Copies the log's entries after sequence `through`, a chunk at a
+    /// time, and records the mark at the log's end. Returns how many
+    /// entries were written.
+    fn copy_after(
+        &self,
+        roots: &[std::path::PathBuf],
+        through: u64,
+    ) -> Result<usize, StorageError> {
+        let mut newest = (self.log_sequence)();
+        let (mut read, mut written) = (0, 0);
         let mut failed = None;
-        exchange_audit::read::scan_after(roots, through, |_, record| {
+        exchange_audit::read::scan_after(roots, through, |seq, record| {
             self.observe(&record);
+            newest = newest.max(seq);
             read += 1;
             if read % REINDEX_CHUNK == 0 && failed.is_none() {
-                failed = self.flush().err();
+                match self.flush() {
+                    Ok(n) => written += n,
+                    Err(e) => failed = Some(e),
+                }
             }
         })
         .map_err(|e| StorageError::Transfer(format!("reading the audit log: {e}")))?;
         if let Some(e) = failed {
             return Err(e);
         }
-        self.flush()?;
-        self.record_mark(last)?;
-        Ok(read)
+        written += self.flush()?;
+        self.record_mark(newest)?;
+        Ok(written)
     }
 
     /// Every 200 ms: the copies written, the mark moved, the feed read.
@@ -410,21 +432,6 @@ impl AuditIndex {
             .iter()
             .flat_map(IndexedQuery::records)
             .collect())
-    }
-
-    /// Copies every record of `records` (a replica's whole log, through
-    /// sequence `through`) into the index: how it is rebuilt. Returns how
-    /// many entries were written.
-    pub fn reindex(&self, records: &[Record], through: u64) -> Result<usize, StorageError> {
-        let mut copied = 0;
-        for chunk in records.chunks(REINDEX_CHUNK) {
-            for record in chunk {
-                self.observe(record);
-            }
-            copied += self.flush()?;
-        }
-        self.record_mark(through)?;
-        Ok(copied)
     }
 
     /// Feeds `statistics` every entry of the index, then every change to

@@ -140,20 +140,11 @@ pub fn reindex_audit(config: &CoordinatorConfig) -> anyhow::Result<usize> {
         db.drop_derived()?;
     }
     let options = config.audit.options(&config.data_dir);
-    let mut records = Vec::new();
-    let mut through = 0;
-    exchange_audit::read::scan_roots(
-        &[options.archive_dir.clone(), options.dir.clone()],
-        |seq, r| {
-            records.push(r);
-            through = seq;
-            true
-        },
-    )
-    .with_context(|| format!("reading the audit log in {}", options.dir.display()))?;
     let replica = replica(config, &config.listen);
-    let index = audit_index::AuditIndex::open(&db, replica, Box::new(move || through))?;
-    Ok(index.reindex(&records, through)?)
+    let index = audit_index::AuditIndex::open(&db, replica, Box::new(|| 0))?;
+    index
+        .rebuild(&[options.archive_dir.clone(), options.dir.clone()])
+        .with_context(|| format!("copying the audit log in {}", options.dir.display()))
 }
 
 /// Who this coordinator is among the replicas, as the audit index records it.

@@ -50,6 +50,9 @@ pub struct SubjectIndex {
     log_sequence: LogSequence,
     /// Writes observed and not yet written: subjects, served.
     pending: Mutex<(Batch, Batch)>,
+    /// One write at a time, so that when a write returns, every record
+    /// taken before it began is written (the mark relies on it).
+    writing: Mutex<()>,
     /// The log's sequence when the last write began.
     seq_at_last_write: Mutex<u64>,
     /// Set when a write failed: its records are lost from the index, so
@@ -80,6 +83,7 @@ impl SubjectIndex {
             mark: db.tree(MARK)?,
             log_sequence,
             pending: Mutex::new((Batch::default(), Batch::default())),
+            writing: Mutex::new(()),
             seq_at_last_write: Mutex::new(0),
             stalled: AtomicBool::new(false),
         });
@@ -123,6 +127,7 @@ impl SubjectIndex {
     /// Writes the records observed so far. After a failure the mark
     /// stays where it was, so the next start indexes those records again.
     fn write(&self) -> Result<(), StorageError> {
+        let _one_write = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let (subjects, served) = std::mem::take(&mut *self.lock_pending());
         let written = [(&self.subjects, subjects), (&self.served, served)]
             .into_iter()
