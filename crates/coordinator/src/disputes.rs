@@ -80,14 +80,15 @@ impl DisputeBook {
         let n = self
             .counters
             .update::<u64, _>("dispute", |n| Some(n.unwrap_or(0) + 1))
-            .map_err(internal)?
+            .map_err(store_failed)?
             .unwrap_or(1);
         Ok(format!("D-{n:06}"))
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(format!("the dispute store failed: {e}"))
+/// A failure of the dispute store, mapped as every store failure is.
+fn store_failed(e: exchange_storage::StorageError) -> Status {
+    crate::service::storage_status(&e)
 }
 
 /// Plain text of at most `max` characters (see `exchange_policy::text`):
@@ -176,7 +177,11 @@ impl pb::disputes_server::Disputes for DisputeService {
             ));
         }
         // Only a department that was shown the value can dispute it.
-        let grants = self.0.access.grants_of(&me).map_err(internal)?;
+        let grants = self
+            .0
+            .access
+            .grants_of(&me)
+            .map_err(crate::service::access_status)?;
         if !grants
             .iter()
             .any(|g| g.dataset == dataset.id && g.consumer == me)
@@ -207,7 +212,7 @@ impl pb::disputes_server::Disputes for DisputeService {
             .disputes
             .disputes
             .insert(&record.id, &record)
-            .map_err(internal)?;
+            .map_err(store_failed)?;
         let who = actor(&peer.identity, &record.user);
         self.audit("dispute-file", &record, &who).await?;
         tracing::info!(dispute = %record.id, dataset = %record.dataset, filed_by = %record.filed_by, "dispute filed");
@@ -225,7 +230,7 @@ impl pb::disputes_server::Disputes for DisputeService {
         let me = peer.identity.member_id.clone();
         let all = peer.identity.role == Role::Admin;
         let mut records: Vec<DisputeRecord> =
-            self.0.disputes.disputes.values().map_err(internal)?;
+            self.0.disputes.disputes.values().map_err(store_failed)?;
         records.retain(|d| {
             (all || d.owner == me || d.filed_by == me) && (status.is_empty() || d.status == status)
         });
@@ -257,7 +262,7 @@ impl pb::disputes_server::Disputes for DisputeService {
             .disputes
             .disputes
             .get(&id)
-            .map_err(internal)?
+            .map_err(store_failed)?
             .ok_or_else(|| Status::not_found(format!("no dispute {id}")))?;
         if record.owner != peer.identity.member_id {
             return Err(Status::permission_denied(format!(
@@ -279,7 +284,7 @@ impl pb::disputes_server::Disputes for DisputeService {
             .disputes
             .disputes
             .insert(&record.id, &record)
-            .map_err(internal)?;
+            .map_err(store_failed)?;
         let action = format!(
             "dispute-{}",
             if record.status == "resolved" {

@@ -341,9 +341,21 @@ impl Federation {
         let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
         let versions = self.versions.read().unwrap_or_else(|p| p.into_inner());
         let (version, _, datasets) = versions.get(member).cloned().unwrap_or_default();
+        // While the shared store is unreachable, heartbeats sent to other
+        // replicas cannot reach this one: a node is judged as it stood
+        // when the outage began, not marked offline for the silence; and
+        // so for `offline_after` past its end, while the heartbeats flow
+        // through the store again.
+        let now = now_unix();
+        let grace = self.offline_after.as_secs() as i64;
+        let judged_at = match self.liveness.last_outage() {
+            Some((since, None)) => since.min(now),
+            Some((since, Some(until))) if now - until <= grace => since.min(now),
+            _ => now,
+        };
         match nodes.get(member) {
             Some(n) => NodeView {
-                online: now_unix() - n.last_seen_unix <= self.offline_after.as_secs() as i64,
+                online: judged_at - n.last_seen_unix <= self.offline_after.as_secs() as i64,
                 last_seen_unix: n.last_seen_unix,
                 catalog_version: version,
                 datasets,

@@ -133,10 +133,7 @@ pub fn registry_status(e: RegistryError) -> Status {
 
 fn publish_status(e: PublishError) -> Status {
     match e {
-        PublishError::Storage(err) => {
-            tracing::error!(error = %err, "state store failure");
-            Status::internal("internal storage error; the coordinator log has details")
-        }
+        PublishError::Storage(err) => storage_status(&err),
         PublishError::Invalid(msg) => Status::invalid_argument(msg),
     }
 }
@@ -398,6 +395,57 @@ fn node_member(identity: &Identity) -> &str {
 }
 
 impl CatalogService {
+    /// One heartbeat: liveness noted (in memory, and in the store for the
+    /// other replicas), and what the node lacks: the CRL, its catalog's
+    /// republication, the consumers' mask keys.
+    fn beat(
+        &self,
+        node: &Identity,
+        req: pb::HeartbeatRequest,
+    ) -> Result<pb::HeartbeatResponse, Status> {
+        let republish =
+            self.0
+                .federation
+                .heartbeat(node_member(node), &req.node_address, &req.catalog_digest);
+        // While the state database is unreachable the node is told nothing
+        // new (it keeps its CRL and keys), but its heartbeat still counts:
+        // liveness is held in memory.
+        let (number, der) = match self.0.registry.crl() {
+            Ok(crl) => crl,
+            Err(RegistryError::Storage(e)) => {
+                tracing::debug!(error = %e, "heartbeat answered without the CRL: the state store failed");
+                (req.crl_number, Vec::new())
+            }
+            Err(e) => return Err(registry_status(e)),
+        };
+        let (mut consumer_mask_keys, mask_keys_digest) =
+            match self.consumer_mask_keys(node_member(node), false) {
+                Ok(keys) => keys,
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    (Default::default(), req.mask_keys_digest.clone())
+                }
+                Err(status) => return Err(status),
+            };
+        // The node holds these keys already.
+        if req.mask_keys_digest == mask_keys_digest {
+            consumer_mask_keys.clear();
+        }
+        Ok(pb::HeartbeatResponse {
+            republish,
+            crl_number: number,
+            crl_der: if req.crl_number < number {
+                der
+            } else {
+                Vec::new()
+            },
+            interval_secs: self.0.heartbeat_interval_secs,
+            ticket_public_key: self.0.ticket_signer.public_key(),
+            mask_hash_key: Vec::new(),
+            consumer_mask_keys,
+            mask_keys_digest,
+        })
+    }
+
     /// The `hash` mask's key of every member but `node_member` (see
     /// `exchange_policy::mask::consumer_mask_secret`): what that node needs
     /// to hash values it sends to any other department, and never the key
@@ -489,32 +537,14 @@ impl pb::catalog_server::Catalog for CatalogService {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let peer = require_role(&request, &[Role::Node])?;
         let req = request.into_inner();
-        let republish = self.0.federation.heartbeat(
-            node_member(&peer.identity),
-            &req.node_address,
-            &req.catalog_digest,
-        );
-        let (number, der) = self.0.registry.crl().map_err(registry_status)?;
-        let (mut consumer_mask_keys, mask_keys_digest) =
-            self.consumer_mask_keys(node_member(&peer.identity), false)?;
-        // The node holds these keys already.
-        if req.mask_keys_digest == mask_keys_digest {
-            consumer_mask_keys.clear();
-        }
-        Ok(Response::new(pb::HeartbeatResponse {
-            republish,
-            crl_number: number,
-            crl_der: if req.crl_number < number {
-                der
-            } else {
-                Vec::new()
-            },
-            interval_secs: self.0.heartbeat_interval_secs,
-            ticket_public_key: self.0.ticket_signer.public_key(),
-            mask_hash_key: Vec::new(),
-            consumer_mask_keys,
-            mask_keys_digest,
-        }))
+        // The store calls run off the request threads: while the state
+        // database fails, the first calls may wait for it (up to 3 s), and
+        // they must not hold up answers that need no database.
+        let service = self.clone();
+        tokio::task::spawn_blocking(move || service.beat(&peer.identity, req))
+            .await
+            .map_err(|e| Status::internal(format!("the heartbeat failed: {e}")))?
+            .map(Response::new)
     }
 
     async fn mask_keys(

@@ -160,6 +160,17 @@ impl Db {
         })
     }
 
+    /// While a shared (PostgreSQL) store cannot be reached: since when, in
+    /// Unix seconds. Calls fail at once meanwhile; the store probes the
+    /// database every second and ends the outage when it answers. An
+    /// embedded store is never unreachable.
+    pub fn unreachable_since(&self) -> Option<i64> {
+        match &self.engine {
+            Engine::Sled(_) => None,
+            Engine::Postgres(pg) => pg.unreachable_since(),
+        }
+    }
+
     /// Whether several processes may share this store.
     pub fn is_shared(&self) -> bool {
         matches!(self.engine, Engine::Postgres(_))
@@ -298,6 +309,18 @@ enum TreeEngine {
 pub struct Tree {
     name: String,
     inner: TreeEngine,
+}
+
+impl Tree {
+    /// The shared store's outage going on (its start in Unix seconds, no
+    /// end), else its last one (start and end); `None` if there was none,
+    /// and always for an embedded store.
+    pub fn last_outage(&self) -> Option<(i64, Option<i64>)> {
+        match &self.inner {
+            TreeEngine::Sled(_) => None,
+            TreeEngine::Postgres(pg) => pg.last_outage(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Tree {

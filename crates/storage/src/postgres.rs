@@ -141,6 +141,100 @@ pub(crate) struct PgStore {
     runtime: Option<tokio::runtime::Runtime>,
     /// The URL without its password, for messages.
     shown: String,
+    /// Whether the database answered the last calls.
+    health: std::sync::Arc<Health>,
+}
+
+/// The deadline of one database call: a database that accepted the
+/// connection and then stopped answering fails the call, and the caller
+/// with it, instead of holding it (and the thread it runs on) forever.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The deadline of a schema migration or the drop of a whole tree.
+const LONG_CALL_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// How often an unreachable database is tried again.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether the database is reachable. Once a call finds it unreachable,
+/// every call fails at once (rather than each waiting for its connection
+/// to time out, on a thread a request needs) until a probe, once a
+/// second, finds it answering again.
+#[derive(Debug, Default)]
+struct Health {
+    /// When the outage began, as Unix seconds; 0 while reachable.
+    down_since_unix: std::sync::atomic::AtomicI64,
+    /// When the last outage began and ended (0: none yet).
+    last_since_unix: std::sync::atomic::AtomicI64,
+    last_until_unix: std::sync::atomic::AtomicI64,
+}
+
+impl Health {
+    /// The outage going on (its start, no end), else the last one.
+    fn last_outage(&self) -> Option<(i64, Option<i64>)> {
+        use std::sync::atomic::Ordering::Acquire;
+        if let Some(since) = self.down_since() {
+            return Some((since, None));
+        }
+        match self.last_since_unix.load(Acquire) {
+            0 => None,
+            since => Some((since, Some(self.last_until_unix.load(Acquire)))),
+        }
+    }
+
+    fn down_since(&self) -> Option<i64> {
+        match self
+            .down_since_unix
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            0 => None,
+            since => Some(since),
+        }
+    }
+
+    /// Notes the outage (once, logged) and starts, on `runtime`, the probe
+    /// that ends it when the database answers again.
+    fn mark_unreachable(
+        self: &std::sync::Arc<Self>,
+        runtime: &tokio::runtime::Handle,
+        pool: &PgPool,
+        shown: &str,
+        why: &str,
+    ) {
+        let started = self
+            .down_since_unix
+            .compare_exchange(
+                0,
+                exchange_now(),
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+            )
+            .is_ok();
+        if !started {
+            return;
+        }
+        tracing::error!(database = %shown, reason = %why, "the state database is unreachable: changes fail with UNAVAILABLE; queries on grants held in memory go on");
+        let (pool, health, shown) = (pool.clone(), self.clone(), shown.to_string());
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                let probe = sqlx::query("SELECT 1").execute(&pool);
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(3), probe).await {
+                    let since = health
+                        .down_since_unix
+                        .swap(0, std::sync::atomic::Ordering::AcqRel);
+                    health
+                        .last_since_unix
+                        .store(since, std::sync::atomic::Ordering::Release);
+                    health
+                        .last_until_unix
+                        .store(exchange_now(), std::sync::atomic::Ordering::Release);
+                    tracing::warn!(database = %shown, unreachable_secs = exchange_now() - since, "the state database answers again");
+                    return;
+                }
+            }
+        });
+    }
 }
 
 impl Drop for PgStore {
@@ -219,6 +313,7 @@ impl PgStore {
             pool,
             runtime: Some(runtime),
             shown,
+            health: Default::default(),
         };
         store
             .run(|pool| async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()) })?;
@@ -232,8 +327,65 @@ impl PgStore {
         }
     }
 
-    /// Runs one database call on the store's runtime and waits for it.
+    /// When the database became unreachable, while it is (Unix seconds).
+    pub(crate) fn unreachable_since(&self) -> Option<i64> {
+        self.health.down_since()
+    }
+
+    /// The outage going on (its start in Unix seconds, no end), else the
+    /// last one (start and end); `None` if there was none.
+    pub(crate) fn last_outage(&self) -> Option<(i64, Option<i64>)> {
+        self.health.last_outage()
+    }
+
+    /// Runs one database call on the store's runtime and waits for it, at
+    /// most [`CALL_DEADLINE`]; at once with an error while the database is
+    /// known to be unreachable.
     fn run<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(PgPool) -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>> + Send + 'static,
+    {
+        self.run_within(CALL_DEADLINE, call)
+    }
+
+    /// [`Self::run`] with a deadline of its own, for the few calls that may
+    /// rightly take long (schema migrations, dropping a whole tree).
+    fn run_within<T, F, Fut>(&self, deadline: Duration, call: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(PgPool) -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>> + Send + 'static,
+    {
+        if let Some(since) = self.health.down_since() {
+            return Err(self.fail(format!(
+                "the state database has been unreachable for {} s; the coordinator tries it again every second",
+                (exchange_now() - since).max(0)
+            )));
+        }
+        match self.call(deadline, call) {
+            Err(CallError::Failed(e)) if is_connection_failure(&e) => {
+                let message = describe(&e);
+                self.mark_unreachable(&message);
+                Err(self.fail(message))
+            }
+            Err(CallError::Failed(e)) => Err(self.fail(describe(&e))),
+            Err(CallError::TimedOut) => {
+                let message = format!(
+                    "the state database did not answer within {} s",
+                    deadline.as_secs()
+                );
+                self.mark_unreachable(&message);
+                Err(self.fail(message))
+            }
+            Err(CallError::Abandoned) => Err(self.fail("the database call was abandoned".into())),
+            Ok(value) => Ok(value),
+        }
+    }
+
+    /// One call on the store's runtime, within `deadline`.
+    fn call<T, F, Fut>(&self, deadline: Duration, call: F) -> Result<T, CallError>
     where
         T: Send + 'static,
         F: FnOnce(PgPool) -> Fut,
@@ -242,15 +394,27 @@ impl PgStore {
         let (tx, rx) = mpsc::sync_channel(1);
         let future = call(self.pool.clone());
         let Some(runtime) = &self.runtime else {
-            return Err(self.fail("the store is closed".into()));
+            return Err(CallError::Abandoned);
         };
         runtime.spawn(async move {
-            let _ = tx.send(future.await);
+            let answer = match tokio::time::timeout(deadline, future).await {
+                Ok(answer) => answer.map_err(CallError::Failed),
+                Err(_) => Err(CallError::TimedOut),
+            };
+            let _ = tx.send(answer);
         });
-        match rx.recv() {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(self.fail(describe(&e))),
-            Err(_) => Err(self.fail("the database call was abandoned".into())),
+        match rx.recv_timeout(deadline + Duration::from_secs(1)) {
+            Ok(answer) => answer,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(CallError::TimedOut),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(CallError::Abandoned),
+        }
+    }
+
+    /// Notes the outage (once) and starts the probe that ends it.
+    fn mark_unreachable(&self, why: &str) {
+        if let Some(runtime) = &self.runtime {
+            self.health
+                .mark_unreachable(runtime.handle(), &self.pool, &self.shown, why);
         }
     }
 
@@ -285,7 +449,7 @@ impl PgStore {
 
     /// Applies the pending migrations, each in its own transaction.
     pub(crate) fn migrate(&self) -> Result<Vec<Migration>> {
-        let applied = self.run(|pool| async move {
+        let applied = self.run_within(LONG_CALL_DEADLINE, |pool| async move {
             let mut tx = pool.begin().await?;
             // Replicas starting together: one migrates, the others wait.
             sqlx::query("SELECT pg_advisory_xact_lock(7400001)")
@@ -489,7 +653,7 @@ impl PgStore {
 
     pub(crate) fn drop_tree(&self, tree: &str) -> Result<bool> {
         let tree = tree.to_string();
-        self.run(|pool| async move {
+        self.run_within(LONG_CALL_DEADLINE, |pool| async move {
             let done = sqlx::query("DELETE FROM exchange_state WHERE tree = $1")
                 .bind(tree)
                 .execute(&pool)
@@ -535,10 +699,18 @@ impl PgStore {
         };
         let pool = self.pool.clone();
         let shown = self.shown.clone();
+        let health = self.health.clone();
         runtime.spawn(async move {
             loop {
                 if let Err(e) = listen(&pool, &on_change).await {
-                    tracing::warn!(database = %shown, error = %describe(&e), "lost the state change notifications; reconnecting");
+                    let why = describe(&e);
+                    tracing::warn!(database = %shown, error = %why, "lost the state change notifications; reconnecting");
+                    // A replica that makes no other call learns of an
+                    // outage here, and judges node liveness accordingly.
+                    if is_connection_failure(&e) {
+                        let here = tokio::runtime::Handle::current();
+                        health.mark_unreachable(&here, &pool, &shown, &why);
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -826,6 +998,36 @@ fn tls_advice(error: &str) -> String {
 }
 
 /// A database error in words that point at the setting to check.
+/// Why one call did not answer.
+enum CallError {
+    Failed(sqlx::Error),
+    TimedOut,
+    Abandoned,
+}
+
+fn exchange_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Whether an error says the database cannot be reached (rather than that
+/// it refused this one statement).
+fn is_connection_failure(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // 08: connection exceptions; 57P01-57P03: the server is shutting
+        // down, crashed, or cannot take connections now.
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
 fn describe(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::PoolTimedOut => {
