@@ -75,7 +75,9 @@ global
     maxconn 2000
 defaults
     mode tcp
-    timeout connect 3s
+    retries 3
+    option redispatch 1
+    timeout connect 1s
     timeout client 1h
     timeout server 1h
 frontend exchange_main

@@ -105,6 +105,8 @@ assert.ok(lines[0].includes("plate_no") && lines.length > 10, `${lines.length} l
 console.log("ok query downloaded as CSV");
 
 // 4. The performance report, and the catalog and members for the record.
+// The bureau too signs in with a name before anything else.
+await signIn(bureau, "孙八");
 await bureau.goto(`${url}/report`);
 assert.ok((await bureau.locator("figure.chart svg rect.bar").count()) > 0, "bars are drawn");
 assert.ok((await bureau.textContent("header .who")).includes("数据局运维"));
@@ -114,5 +116,27 @@ await shot(bureau, "members");
 await caseworker.goto(`${url}/catalog?q=${encodeURIComponent("车辆")}`);
 await shot(caseworker, "catalog");
 console.log("ok performance report");
+
+// 5. A page on another origin that holds a valid token posts a change:
+// the console refuses it (the browser marks it cross-site), and nothing
+// changes.
+const token = await bureau.getAttribute("input[name=csrf]", "value");
+assert.ok(token && token.length === 64, "a signed-in page carries its session's token");
+const attacker = await bureau.context().newPage();
+await attacker.setContent(`<form method="post" action="${url}/members">
+  <input name="csrf" value="${token}"><input name="id" value="evil-dept">
+  <input name="display_name" value="evil"></form>`);
+const [forged] = await Promise.all([
+  attacker.waitForNavigation(),
+  attacker.evaluate(() => document.forms[0].submit()),
+]);
+assert.equal(forged.status(), 403, "a cross-site form is refused");
+await bureau.goto(`${url}/members`);
+assert.ok(!(await bureau.content()).includes("evil-dept"), "no member was added");
+// CSV downloads built in the page neutralise formula cells too.
+assert.equal(await bureau.evaluate(() => safeCell("=HYPERLINK(\"http://x\")")), "'=HYPERLINK(\"http://x\")");
+assert.equal(await bureau.evaluate(() => safeCell("@SUM(1+1)")), "'@SUM(1+1)");
+assert.equal(await bureau.evaluate(() => safeCell("-12.5")), "-12.5");
+console.log("ok cross-site changes refused");
 
 await browser.close();

@@ -124,6 +124,7 @@ async fn the_main_journeys_in_headless_chromium() {
         "ok request approved by the owner",
         "ok query downloaded as CSV",
         "ok performance report",
+        "ok cross-site changes refused",
     ] {
         assert!(stdout.contains(journey), "{journey} missing:\n{stdout}");
     }

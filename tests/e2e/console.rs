@@ -70,8 +70,19 @@ impl Browser {
         self.curl(path, &[]).unwrap()
     }
 
-    /// Posts a form, with this page's CSRF token unless `csrf` is false.
+    /// Posts a form, with this session's CSRF token unless `csrf` is false.
     fn post(&self, path: &str, fields: &[(&str, &str)], csrf: bool) -> Answer {
+        self.post_with(path, fields, csrf, &[])
+    }
+
+    /// [`Browser::post`] with extra request headers (`Name: value`).
+    fn post_with(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        csrf: bool,
+        headers: &[&str],
+    ) -> Answer {
         let mut args = Vec::new();
         if csrf {
             let token = self.csrf();
@@ -86,11 +97,17 @@ impl Browser {
             args.push("-X".into());
             args.push("POST".into());
         }
+        for h in headers {
+            args.push("-H".into());
+            args.push(h.to_string());
+        }
         self.curl(path, &args).unwrap()
     }
 
+    /// The signed-in session's CSRF token, from the language form every
+    /// page's header carries.
     fn csrf(&self) -> String {
-        let page = self.get("/signin");
+        let page = self.get("/");
         let at = page
             .body
             .find("name=\"csrf\" value=\"")
@@ -100,7 +117,7 @@ impl Browser {
     }
 
     fn sign_in(&self, name: &str) {
-        let answer = self.post("/signin", &[("user", name)], true);
+        let answer = self.post("/signin", &[("user", name)], false);
         assert_eq!(answer.status, 303, "{}", answer.body);
     }
 }
@@ -145,6 +162,7 @@ async fn the_console_acts_as_the_signed_in_certificate_and_nothing_more() {
     let stranger = Browser::new(&base, &cluster.member_dir("vehicle-admin"), Some("client"));
     let bureau = Browser::new(&base, &cluster.pki_out.join("bureau"), Some("admin"));
     let anonymous = Browser::new(&base, &civil_dir, None);
+    let civil_dir_for_second = civil_dir.clone();
 
     tokio::task::spawn_blocking(move || {
         // No certificate: a page that says how to get one, and no data.
@@ -163,6 +181,21 @@ async fn the_console_acts_as_the_signed_in_certificate_and_nothing_more() {
         // Sign in: the name is asked for; script in it is shown as text.
         let first = civil.get("/");
         assert_eq!(first.status, 303, "a first visit is sent to give a name");
+        let signin = civil.get("/signin");
+        assert!(
+            signin
+                .body
+                .match_indices("name=\"csrf\" value=\"")
+                .all(|(at, m)| signin.body[at + m.len()..].starts_with('"')),
+            "no session, so no token to take: {}",
+            signin.body
+        );
+        let unsigned = civil.post("/lookup", &[("key", &official), ("purpose", "x")], false);
+        assert_eq!(
+            unsigned.status, 403,
+            "a change before sign-in: {}",
+            unsigned.body
+        );
         civil.sign_in("<script>alert(1)</script>王五");
         let home = civil.get("/");
         assert_eq!(home.status, 200);
@@ -205,6 +238,36 @@ async fn the_console_acts_as_the_signed_in_certificate_and_nothing_more() {
         // CSRF: a missing token and a GET that tries to change state.
         let forged = civil.post("/lookup", &[("key", &official), ("purpose", "x")], false);
         assert_eq!(forged.status, 403, "{}", forged.body);
+        // A valid token, sent from another site's page: refused on its
+        // origin, whether the browser says so with Origin or Sec-Fetch-Site.
+        let lookup = [
+            ("key", official.as_str()),
+            ("purpose", "低保申请人财产核查"),
+        ];
+        let cross = civil.post_with("/lookup", &lookup, true, &["Origin: https://evil.example"]);
+        assert_eq!(cross.status, 403, "{}", cross.body);
+        let cross = civil.post_with("/lookup", &lookup, true, &["Sec-Fetch-Site: cross-site"]);
+        assert_eq!(cross.status, 403, "{}", cross.body);
+        let own_origin = format!("Origin: {}", civil.base);
+        let same = civil.post_with(
+            "/lookup",
+            &lookup,
+            true,
+            &[&own_origin, "Sec-Fetch-Site: same-origin"],
+        );
+        assert_eq!(same.status, 200, "{}", same.body);
+        // A token is its session's alone: another sign-in on the same
+        // certificate has its own, and neither works in the other.
+        let second = Browser::new(&civil.base, &civil_dir_for_second, Some("client"));
+        second.sign_in("王五");
+        let theirs = second.csrf();
+        assert_ne!(theirs, civil.csrf());
+        let stolen = civil.post(
+            "/lookup",
+            &[("csrf", &theirs), ("key", &official), ("purpose", "x")],
+            false,
+        );
+        assert_eq!(stolen.status, 403, "{}", stolen.body);
         let get_change = civil.get("/pending/r1/approve");
         assert_eq!(get_change.status, 405);
 
@@ -308,7 +371,24 @@ async fn the_console_acts_as_the_signed_in_certificate_and_nothing_more() {
         );
         assert_eq!(ungranted.status, 403);
 
-        // The owner's audit view shows the use of its data, and exports it.
+        // A purpose that a spreadsheet would run as a formula.
+        let formula = civil.post(
+            "/query/vehicle-admin/vehicles",
+            &[
+                ("purpose", "=HYPERLINK(\"http://evil.example\",\"点我\")"),
+                ("limit", "1"),
+            ],
+            true,
+        );
+        assert_eq!(formula.status, 200, "{}", formula.body);
+
+        // The owner's audit view shows the use of its data, and exports it
+        // with formula cells neutralised.
+        let exported = stranger.get("/usage.csv");
+        assert!(exported.body.contains("'=HYPERLINK("), "{}", exported.body);
+        assert!(
+            !exported.body.contains(",=HYPERLINK(") && !exported.body.contains("\"=HYPERLINK(")
+        );
         let usage = stranger.get("/usage");
         assert!(usage.body.contains("车辆核查") && usage.body.contains("civil-affairs"));
         let export = stranger.get("/usage.csv");
@@ -318,6 +398,15 @@ async fn the_console_acts_as_the_signed_in_certificate_and_nothing_more() {
             "tax sees no use of vehicle data"
         );
 
+        // The bureau signs in with a name too, before any change.
+        let unsigned = bureau.post(
+            "/members",
+            &[("id", "housing"), ("display_name", "住建局")],
+            false,
+        );
+        assert_eq!(unsigned.status, 403, "{}", unsigned.body);
+        assert_eq!(bureau.get("/members").status, 303, "sent to sign in");
+        bureau.sign_in("孙八");
         // The bureau: members, a new member's one-time token, the report.
         let members = bureau.get("/members");
         assert_eq!(members.status, 200);
@@ -349,10 +438,18 @@ async fn the_console_acts_as_the_signed_in_certificate_and_nothing_more() {
         // A department may not use the bureau's pages.
         assert_eq!(civil.get("/reconcile?node=tax").status, 403);
 
+        // Revoking a member cannot be one click: the id must be typed.
+        let unconfirmed = bureau.post(
+            "/members/vehicle-admin/revoke",
+            &[("reason", "测试撤销")],
+            true,
+        );
+        assert_eq!(unconfirmed.status, 400, "{}", unconfirmed.body);
+        assert_eq!(stranger.get("/").status, 200, "still a member");
         // Revoking a member refuses its certificate on the very next request.
         let revoked = bureau.post(
             "/members/vehicle-admin/revoke",
-            &[("reason", "测试撤销")],
+            &[("reason", "测试撤销"), ("confirm", "vehicle-admin")],
             true,
         );
         assert_eq!(revoked.status, 200, "{}", revoked.body);
@@ -414,5 +511,98 @@ async fn a_certificate_from_another_ca_fails_the_handshake() {
     .await
     .unwrap();
     assert!(outcome.is_err(), "a foreign certificate got an answer");
+    cluster.shutdown().await;
+}
+
+/// Slowloris with a valid certificate: connections that trickle a
+/// request's headers a byte a second are cut off at the header deadline;
+/// the certificate holds no more than its share of the listener; another
+/// department's user is served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickling_client_is_cut_off_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    curl_present();
+    let cluster = ClusterBuilder::new()
+        .add_node("tax")
+        .add_node("civil-affairs")
+        .start()
+        .await
+        .unwrap();
+    let console = cluster.coordinator.console_addr.unwrap();
+    let tls = exchange_transport::TlsIdentity::load(&cluster.member_dir("civil-affairs"), "client")
+        .unwrap();
+    let config = exchange_transport::client::https_client_config(
+        &tls,
+        exchange_transport::client::ExpectedServer::Role(exchange_pki::Role::Coordinator),
+    )
+    .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let started = Instant::now();
+    let mut trickles = Vec::new();
+    for _ in 0..60 {
+        let connector = connector.clone();
+        let name = name.clone();
+        trickles.push(tokio::spawn(async move {
+            let cut = || Some(started.elapsed());
+            let Ok(tcp) = tokio::net::TcpStream::connect(console).await else {
+                return cut();
+            };
+            let Ok(mut conn) = connector.connect(name, tcp).await else {
+                return cut();
+            };
+            if conn
+                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .is_err()
+            {
+                return cut();
+            }
+            // A byte a second for up to 20 s, never ending the headers.
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if conn.write_all(b"X").await.is_err() {
+                    return Some(started.elapsed());
+                }
+                let mut buf = [0u8; 512];
+                if let Ok(Ok(0) | Err(_)) =
+                    tokio::time::timeout(Duration::from_millis(10), conn.read(&mut buf)).await
+                {
+                    return Some(started.elapsed());
+                }
+            }
+            None
+        }));
+    }
+    let base = format!("https://127.0.0.1:{}", console.port());
+    let tax_dir = cluster.member_dir("tax");
+    let served = tokio::task::spawn_blocking(move || {
+        let owner = Browser::new(&base, &tax_dir, Some("client"));
+        owner.sign_in("赵六");
+        let mut failures = 0;
+        for _ in 0..20 {
+            if owner.get("/catalog").status != 200 {
+                failures += 1;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        failures
+    })
+    .await
+    .unwrap();
+    assert_eq!(served, 0, "the other department's user was refused");
+    let mut cut = 0;
+    for trickle in trickles {
+        match trickle.await.unwrap() {
+            // Over the certificate's share: closed after the handshake.
+            // Within it: closed at the header deadline (10 s), not later.
+            Some(at) => {
+                assert!(at < Duration::from_secs(14), "cut only after {at:?}");
+                cut += 1;
+            }
+            None => panic!("a trickling connection was held for 20 s"),
+        }
+    }
+    assert_eq!(cut, 60);
     cluster.shutdown().await;
 }

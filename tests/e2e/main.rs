@@ -2,6 +2,7 @@
 //! per area. They build as one test binary, so the whole stack is linked
 //! once rather than once per file.
 
+mod abuse;
 mod audit;
 mod browser;
 mod console;
@@ -9,6 +10,7 @@ mod federation;
 mod flight_sql;
 mod grpc_cli;
 mod lookup;
+mod outage;
 mod pyarrow;
 mod python_package;
 mod query;

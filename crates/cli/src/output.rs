@@ -318,7 +318,8 @@ pub fn grants(grants: &[pb::Grant], as_json: bool) -> String {
                 "row_filter": g.row_filter, "purpose": g.purpose, "until": typed::day(g.until_date),
                 "quota_rows_per_day": g.quota_rows_per_day, "status": typed::state_text(g.state().as_str_name()),
                 "request": g.request_id, "approved_by": g.approved_by, "created": time_of(g.created_at),
-                "revoked": time_of(g.revoked_at),
+                "revoked": time_of(g.revoked_at), "revoked_by": g.revoked_by,
+                "revocation_reason": g.revocation_reason,
             }))
             .collect();
         return serde_json::to_string_pretty(&v).unwrap_or_default();
@@ -361,10 +362,19 @@ pub fn grants(grants: &[pb::Grant], as_json: bool) -> String {
             g.row_filter.clone(),
             typed::day(g.until_date),
             quota,
-            typed::state_text(g.state().as_str_name()),
+            grant_status(g),
         ]);
     }
     t.to_string()
+}
+
+/// A grant's state, with the owner's reason when it was revoked.
+fn grant_status(g: &pb::Grant) -> String {
+    let state = typed::state_text(g.state().as_str_name());
+    if g.revocation_reason.is_empty() {
+        return state;
+    }
+    format!("{state}: {}", g.revocation_reason)
 }
 
 pub use exchange_client::values::{cell, is_number};
@@ -374,15 +384,30 @@ pub use exchange_client::values::{cell, is_number};
 /// `\uXXXX` (a CSV file is read on a screen too), quoted by the csv crate
 /// where needed. The one CSV writer of the command line: query rows, join
 /// answers, reports, rejected batch lines.
-pub struct CsvOut<W: std::io::Write>(csv::Writer<W>);
+/// With `--csv-safe`, cells a spreadsheet would run as formulas are
+/// neutralised too ([`exchange_policy::text::spreadsheet_safe`]); by
+/// default values stay exact, CSV being a data format.
+pub struct CsvOut<W: std::io::Write> {
+    writer: csv::Writer<W>,
+    spreadsheet_safe: bool,
+}
 
 impl<W: std::io::Write> CsvOut<W> {
     pub fn new(out: W) -> Self {
-        CsvOut(
-            csv::WriterBuilder::new()
+        CsvOut {
+            writer: csv::WriterBuilder::new()
                 .terminator(csv::Terminator::Any(b'\n'))
                 .from_writer(out),
-        )
+            spreadsheet_safe: false,
+        }
+    }
+
+    /// A writer whose formula cells are neutralised (`--csv-safe`).
+    pub fn spreadsheet_safe(out: W) -> Self {
+        CsvOut {
+            spreadsheet_safe: true,
+            ..CsvOut::new(out)
+        }
     }
 
     pub fn record<I, S>(&mut self, cells: I) -> std::io::Result<()>
@@ -390,15 +415,23 @@ impl<W: std::io::Write> CsvOut<W> {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let visible = cells
-            .into_iter()
-            .map(|c| exchange_policy::text::visible(c.as_ref()).into_owned());
-        self.0.write_record(visible).map_err(std::io::Error::other)
+        let safe = self.spreadsheet_safe;
+        let visible = cells.into_iter().map(|c| {
+            let shown = exchange_policy::text::visible(c.as_ref());
+            if safe {
+                exchange_policy::text::spreadsheet_safe(&shown).into_owned()
+            } else {
+                shown.into_owned()
+            }
+        });
+        self.writer
+            .write_record(visible)
+            .map_err(std::io::Error::other)
     }
 
     /// Flushes and returns the underlying writer.
     pub fn finish(self) -> std::io::Result<W> {
-        self.0.into_inner().map_err(|e| e.into_error())
+        self.writer.into_inner().map_err(|e| e.into_error())
     }
 }
 
@@ -427,12 +460,25 @@ pub fn write_csv(
     batch: &arrow_array::RecordBatch,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
+    write_csv_as(batch, out, false)
+}
+
+/// [`write_csv`], with formula cells neutralised when `spreadsheet_safe`.
+pub fn write_csv_as(
+    batch: &arrow_array::RecordBatch,
+    out: &mut dyn std::io::Write,
+    spreadsheet_safe: bool,
+) -> std::io::Result<()> {
     let columns: Vec<_> = batch
         .columns()
         .iter()
         .map(|c| exchange_client::values::cells(c.as_ref()))
         .collect();
-    let mut csv = CsvOut::new(out);
+    let mut csv = if spreadsheet_safe {
+        CsvOut::spreadsheet_safe(out)
+    } else {
+        CsvOut::new(out)
+    };
     for r in 0..batch.num_rows() {
         csv.record(columns.iter().map(|c| c.get(r).unwrap_or_default()))?;
     }

@@ -728,7 +728,13 @@ async fn access_requests_and_the_owners_decisions() {
         .as_array()
         .unwrap()
         .iter()
-        .any(|g| g["id"] == grant_id && g["status"] == "revoked"));
+        .any(|g| g["id"] == grant_id
+            && g["status"] == "revoked"
+            && g["revocation_reason"] == "purpose fulfilled"
+            && g["revoked_by"].as_str().unwrap().contains("vehicle-admin")));
+    // The consumer's table says why too.
+    let table = ok(&run("exchange", &["--config", &civil, "access", "grants"]));
+    assert!(table.contains("purpose fulfilled"), "{table}");
 
     cluster.shutdown().await;
 }
@@ -989,6 +995,51 @@ async fn query_from_the_command_line_in_every_format() {
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some("org_code,registered_address"));
     assert!(lines.next().unwrap().starts_with(code.as_str()));
+    // A value a spreadsheet would run as a formula: exact by default,
+    // neutralised with --csv-safe.
+    {
+        use sqlx::Connection;
+        let db = cluster.dir.join("data/tax.db");
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE taxpayers SET registered_address = ? WHERE org_code = ?")
+            .bind("=HYPERLINK(\"http://evil.example\",\"点我\")")
+            .bind(code.as_str())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let export = |extra: &[&str]| {
+        let mut args = vec![
+            "--config",
+            cfg,
+            "query",
+            "tax/taxpayers",
+            "--fields",
+            "org_code,registered_address",
+            "--where",
+            &filter,
+            "--purpose",
+            "x",
+            "--format",
+            "csv",
+        ];
+        args.extend_from_slice(extra);
+        run("exchange", &args)
+    };
+    let exact = ok(&export(&[]));
+    assert!(
+        exact.contains(",\"=HYPERLINK(\"\"http://evil.example\"\""),
+        "{exact}"
+    );
+    let safe = ok(&export(&["--csv-safe"]));
+    assert!(
+        safe.contains(",\"'=HYPERLINK(\"\"http://evil.example\"\""),
+        "{safe}"
+    );
+    let e = fails(&query(&["--csv-safe"]));
+    assert!(e.contains("--csv-safe applies to CSV only"), "{e}");
     let out = cluster.dir.join("export.jsonl");
     let status = run(
         "exchange",

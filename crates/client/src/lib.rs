@@ -530,16 +530,39 @@ impl Client {
         pb::admin_client::AdminClient::new(self.channel.clone())
     }
 
+    /// A call that changes nothing, made once more (after a reconnect,
+    /// so on the next replica when several are configured) when its
+    /// coordinator was lost before it answered.
+    async fn read<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        match call().await {
+            Err(status) if lookup::coordinator_lost(&status) => {
+                self.channel.reconnect();
+                Ok(call().await?.into_inner())
+            }
+            answer => Ok(answer?.into_inner()),
+        }
+    }
+
     pub async fn search(&self, request: pb::SearchRequest) -> Result<pb::SearchResponse> {
-        Ok(self.catalog().search(request).await?.into_inner())
+        self.read(|| {
+            let request = request.clone();
+            async move { self.catalog().search(request).await }
+        })
+        .await
     }
 
     pub async fn dataset(&self, id: &str) -> Result<pb::Dataset> {
         let response = self
-            .catalog()
-            .get_dataset(pb::GetDatasetRequest { id: id.to_string() })
-            .await?
-            .into_inner();
+            .read(|| async {
+                self.catalog()
+                    .get_dataset(pb::GetDatasetRequest { id: id.to_string() })
+                    .await
+            })
+            .await?;
         response
             .dataset
             .ok_or_else(|| ClientError::Config("empty answer from coordinator".into()))
@@ -547,19 +570,18 @@ impl Client {
 
     pub async fn members(&self) -> Result<Vec<pb::Member>> {
         Ok(self
-            .registry()
-            .list_members(pb::ListMembersRequest {})
+            .read(|| async {
+                self.registry()
+                    .list_members(pb::ListMembersRequest {})
+                    .await
+            })
             .await?
-            .into_inner()
             .members)
     }
 
     pub async fn who_am_i(&self) -> Result<pb::WhoAmIResponse> {
-        Ok(self
-            .registry()
-            .who_am_i(pb::WhoAmIRequest {})
-            .await?
-            .into_inner())
+        self.read(|| async { self.registry().who_am_i(pb::WhoAmIRequest {}).await })
+            .await
     }
 
     pub async fn add_member(

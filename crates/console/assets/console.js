@@ -41,8 +41,19 @@ function checkInput(input) {
   }
 }
 
+// A cell a spreadsheet would evaluate as a formula gets a leading ' (OWASP's
+// advice on CSV injection), as in every CSV the server writes; plain numbers
+// stay numbers.
+function safeCell(t) {
+  if (/^[-+]\d+(\.\d+)?([eE]\d+)?$/.test(t)) return t;
+  return /^[=+\-@\t\r]/.test(t) ? "'" + t : t;
+}
+
 function tableCsv(root) {
-  const quote = (t) => (/[",\n]/.test(t) ? '"' + t.replace(/"/g, '""') + '"' : t);
+  const quote = (raw) => {
+    const t = safeCell(raw);
+    return /[",\n]/.test(t) ? '"' + t.replace(/"/g, '""') + '"' : t;
+  };
   const lines = [];
   root.querySelectorAll(".dataset").forEach((block) => {
     const title = block.querySelector("h3 a");

@@ -24,6 +24,7 @@
 //! members, report).
 
 pub mod pages;
+pub mod sessions;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -42,7 +43,7 @@ use exchange_transport::{server, ConnInfo, LocalChannel, LocalRoutes, Revocation
 pub struct App {
     routes: LocalRoutes,
     revocations: Revocations,
-    csrf_key: ring::hmac::Key,
+    sessions: sessions::Sessions,
     /// The federation CA's fingerprint, shown once when a member is added.
     pub ca_fingerprint: String,
 }
@@ -52,6 +53,10 @@ impl App {
         LocalChannel::new(self.routes.clone(), conn)
     }
 }
+
+/// How long a browser may take to send a request's headers: a client that
+/// trickles them (slowloris) is cut off.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Starts a coordinator, and its console when `console_listen` is set.
 pub async fn start_coordinator(
@@ -76,30 +81,20 @@ pub async fn serve(
         .await
         .with_context(|| format!("console_listen {listen}"))?;
     let addr = tcp.local_addr()?;
-    let listener = server::TlsListener::new(
-        tcp,
-        config,
-        ListenerLimits::CONSOLE.within_descriptor_limit(),
-    )?;
-    let rng = ring::rand::SystemRandom::new();
-    let csrf_key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng)
-        .map_err(|_| anyhow::anyhow!("no randomness for the console's CSRF key"))?;
+    let incoming = server::incoming(tcp, config, ListenerLimits::CONSOLE);
     let app = Arc::new(App {
         routes: coordinator.local_routes(),
         revocations: coordinator.state.revocations.clone(),
-        csrf_key,
+        sessions: sessions::Sessions::new()?,
         ca_fingerprint: coordinator.ca_fingerprint.clone(),
     });
-    let router = router(app).into_make_service_with_connect_info::<ConnInfo>();
     let stopping = coordinator.stopping();
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(stopping)
-            .await
-        {
-            tracing::error!(error = %e, "console listener failed");
-        }
-    });
+    let task = tokio::spawn(exchange_transport::serve::serve_http1(
+        incoming,
+        router(app),
+        HEADER_TIMEOUT,
+        stopping,
+    ));
     coordinator.attach(task);
     coordinator.console_addr = Some(addr);
     tracing::info!(%addr, "console serving: https://{addr}/");
@@ -149,8 +144,54 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/report.csv", get(report::report_csv))
         .method_not_allowed_fallback(home::method_not_allowed)
         .fallback(home::not_found)
+        .layer(axum::middleware::from_fn(same_origin_only))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
+}
+
+/// Refuses every request but GET and HEAD that a browser says came from
+/// another site: `Sec-Fetch-Site` other than `same-origin` or `none`, or
+/// else an `Origin` that is not this console's own. (A request with
+/// neither is not a browser's cross-site request; the session's CSRF token
+/// still guards it.)
+async fn same_origin_only(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let cross_site = match (text("sec-fetch-site"), text("origin")) {
+        (Some(site), _) => !matches!(site, "same-origin" | "none"),
+        (None, Some(origin)) => {
+            let host = text("host").unwrap_or_default();
+            origin != format!("https://{host}")
+        }
+        (None, None) => false,
+    };
+    if !cross_site {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<ConnInfo>>()
+        .and_then(|c| c.0.peer.clone());
+    tracing::warn!(
+        peer = ?peer.as_ref().map(|p| p.identity.to_string()),
+        serial = ?peer.as_ref().map(|p| p.serial.clone()),
+        origin = ?text("origin").map(|o| exchange_policy::text::for_log(o, 200)),
+        path = %request.uri().path(),
+        "console: a change sent from another site was refused"
+    );
+    (
+        axum::http::StatusCode::FORBIDDEN,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "此请求来自其他网站，已拒绝。/ This request came from another site and was refused.",
+    )
+        .into_response()
 }
 
 /// Headers on every answer: no framing, no sniffing, no referrer, nothing

@@ -107,6 +107,8 @@ pub struct Session {
     pub conn: ConnInfo,
     pub peer: PeerInfo,
     pub user: String,
+    /// The sign-in session's id; `None` before sign-in.
+    pub session: Option<String>,
     pub lang: Lang,
 }
 
@@ -133,20 +135,14 @@ impl FromRequestParts<Arc<App>> for Session {
                 status.message(),
             ));
         }
-        let user = cookie(&parts.headers, "exchange_user")
-            .and_then(|u| {
-                exchange_policy::text::request_text(
-                    "user",
-                    &u,
-                    exchange_policy::text::TextRule::line(100),
-                )
-                .ok()
-            })
-            .unwrap_or_default();
-        let needs_name = user.is_empty()
-            && peer.identity.role == Role::Client
-            && parts.uri.path() != "/signin"
-            && parts.method == http::Method::GET;
+        let session = cookie(&parts.headers, crate::sessions::COOKIE);
+        let user = session
+            .as_deref()
+            .and_then(|id| app.sessions.user(id, &peer.serial));
+        let session = session.filter(|_| user.is_some());
+        let user = user.unwrap_or_default();
+        let needs_name =
+            session.is_none() && parts.uri.path() != "/signin" && parts.method == http::Method::GET;
         if needs_name {
             return Err(Redirect::to("/signin").into_response());
         }
@@ -155,6 +151,7 @@ impl FromRequestParts<Arc<App>> for Session {
             conn,
             peer,
             user,
+            session,
             lang,
         })
     }
@@ -183,25 +180,54 @@ impl Session {
         .with_user(&self.user)
     }
 
-    /// This certificate's CSRF token: an HMAC of its serial number under a
-    /// key the console draws at start.
+    /// This session's CSRF token (empty before sign-in, when no form but
+    /// the sign-in itself is accepted).
     pub fn csrf(&self) -> String {
-        hex::encode(ring::hmac::sign(&self.app.csrf_key, self.peer.serial.as_bytes()).as_ref())
+        self.session
+            .as_deref()
+            .map(|id| self.app.sessions.csrf(id))
+            .unwrap_or_default()
     }
 
-    /// Refuses a form whose CSRF token is missing or wrong.
+    /// Refuses a form sent outside a signed-in session, or whose CSRF
+    /// token is not this session's.
     pub fn check_csrf(&self, form: &Form) -> Result<(), Response> {
-        let given = hex::decode(form.get("csrf")).unwrap_or_default();
-        ring::hmac::verify(&self.app.csrf_key, self.peer.serial.as_bytes(), &given).map_err(|_| {
-            tracing::warn!(peer = %self.peer.identity, "console form refused: missing or wrong CSRF token");
-            self.error(
+        let Some(id) = &self.session else {
+            tracing::warn!(peer = %self.peer.identity, serial = %self.peer.serial, "console form refused: not signed in");
+            return Err(self.error(
                 StatusCode::FORBIDDEN,
                 self.t(
-                    "表单已失效或来自其他网站（CSRF 校验失败）：请返回页面刷新后重试。",
-                    "this form is stale or came from another site (CSRF check failed): go back, reload the page and try again",
+                    "请先署名登录，再提交更改。",
+                    "sign in with your name before making any change",
                 ),
-            )
-        })
+            ));
+        };
+        if self.app.sessions.csrf_matches(id, form.get("csrf")) {
+            return Ok(());
+        }
+        tracing::warn!(peer = %self.peer.identity, serial = %self.peer.serial, "console form refused: missing or wrong CSRF token");
+        Err(self.error(
+            StatusCode::FORBIDDEN,
+            self.t(
+                "表单已失效或来自其他网站（CSRF 校验失败）：请返回页面刷新后重试。",
+                "this form is stale or came from another site (CSRF check failed): go back, reload the page and try again",
+            ),
+        ))
+    }
+
+    /// Refuses an irreversible action unless the form repeats `id` in its
+    /// `confirm` field.
+    pub fn check_confirmed(&self, form: &Form, id: &str) -> Result<(), Response> {
+        if form.get("confirm").trim() == id {
+            return Ok(());
+        }
+        Err(self.error(
+            StatusCode::BAD_REQUEST,
+            self.t(
+                "此操作不可撤回：请在确认框中输入对象的编号后再提交。",
+                "this cannot be undone: type the id in the confirmation box, then submit",
+            ),
+        ))
     }
 
     /// The hidden CSRF field every state-changing form carries.
@@ -267,6 +293,15 @@ impl Session {
     pub fn time(&self, unix: i64) -> String {
         beijing(unix)
     }
+}
+
+/// A cell of a CSV download: hidden characters spelled out, and a cell a
+/// spreadsheet would evaluate as a formula neutralised
+/// ([`exchange_policy::text::spreadsheet_safe`]). Every CSV the console
+/// serves is written through this.
+pub fn csv_cell(text: &str) -> String {
+    let shown = exchange_policy::text::visible(text);
+    exchange_policy::text::spreadsheet_safe(&shown).into_owned()
 }
 
 /// `YYYY-MM-DD HH:MM` in Beijing time (UTC+8); empty for 0.

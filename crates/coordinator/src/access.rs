@@ -1051,6 +1051,8 @@ pub fn grant_message(g: &GrantRecord) -> pb::Grant {
         revoked_at: typed::timestamp(g.revoked_unix),
         until_date: typed::date(&g.until),
         embargo_until_date: typed::date(&g.embargo_until),
+        revocation_reason: g.revocation_reason.clone(),
+        revoked_by: g.revoked_by.clone(),
     }
 }
 

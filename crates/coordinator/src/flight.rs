@@ -607,6 +607,9 @@ impl CoordinatorFlight {
             .unwrap_or_else(|p| p.into_inner())
             .admit(&ticket, now_unix())
             .map_err(|e| Status::permission_denied(e.to_string()))?;
+        // Issued under the grant as it was; redeemed only under the grant
+        // as it is now (revoked since, on this replica or another).
+        grant_still_holds(&self.state, &ticket.grant_id)?;
         Ok((ticket, bytes))
     }
 
@@ -712,7 +715,91 @@ impl CoordinatorFlight {
                 .audit
                 .append_detached(&Record::now(Event::QueryCompletion(record)));
         };
+        let frames = until_revoked(frames, &self.state, &ticket.grant_id);
         watch_completion(frames, check, finish)
+    }
+}
+
+/// How often a flowing answer looks at its grant again.
+const REVOCATION_CHECK: Duration = Duration::from_millis(250);
+
+/// `frames`, ended with the owner's reason once the grant no longer holds.
+fn until_revoked<S>(frames: S, state: &Arc<State>, grant_id: &str) -> UntilRevoked<S> {
+    let mut tick = tokio::time::interval(REVOCATION_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    UntilRevoked {
+        inner: frames,
+        tick,
+        state: state.clone(),
+        grant_id: grant_id.to_string(),
+        done: false,
+    }
+}
+
+/// Whether the grant a ticket names still holds: present, active and
+/// unexpired. A revoked grant is refused with its owner's reason.
+fn grant_still_holds(state: &State, grant_id: &str) -> Result<(), Status> {
+    let grant = match state.access.grant(grant_id) {
+        Ok(Some(grant)) => grant,
+        Ok(None) => {
+            return Err(Refusal::GrantRevoked.status(format!(
+                "grant {grant_id} no longer exists: ask for access again"
+            )))
+        }
+        Err(e) => return Err(Status::unavailable(e.to_string())),
+    };
+    if grant.status == "revoked" {
+        return Err(Refusal::GrantRevoked.status(format!(
+            "grant {grant_id} on {} was revoked by {} at {}: {}",
+            grant.dataset,
+            grant.revoked_by,
+            crate::registry::rfc3339(grant.revoked_unix),
+            grant.revocation_reason
+        )));
+    }
+    if grant.status != "active" || grant.until < crate::access::date_text(crate::access::today()) {
+        return Err(Refusal::GrantRevoked.status(format!(
+            "grant {grant_id} on {} expired on {}: ask for access again",
+            grant.dataset, grant.until
+        )));
+    }
+    Ok(())
+}
+
+/// A node's answer that ends, with the reason, at its next frame after its
+/// grant is revoked (and within [`REVOCATION_CHECK`] while the source is
+/// slow); dropping the node's stream then cancels the node's read.
+struct UntilRevoked<S> {
+    inner: S,
+    tick: tokio::time::Interval,
+    state: Arc<State>,
+    grant_id: String,
+    done: bool,
+}
+
+impl<S> futures::Stream for UntilRevoked<S>
+where
+    S: futures::Stream<Item = Result<FlightData, Status>> + Unpin,
+{
+    type Item = Result<FlightData, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        // The ticks wake a stream whose source is slow; every frame is
+        // looked at as it passes.
+        while self.tick.poll_tick(cx).is_ready() {}
+        if let Err(status) = grant_still_holds(&self.state, &self.grant_id) {
+            self.done = true;
+            tracing::info!(grant = %self.grant_id, "a flowing answer was cut: its grant no longer holds");
+            return Poll::Ready(Some(Err(status)));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
     }
 }
 
@@ -781,7 +868,9 @@ impl FlightService for CoordinatorFlight {
             frame.as_ref().is_ok_and(|f| f.data_body.is_empty())
         })
         .await;
-        Ok(Response::new(counted))
+        // Frames taken ahead are looked at again as they leave.
+        let leaving = until_revoked(counted, &self.state, &ticket.grant_id);
+        Ok(Response::new(leaving.boxed()))
     }
 
     async fn get_schema(

@@ -45,6 +45,7 @@ use anyhow::{bail, Context};
 use exchange_pki::{files, CertificateAuthority, Identity, Role};
 use exchange_proto::v1 as pb;
 use exchange_transport::limits::{BodyLimitLayer, ListenerLimits};
+use exchange_transport::serve::{serve_grpc, Http2Limits};
 use exchange_transport::{server, Revocations, TlsIdentity};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -427,6 +428,19 @@ const BODY_LIMITS: &[(&str, usize)] = &[
     ("/exchange.v1.Catalog/", MAX_REQUEST_BYTES),
 ];
 
+/// Methods only some roles may call, refused on their headers before the
+/// body is read (the handlers check again).
+const ROLE_RULES: &[exchange_transport::serve::RoleRule] = &[
+    ("/exchange.v1.Admin/", &[Role::Admin]),
+    ("/exchange.v1.Catalog/Publish", &[Role::Node]),
+    ("/exchange.v1.Catalog/Heartbeat", &[Role::Node]),
+    ("/exchange.v1.Catalog/MaskKeys", &[Role::Node]),
+    ("/exchange.v1.Audit/Subject", &[Role::Admin]),
+    ("/exchange.v1.Audit/Reconcile", &[Role::Admin]),
+    ("/exchange.v1.Lookups/", &[Role::Client]),
+    ("/arrow.flight.protocol.FlightService/", &[Role::Client]),
+];
+
 /// Every service of the main listener. The listener serves them over mutual
 /// TLS; the web console calls the same routes in process
 /// ([`RunningCoordinator::local_routes`]).
@@ -629,41 +643,35 @@ pub async fn start(config: &CoordinatorConfig) -> anyhow::Result<RunningCoordina
             .layer(BodyLimitLayer { rules: BODY_LIMITS })
             .service(routes.clone()),
     );
-    let main_router = tonic::transport::Server::builder()
-        .timeout(Duration::from_secs(60))
-        .layer(server::authenticate(revocations.clone()))
-        .layer(BodyLimitLayer { rules: BODY_LIMITS })
-        .add_routes(routes);
     let main_incoming = server::incoming(main_listener, main_tls, ListenerLimits::MUTUAL_TLS);
-    let rx = stop_rx.clone();
-    let main_task = tokio::spawn(async move {
-        if let Err(e) = main_router
-            .serve_with_incoming_shutdown(main_incoming, signal(rx))
-            .await
-        {
-            tracing::error!(error = %e, "main listener failed");
-        }
-    });
+    let main_task = tokio::spawn(serve_grpc(
+        main_incoming,
+        local_routes.clone(),
+        Http2Limits::GRPC,
+        ROLE_RULES,
+        signal(stop_rx.clone()),
+    ));
 
     let enroll_tls = server::server_only_tls_config(&tls)?;
-    let enroll_router = tonic::transport::Server::builder()
-        .timeout(Duration::from_secs(30))
-        .layer(BodyLimitLayer {
-            rules: &[("/", 64 << 10)],
-        })
-        .add_service(pb::enrollment_server::EnrollmentServer::new(
-            service::EnrollmentService(state.clone()),
-        ));
+    let enroll_routes = exchange_transport::local::local_routes(
+        tower::ServiceBuilder::new()
+            .layer(BodyLimitLayer {
+                rules: &[("/", 64 << 10)],
+            })
+            .service(tonic::service::Routes::new(
+                pb::enrollment_server::EnrollmentServer::new(service::EnrollmentService(
+                    state.clone(),
+                )),
+            )),
+    );
     let enroll_incoming = server::incoming(enroll_listener, enroll_tls, ListenerLimits::ENROLMENT);
-    let rx = stop_rx.clone();
-    let enroll_task = tokio::spawn(async move {
-        if let Err(e) = enroll_router
-            .serve_with_incoming_shutdown(enroll_incoming, signal(rx))
-            .await
-        {
-            tracing::error!(error = %e, "enrolment listener failed");
-        }
-    });
+    let enroll_task = tokio::spawn(serve_grpc(
+        enroll_incoming,
+        enroll_routes,
+        Http2Limits::ENROLMENT,
+        &[],
+        signal(stop_rx.clone()),
+    ));
 
     let mut tasks = vec![main_task, enroll_task, write_probes_behind(state.clone())];
     let mut metrics_addr = None;

@@ -151,7 +151,7 @@ impl std::fmt::Debug for Registry {
 
 pub use exchange_pki::now_unix;
 
-fn rfc3339(unix: i64) -> String {
+pub fn rfc3339(unix: i64) -> String {
     OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| {

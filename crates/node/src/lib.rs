@@ -38,11 +38,24 @@ use exchange_proto::v1 as pb;
 use exchange_source::Source;
 use exchange_storage::{Db, Tree};
 use exchange_transport::limits::ListenerLimits;
+use exchange_transport::serve::{serve_grpc, Http2Limits, RoleRule};
 use exchange_transport::{server, Revocations, TlsIdentity};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::NodeConfig;
+
+/// Methods only the coordinator calls (`Describe` is open to every member):
+/// any other certificate is refused on the call's headers, before the body
+/// is read.
+const ROLE_RULES: &[RoleRule] = &[
+    ("/exchange.v1.Node/SubjectAccesses", &[Role::Coordinator]),
+    ("/exchange.v1.Node/AuditRecords", &[Role::Coordinator]),
+    (
+        "/arrow.flight.protocol.FlightService/",
+        &[Role::Coordinator],
+    ),
+];
 
 /// The manifest in force, with its open sources.
 pub struct Published {
@@ -353,10 +366,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         .await;
     let (reflection, reflection_alpha) = server::reflection(&[pb::FILE_DESCRIPTOR_SET])
         .context("building the reflection service")?;
-    let router = tonic::transport::Server::builder()
-        .timeout(Duration::from_secs(60))
-        .layer(server::authenticate(revocations))
-        .add_service(health_service)
+    let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(pb::node_server::NodeServer::new(service::NodeService(
@@ -368,6 +378,11 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             ))
             .max_decoding_message_size(1 << 20),
         );
+    let routes = exchange_transport::local::local_routes(
+        tower::ServiceBuilder::new()
+            .layer(server::authenticate(revocations))
+            .service(routes),
+    );
     let mut metrics_addr = None;
     let mut tasks = Vec::new();
     if let Some(listen) = &state.config.metrics_listen {
@@ -384,14 +399,15 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         ListenerLimits::MUTUAL_TLS,
     );
     let mut rx = stop_rx.clone();
-    let serve = tokio::spawn(async move {
-        let signal = async move {
+    let serve = tokio::spawn(serve_grpc(
+        incoming,
+        routes,
+        Http2Limits::GRPC,
+        ROLE_RULES,
+        async move {
             let _ = rx.wait_for(|v| *v).await;
-        };
-        if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
-            tracing::error!(error = %e, "node listener failed");
-        }
-    });
+        },
+    ));
     let publish = tokio::spawn(publisher::run(state.clone(), stop_rx));
     tracing::info!(member = %member_id, %addr, metrics = ?metrics_addr, "node serving");
     tasks.insert(0, publish);

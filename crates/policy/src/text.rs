@@ -182,6 +182,29 @@ pub fn visible(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// A CSV cell made safe to open in a spreadsheet (OWASP's advice on CSV
+/// injection): a cell that a spreadsheet would evaluate as a formula,
+/// because it starts with `=`, `+`, `-`, `@`, a tab or a carriage return,
+/// gets a leading `'`, which spreadsheets show as text. A plain number
+/// (`-12.5`, `+86`) is left alone, so amounts stay numbers.
+pub fn spreadsheet_safe(cell: &str) -> Cow<'_, str> {
+    let Some(first) = cell.chars().next() else {
+        return Cow::Borrowed(cell);
+    };
+    let risky = matches!(first, '=' | '+' | '-' | '@' | '\t' | '\r');
+    let number = cell.len() > 1
+        && matches!(first, '+' | '-')
+        && cell[1..].parse::<f64>().is_ok()
+        && cell[1..]
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == 'e' || c == 'E');
+    if risky && !number {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
+    }
+}
+
 /// A request value as a log field: on one line, hidden characters spelled
 /// out, and at most `max` characters with the length of the rest noted.
 pub fn for_log(text: &str, max: usize) -> String {
@@ -197,6 +220,24 @@ pub fn for_log(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formula_cells_are_neutralised_and_numbers_are_not() {
+        for risky in [
+            "=HYPERLINK(\"http://x\",\"点我\")",
+            "@SUM(1+1)*cmd|'/C calc'!A0",
+            "+1+1",
+            "-2+3",
+            "\tx",
+            "\rx",
+            "=1",
+        ] {
+            assert_eq!(spreadsheet_safe(risky), format!("'{risky}"), "{risky}");
+        }
+        for plain in ["-12.5", "+86", "张三", "", "1e5", "a=b"] {
+            assert_eq!(spreadsheet_safe(plain), plain, "{plain}");
+        }
+    }
 
     const PURPOSE: TextRule = TextRule::required_line(500, "say why you need the data");
 

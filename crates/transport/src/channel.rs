@@ -186,8 +186,28 @@ impl Dialer {
         Ok(sender)
     }
 
-    /// Dials the endpoint that answered last, then each other in turn.
+    /// Dials as [`Self::dial_round`] does, and once or twice more when the
+    /// connection failed before it was ever used (refused, reset or closed
+    /// during the handshake): safe, since nothing was sent. Behind a load
+    /// balancer, a connection handed to a replica that just died fails so,
+    /// and the next one reaches a live replica.
     async fn dial(&self) -> Result<SendRequest<Body>, String> {
+        let mut pause = Duration::from_millis(50);
+        for _ in 1..DIAL_ATTEMPTS {
+            match self.dial_round().await {
+                Err(reason) if failed_before_use(&reason) => {
+                    tracing::debug!(%reason, "connection failed during its handshake; dialling again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 3;
+                }
+                other => return other,
+            }
+        }
+        self.dial_round().await
+    }
+
+    /// Dials the endpoint that answered last, then each other in turn.
+    async fn dial_round(&self) -> Result<SendRequest<Body>, String> {
         let first = self.active.load(Ordering::Relaxed);
         // With somewhere else to go, a replica that does not answer (a
         // dead host drops packets rather than refusing) is given up on
@@ -285,6 +305,28 @@ impl Dialer {
             Err(e) => Err(Status::from_error(Box::new(e))),
         }
     }
+}
+
+/// Dials of one connection at most, when the first fail before use.
+const DIAL_ATTEMPTS: usize = 3;
+
+/// Whether a dial failed in a way that a second dial may not: the peer
+/// refused, reset or closed the connection before or during the TLS or
+/// HTTP/2 handshake. A certificate that does not verify, or a name that
+/// does not resolve, fails the same way again and is not retried.
+fn failed_before_use(reason: &str) -> bool {
+    let reason = reason.to_ascii_lowercase();
+    !reason.contains("certificate")
+        && [
+            "eof",
+            "reset",
+            "refused",
+            "broken pipe",
+            "closed",
+            "aborted",
+        ]
+        .iter()
+        .any(|word| reason.contains(word))
 }
 
 impl tower::Service<http::Request<Body>> for Channel {

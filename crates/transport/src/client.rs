@@ -145,7 +145,13 @@ pub fn https_client_config(
     Ok(Arc::new(config))
 }
 
-fn mutual_config(tls: &TlsIdentity, expected: ExpectedServer) -> Result<Arc<rustls::ClientConfig>> {
+/// Client TLS settings for HTTP/2 with our certificate, checking the
+/// server's federation identity (what every channel uses; raw HTTP/2 tests
+/// use it directly).
+pub fn mutual_config(
+    tls: &TlsIdentity,
+    expected: ExpectedServer,
+) -> Result<Arc<rustls::ClientConfig>> {
     let inner = WebPkiServerVerifier::builder_with_provider(tls.roots()?, provider())
         .build()
         .map_err(|e| TransportError::Tls(rustls::Error::General(e.to_string())))?;

@@ -21,6 +21,7 @@
 //! - [`prefetch`]: streaming answers that leave with their first items, so
 //!   a short answer costs one write instead of three.
 
+pub mod attribution;
 pub mod channel;
 pub mod client;
 pub mod coalesce;
@@ -30,6 +31,7 @@ pub mod local;
 pub mod metrics;
 pub mod prefetch;
 pub mod refusal;
+pub mod serve;
 pub mod server;
 
 use std::path::Path;

@@ -1,5 +1,7 @@
 //! What one listener lets its peers hold: connections in all, connections
-//! per address, and how long a connection may stay silent.
+//! per address and per certificate, and how long a connection may stay
+//! silent; and the one place where a limit that bites is counted and logged
+//! with whom it names ([`hit`]).
 //!
 //! An attacker with no certificate can still open TCP connections, finish
 //! the TLS handshake on the enrolment listener and then say nothing. Each
@@ -19,6 +21,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::attribution::{hit, Limit};
 use tokio::time::{Instant, Sleep};
 
 /// The bounds of one listener.
@@ -33,6 +37,18 @@ pub struct ListenerLimits {
     /// on their next call; a call in progress keeps its connection alive
     /// through HTTP/2 keep-alive pings (every 30 s from our clients).
     pub idle_timeout: Duration,
+    /// Connections open at once on one client certificate (by serial),
+    /// counted once its handshake has named it.
+    pub max_per_certificate: usize,
+    /// Of `max_connections`, how many analysts' (`client`) certificates
+    /// can never take: the bureau's own and the nodes' certificates keep
+    /// them, so no analyst can fill the listener.
+    pub federation_reserve: usize,
+    /// Connections open at once without a client certificate, where the
+    /// listener allows that (the console's "how to import your
+    /// certificate" page): a slow client with no certificate cannot hold
+    /// the slots of those who have one.
+    pub max_without_certificate: usize,
 }
 
 impl ListenerLimits {
@@ -42,6 +58,9 @@ impl ListenerLimits {
         max_connections: 4096,
         max_per_address: 1024,
         idle_timeout: Duration::from_secs(120),
+        max_per_certificate: 128,
+        federation_reserve: 512,
+        max_without_certificate: 0,
     };
     /// The Prometheus endpoint: plain HTTP, scraped by one monitoring
     /// system now and then.
@@ -49,6 +68,9 @@ impl ListenerLimits {
         max_connections: 64,
         max_per_address: 16,
         idle_timeout: Duration::from_secs(30),
+        max_per_certificate: 0,
+        federation_reserve: 0,
+        max_without_certificate: 64,
     };
     /// The web console: browsers open a handful of keep-alive connections
     /// each; the handshake may come without a certificate, so the budget is
@@ -57,6 +79,9 @@ impl ListenerLimits {
         max_connections: 1024,
         max_per_address: 64,
         idle_timeout: Duration::from_secs(60),
+        max_per_certificate: 32,
+        federation_reserve: 128,
+        max_without_certificate: 256,
     };
     /// The enrolment listener, which anyone can reach without a
     /// certificate: an enrolment is one short call.
@@ -64,6 +89,9 @@ impl ListenerLimits {
         max_connections: 256,
         max_per_address: 16,
         idle_timeout: Duration::from_secs(10),
+        max_per_certificate: 0,
+        federation_reserve: 0,
+        max_without_certificate: 256,
     };
 
     /// These limits, with the global one kept under half of the process's
@@ -76,6 +104,9 @@ impl ListenerLimits {
         ListenerLimits {
             max_connections: self.max_connections.min(cap),
             max_per_address: self.max_per_address.min(cap),
+            max_per_certificate: self.max_per_certificate.min(cap),
+            federation_reserve: self.federation_reserve.min(cap / 4),
+            max_without_certificate: self.max_without_certificate.min(cap),
             ..self
         }
     }
@@ -164,6 +195,107 @@ impl Drop for Slot {
     }
 }
 
+/// Connection counts by certificate, taken once a handshake has named the
+/// peer: at most `max_per_certificate` per serial, at most
+/// `max_connections - federation_reserve` held by analysts' certificates in
+/// all, and at most `max_without_certificate` without one.
+#[derive(Debug)]
+pub struct PeerBudget {
+    limits: ListenerLimits,
+    counts: Mutex<PeerCounts>,
+}
+
+#[derive(Debug, Default)]
+struct PeerCounts {
+    by_serial: HashMap<String, usize>,
+    analysts: usize,
+    anonymous: usize,
+}
+
+/// One handshaken connection's place in its [`PeerBudget`].
+#[derive(Debug)]
+pub struct PeerSlot {
+    budget: Arc<PeerBudget>,
+    serial: Option<String>,
+    analyst: bool,
+}
+
+impl PeerBudget {
+    pub fn new(limits: ListenerLimits) -> Arc<PeerBudget> {
+        Arc::new(PeerBudget {
+            limits,
+            counts: Mutex::new(PeerCounts::default()),
+        })
+    }
+
+    /// Takes a slot for a connection whose certificate is `peer` (`None`:
+    /// no certificate), or says which limit is full and its bound.
+    pub fn admit(
+        self: &Arc<Self>,
+        peer: Option<&crate::server::PeerInfo>,
+    ) -> Result<PeerSlot, (crate::attribution::Limit, usize)> {
+        use crate::attribution::Limit;
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(peer) = peer else {
+            if counts.anonymous >= self.limits.max_without_certificate {
+                return Err((
+                    Limit::AnonymousConnections,
+                    self.limits.max_without_certificate,
+                ));
+            }
+            counts.anonymous += 1;
+            return Ok(PeerSlot {
+                budget: self.clone(),
+                serial: None,
+                analyst: false,
+            });
+        };
+        let analyst = peer.identity.role == exchange_pki::Role::Client;
+        let analysts_cap = self
+            .limits
+            .max_connections
+            .saturating_sub(self.limits.federation_reserve);
+        if analyst && counts.analysts >= analysts_cap {
+            return Err((Limit::FederationReserve, analysts_cap));
+        }
+        let held = counts.by_serial.get(&peer.serial).copied().unwrap_or(0);
+        if held >= self.limits.max_per_certificate {
+            return Err((
+                Limit::CertificateConnections,
+                self.limits.max_per_certificate,
+            ));
+        }
+        counts.by_serial.insert(peer.serial.clone(), held + 1);
+        if analyst {
+            counts.analysts += 1;
+        }
+        Ok(PeerSlot {
+            budget: self.clone(),
+            serial: Some(peer.serial.clone()),
+            analyst,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut counts = self.budget.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(serial) = &self.serial else {
+            counts.anonymous = counts.anonymous.saturating_sub(1);
+            return;
+        };
+        if self.analyst {
+            counts.analysts = counts.analysts.saturating_sub(1);
+        }
+        if let Some(n) = counts.by_serial.get_mut(serial) {
+            *n -= 1;
+            if *n == 0 {
+                counts.by_serial.remove(serial);
+            }
+        }
+    }
+}
+
 /// A listener that admits connections only within its budget: the accept
 /// path of every listener (the TLS ones through
 /// [`crate::server::incoming`], and the metrics endpoint, for which it is an
@@ -173,7 +305,6 @@ pub struct BoundedListener {
     budget: Arc<Budget>,
     local: Option<SocketAddr>,
     backoff: AcceptBackoff,
-    turned_away: TurnedAway,
 }
 
 impl BoundedListener {
@@ -183,7 +314,6 @@ impl BoundedListener {
             listener,
             budget: Budget::new(limits.within_descriptor_limit()),
             backoff: AcceptBackoff::default(),
-            turned_away: TurnedAway::default(),
         }
     }
 
@@ -206,10 +336,18 @@ impl BoundedListener {
                     let idle = self.budget.limits().idle_timeout;
                     return (IdleTimeout::new(tcp, idle, Some(slot)), remote);
                 }
-                Err(refusal) => {
-                    let limits = self.budget.limits();
-                    self.turned_away.note(self.local, remote, refusal, limits);
-                }
+                Err(Refusal::ListenerFull) => hit(
+                    Limit::ListenerConnections,
+                    None,
+                    remote,
+                    self.budget.limits().max_connections,
+                ),
+                Err(Refusal::AddressFull) => hit(
+                    Limit::AddressConnections,
+                    None,
+                    remote,
+                    self.budget.limits().max_per_address,
+                ),
             }
         }
     }
@@ -250,38 +388,6 @@ impl AcceptBackoff {
         if self.failures > 0 {
             tracing::warn!(listener = ?local, failed_attempts = self.failures, "accepting connections works again");
             self.failures = 0;
-        }
-    }
-}
-
-/// Connections closed at once for lack of budget: logged at most once a
-/// minute, with the count since the last line.
-#[derive(Default)]
-struct TurnedAway {
-    count: u64,
-    last_logged: Option<std::time::Instant>,
-}
-
-impl TurnedAway {
-    fn note(
-        &mut self,
-        local: Option<SocketAddr>,
-        remote: SocketAddr,
-        refusal: Refusal,
-        limits: ListenerLimits,
-    ) {
-        self.count += 1;
-        let due = self
-            .last_logged
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
-        if due {
-            let why = match refusal {
-                Refusal::ListenerFull => "the listener holds its maximum of connections",
-                Refusal::AddressFull => "that address holds its maximum of connections",
-            };
-            tracing::warn!(listener = ?local, last_remote = %remote, turned_away = self.count, max_connections = limits.max_connections, max_per_address = limits.max_per_address, "connections closed at once: {why}");
-            self.count = 0;
-            self.last_logged = Some(std::time::Instant::now());
         }
     }
 }
@@ -466,6 +572,7 @@ mod tests {
             max_connections: 3,
             max_per_address: 2,
             idle_timeout: Duration::from_secs(1),
+            ..ListenerLimits::MUTUAL_TLS
         });
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
@@ -485,6 +592,7 @@ mod tests {
             max_connections: usize::MAX,
             max_per_address: usize::MAX,
             idle_timeout: Duration::from_secs(1),
+            ..ListenerLimits::MUTUAL_TLS
         }
         .within_descriptor_limit();
         let soft = open_files_limit().expect("Linux reports its limits");
@@ -501,6 +609,7 @@ mod tests {
                 max_connections: 2,
                 max_per_address: 2,
                 idle_timeout: Duration::from_secs(30),
+                ..ListenerLimits::MUTUAL_TLS
             },
         );
         let holding = tokio::spawn(async move {

@@ -30,7 +30,7 @@ pub async fn serve_metrics(
                         http::header::CONTENT_TYPE,
                         "text/plain; version=0.0.4; charset=utf-8",
                     )],
-                    render(),
+                    render() + &crate::attribution::render_metrics(),
                 )
             }
         }),

@@ -37,6 +37,13 @@ pub enum Refusal {
     MaskedValueBudget,
     /// A malformed request: the message names the field and the fix.
     InvalidRequest,
+    /// The grant a ticket was issued under was revoked (or expired) since:
+    /// the message carries the owner's reason.
+    GrantRevoked,
+    /// The consumer's membership was revoked by the bureau.
+    MemberRevoked,
+    /// The certificate's role may not call this method at all.
+    RoleNotAllowed,
 }
 
 impl Refusal {
@@ -46,7 +53,11 @@ impl Refusal {
             | Refusal::FieldMasked
             | Refusal::FieldUnknown
             | Refusal::InvalidRequest => Code::InvalidArgument,
-            Refusal::GrantMissing | Refusal::FieldNotGranted => Code::PermissionDenied,
+            Refusal::GrantMissing
+            | Refusal::FieldNotGranted
+            | Refusal::GrantRevoked
+            | Refusal::MemberRevoked
+            | Refusal::RoleNotAllowed => Code::PermissionDenied,
             Refusal::DatasetUnknown => Code::NotFound,
             Refusal::QuotaExhausted | Refusal::MaskedValueBudget => Code::ResourceExhausted,
         }
@@ -64,6 +75,9 @@ impl Refusal {
             Refusal::QuotaExhausted => "QUOTA_EXHAUSTED",
             Refusal::MaskedValueBudget => "MASKED_VALUE_BUDGET",
             Refusal::InvalidRequest => "INVALID_REQUEST",
+            Refusal::GrantRevoked => "GRANT_REVOKED",
+            Refusal::MemberRevoked => "MEMBER_REVOKED",
+            Refusal::RoleNotAllowed => "ROLE_NOT_ALLOWED",
         }
     }
 

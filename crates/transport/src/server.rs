@@ -17,8 +17,9 @@ use tonic::service::InterceptorLayer;
 use tonic::transport::server::Connected;
 use tonic::{Request, Status};
 
+use crate::attribution::hit;
 use crate::coalesce::Coalescing;
-use crate::limits::{BoundedListener, IdleTimeout, ListenerLimits};
+use crate::limits::{BoundedListener, IdleTimeout, ListenerLimits, PeerBudget, PeerSlot};
 use crate::{provider, Result, Revocations, TlsIdentity, TransportError};
 
 /// How long a peer may take to complete the TLS handshake.
@@ -47,6 +48,15 @@ pub struct ConnInfo {
 pub struct TlsConn {
     stream: Coalescing<tokio_rustls::server::TlsStream<IdleTimeout<TcpStream>>>,
     info: ConnInfo,
+    /// Its place in the listener's per-certificate budget.
+    _peer_slot: PeerSlot,
+}
+
+impl TlsConn {
+    /// Who is on the other end.
+    pub fn info(&self) -> &ConnInfo {
+        &self.info
+    }
 }
 
 impl Connected for TlsConn {
@@ -154,7 +164,8 @@ pub fn server_only_tls_config(tls: &TlsIdentity) -> Result<Arc<rustls::ServerCon
 /// Turns a listener into a stream of handshaken TLS connections for
 /// `serve_with_incoming_shutdown`, within `limits` (see [`crate::limits`]).
 /// When `config` requires client certificates, connections whose
-/// certificate carries no valid federation identity are dropped here.
+/// certificate carries no valid federation identity are dropped here, and
+/// so are connections over their certificate's budget ([`PeerBudget`]).
 pub fn incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
@@ -162,6 +173,7 @@ pub fn incoming(
 ) -> ReceiverStream<std::io::Result<TlsConn>> {
     let (tx, rx) = mpsc::channel(128);
     let acceptor = TlsAcceptor::from(config);
+    let peers = PeerBudget::new(limits.within_descriptor_limit());
     let mut listener = BoundedListener::new(listener, limits);
     tokio::spawn(async move {
         loop {
@@ -171,8 +183,9 @@ pub fn incoming(
             };
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let peers = peers.clone();
             tokio::spawn(async move {
-                if let Some(conn) = handshake(&acceptor, tcp, remote_addr).await {
+                if let Some(conn) = handshake(&acceptor, &peers, tcp, remote_addr).await {
                     let _ = tx.send(Ok(conn)).await;
                 }
             });
@@ -185,6 +198,7 @@ pub fn incoming(
 /// [`HANDSHAKE_TIMEOUT`], and the identity its certificate carries.
 async fn handshake(
     acceptor: &TlsAcceptor,
+    peers: &std::sync::Arc<PeerBudget>,
     tcp: IdleTimeout<TcpStream>,
     remote_addr: SocketAddr,
 ) -> Option<TlsConn> {
@@ -220,9 +234,17 @@ async fn handshake(
         },
         _ => None,
     };
+    let slot = match peers.admit(peer.as_ref()) {
+        Ok(slot) => slot,
+        Err((limit, bound)) => {
+            hit(limit, peer.as_ref(), remote_addr, bound);
+            return None;
+        }
+    };
     Some(TlsConn {
         stream: Coalescing::new(stream),
         info: ConnInfo { remote_addr, peer },
+        _peer_slot: slot,
     })
 }
 
@@ -264,63 +286,6 @@ pub fn check_certificate(revocations: &Revocations, peer: &PeerInfo) -> Result<(
 /// The layer to put on every mutual-TLS server, so no handler can forget it.
 pub fn authenticate(revocations: Revocations) -> InterceptorLayer<Authenticate> {
     InterceptorLayer::new(Authenticate { revocations })
-}
-
-/// Handshaken TLS connections as an `axum::serve` listener (the web
-/// console). Each connection's [`ConnInfo`] reaches handlers through
-/// `axum::extract::ConnectInfo<ConnInfo>`.
-pub struct TlsListener {
-    local_addr: SocketAddr,
-    connections: ReceiverStream<std::io::Result<TlsConn>>,
-}
-
-impl TlsListener {
-    /// Accepts on `listener` within `limits`, handshaking with `config`.
-    pub fn new(
-        listener: TcpListener,
-        config: Arc<rustls::ServerConfig>,
-        limits: ListenerLimits,
-    ) -> std::io::Result<TlsListener> {
-        Ok(TlsListener {
-            local_addr: listener.local_addr()?,
-            connections: incoming(listener, config, limits),
-        })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsConn;
-    type Addr = ConnInfo;
-
-    async fn accept(&mut self) -> (TlsConn, ConnInfo) {
-        use tokio_stream::StreamExt;
-        loop {
-            match self.connections.next().await {
-                Some(Ok(conn)) => {
-                    let info = conn.info.clone();
-                    return (conn, info);
-                }
-                Some(Err(_)) => continue,
-                // The accept task ends only with the runtime.
-                None => std::future::pending::<()>().await,
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<ConnInfo> {
-        Ok(ConnInfo {
-            remote_addr: self.local_addr,
-            peer: None,
-        })
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
-    for ConnInfo
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> ConnInfo {
-        stream.remote_addr().clone()
-    }
 }
 
 /// gRPC server reflection, versions `v1` and `v1alpha` (grpcurl asks for

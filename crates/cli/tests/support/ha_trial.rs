@@ -2,7 +2,9 @@
 //! an operator runs it: a private PostgreSQL, three coordinator replicas,
 //! HAProxy in front, three nodes and an analyst that know only the
 //! balancer. The catalog and the members' liveness are read through the
-//! balancer, one replica is killed with SIGKILL, and they are read again.
+//! balancer; then, under a steady load of queries and catalog searches
+//! through the balancer, two replicas are killed in turn with SIGKILL, and
+//! not one call fails.
 //! `tests/run` installs HAProxy and PostgreSQL; under CI=true a missing one
 //! fails this test.
 
@@ -107,11 +109,127 @@ fn the_ha_trial_script_serves_through_haproxy_and_survives_a_replica_killed() {
     assert!(checked.contains("real-estate/leases found"), "{checked}");
     assert!(checked.contains("members online through"), "{checked}");
 
+    let load = Load::start(trial.work.path().join("trial"), trial.base);
+    std::thread::sleep(std::time::Duration::from_secs(2));
     trial.ok(&["kill", "trial", "b"]);
-    // HAProxy's health check drops the dead replica within about 1 s; a
-    // connection it still sends there fails and is answered by the next.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    trial.ok(&["kill", "trial", "c"]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (calls, failures, longest) = load.stop();
+    println!(
+        "HAProxy failover under load: {calls} calls, {} failed, longest pause {longest:?}",
+        failures.len()
+    );
+    assert!(calls > 100, "only {calls} calls were made");
+    assert!(
+        failures.is_empty(),
+        "{} of {calls} calls failed: {failures:?}",
+        failures.len()
+    );
     let again = trial.ok(&["check", "trial"]);
     assert!(again.contains("real-estate/leases found"), "{again}");
     assert!(again.contains("members online through"), "{again}");
+}
+
+/// Civil affairs' analyst querying real estate's leases and searching the
+/// catalog through the balancer, one call after another, until stopped.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>, std::time::Duration)>,
+}
+
+impl Load {
+    fn start(dir: PathBuf, base: u16) -> Load {
+        use exchange_transport::TlsIdentity;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async move {
+                let lb = format!("127.0.0.1:{base}");
+                let client = |member: &str| {
+                    let tls = TlsIdentity::load(&dir.join("certs").join(member), "client").unwrap();
+                    let lb = lb.clone();
+                    async move { exchange_client::Client::connect(&lb, &tls).await.unwrap() }
+                };
+                let civil = client("civil-affairs").await;
+                let owner = client("real-estate").await;
+                let asked = civil
+                    .request_access(exchange_proto::v1::AccessRequest {
+                        dataset: "real-estate/leases".into(),
+                        purpose: "负载下的故障切换".into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                if asked.grant_id.is_empty() {
+                    owner
+                        .approve(exchange_proto::v1::ApproveRequest {
+                            request_id: asked.id,
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap();
+                }
+                ready_tx.send(()).unwrap();
+                let (mut calls, mut failures) = (0, Vec::new());
+                let mut longest = std::time::Duration::ZERO;
+                let mut last_ok = std::time::Instant::now();
+                while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                    calls += 1;
+                    let answered = if calls % 2 == 0 {
+                        rows(&civil).await
+                    } else {
+                        civil
+                            .search(exchange_proto::v1::SearchRequest {
+                                text: "租赁".into(),
+                                ..Default::default()
+                            })
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    };
+                    match answered {
+                        Ok(()) => {
+                            longest = longest.max(last_ok.elapsed());
+                            last_ok = std::time::Instant::now();
+                        }
+                        Err(e) => failures.push(e),
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                (calls, failures, longest)
+            })
+        });
+        ready_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the load's grant was not in place within 60 s");
+        Load { stop, thread }
+    }
+
+    fn stop(self) -> (usize, Vec<String>, std::time::Duration) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// Five leases, read whole.
+async fn rows(client: &exchange_client::Client) -> Result<(), String> {
+    use futures::StreamExt;
+    let mut stream = client
+        .query(exchange_query::QueryCommand {
+            dataset: "real-estate/leases".into(),
+            fields: Vec::new(),
+            filter: String::new(),
+            purpose: "负载下的故障切换".into(),
+            user: String::new(),
+            limit: Some(5),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    while let Some(batch) = stream.next().await {
+        batch.map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

@@ -60,11 +60,12 @@ pub async fn mine(s: Session) -> Reply {
         ))
         h2 { (s.t("本部门持有的授权", "Grants my department holds")) }
         table {
-            thead { tr { th { (s.t("授权", "Grant")) } th { (s.t("数据集", "Dataset")) } th { (s.t("字段与掩码", "Fields and masks")) } th { (s.t("行过滤", "Row filter")) } th { (s.t("截止", "Until")) } th { (s.t("状态", "State")) } th {} } }
+            thead { tr { th { (s.t("授权", "Grant")) } th { (s.t("数据集", "Dataset")) } th { (s.t("字段与掩码", "Fields and masks")) } th { (s.t("行过滤", "Row filter")) } th { (s.t("截止", "Until")) } th { (s.t("状态", "State")) } th { (s.t("撤销理由", "Revocation reason")) } th {} } }
             tbody { @for g in &held { tr {
                 td { (g.id) } td { (g.dataset) }
                 td { (g.fields.iter().map(|f| format!("{} ({})", f.name, f.mask)).collect::<Vec<_>>().join(", ")) }
                 td { (g.row_filter) } td { (g.until) } td { (state_label(&s, &g.status)) }
+                td { (g.revocation_reason) }
                 td { @if g.status == "active" { a href=(format!("/query/{}", g.dataset)) { (s.t("查询", "Query")) } } }
             } } }
         }
@@ -83,7 +84,8 @@ fn grant_given(s: &Session, g: &pb::Grant) -> Markup {
             form.inline method="post" action=(format!("/grants/{}/revoke", g.id)) {
                 (s.csrf_field())
                 input name="reason" required maxlength="500" placeholder=(s.t("撤销理由（必填）", "reason (required)"));
-                button.danger type="submit" { (s.t("撤销授权", "Revoke grant")) }
+                input name="confirm" required maxlength="64" autocomplete="off" placeholder=(format!("{} {}", s.t("输入以确认：", "type to confirm:"), g.id));
+                button.danger type="submit" { (s.t("撤销授权（不可撤回）", "Revoke grant (cannot be undone)")) }
             }
         }
     }
@@ -213,6 +215,7 @@ pub async fn refuse(s: Session, Path(id): Path<String>, form: Form) -> Reply {
 
 pub async fn revoke(s: Session, Path(id): Path<String>, form: Form) -> Reply {
     s.check_csrf(&form)?;
+    s.check_confirmed(&form, &id)?;
     if form.get("reason").trim().is_empty() {
         return Err(s.error(
             StatusCode::BAD_REQUEST,

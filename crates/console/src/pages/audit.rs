@@ -155,12 +155,8 @@ pub async fn usage_csv(s: Session, Query(p): Query<LogParams>) -> Reply {
     let io = |e: csv::Error| s.error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
     out.write_record(heads(&s)).map_err(io)?;
     for r in &rows {
-        out.write_record(
-            row_cells(&s, r)
-                .iter()
-                .map(|c| exchange_policy::text::visible(c).into_owned()),
-        )
-        .map_err(io)?;
+        out.write_record(row_cells(&s, r).iter().map(|c| crate::web::csv_cell(c)))
+            .map_err(io)?;
     }
     let bytes = out
         .into_inner()

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
 use super::Reply;
-use crate::web::{percent_encode, Form, Session};
+use crate::web::{Form, Session};
 
 pub async fn home(s: Session) -> Reply {
     let cards: Vec<(&str, &str, &str)> = if s.is_bureau() {
@@ -112,7 +112,6 @@ pub async fn signin_form(s: Session) -> Reply {
         p { (s.t("证书表明了您的部门和角色。请填写您的姓名：它会与您的每一次查询、申请和审批一起记入审计，由您的部门担保。",
                  "Your certificate names your department and role. Give your name: it is recorded with every query, request and decision you make, vouched for by your department.")) }
         form method="post" action="/signin" {
-            (s.csrf_field())
             label { (s.t("姓名", "Name")) input name="user" required maxlength="100" value=(s.user); }
             button type="submit" { (s.t("确定", "Continue")) }
         }
@@ -120,8 +119,10 @@ pub async fn signin_form(s: Session) -> Reply {
     Ok(s.page(s.t("署名", "Your name"), body))
 }
 
+/// Signs in: a new session for the name given (the one before it ends).
+/// No CSRF token is asked (there is no session yet); the same-origin check
+/// every POST passes keeps other sites from signing a browser in.
 pub async fn signin(s: Session, form: Form) -> Reply {
-    s.check_csrf(&form)?;
     let user = exchange_policy::text::request_text(
         "user",
         form.get("user"),
@@ -131,15 +132,30 @@ pub async fn signin(s: Session, form: Form) -> Reply {
     if user.is_empty() {
         return Err(s.error(StatusCode::BAD_REQUEST, s.t("请填写姓名", "give your name")));
     }
+    let Some(id) = s
+        .app
+        .sessions
+        .start(&s.peer.serial, &user, s.session.as_deref())
+    else {
+        return Err(s.error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            s.t(
+                "无法建立会话，请稍后再试。",
+                "no session could be started; try again",
+            ),
+        ));
+    };
+    tracing::info!(peer = %s.peer.identity, serial = %s.peer.serial, user = %exchange_policy::text::for_log(&user, 100), "console sign-in");
     let cookie = format!(
-        "exchange_user={}; Path=/; Secure; HttpOnly; SameSite=Strict",
-        percent_encode(&user)
+        "{}={id}; Path=/; Secure; HttpOnly; SameSite=Strict",
+        crate::sessions::COOKIE
     );
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())
 }
 
-pub async fn set_lang(s: Session, form: Form) -> Reply {
-    s.check_csrf(&form)?;
+/// Switches the language: allowed before sign-in too (it changes nothing
+/// but the page's words), behind the same-origin check.
+pub async fn set_lang(form: Form) -> Reply {
     let to = if form.get("to") == "en" { "en" } else { "zh" };
     let cookie = format!("lang={to}; Path=/; Secure; SameSite=Strict; Max-Age=31536000");
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())

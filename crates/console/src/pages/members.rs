@@ -33,7 +33,8 @@ fn members_table(s: &Session, members: &[exchange_proto::v1::Member]) -> Markup 
                         form.inline method="post" action=(format!("/members/{}/revoke", m.id)) {
                             (s.csrf_field())
                             input name="reason" required maxlength="500" placeholder=(s.t("撤销理由（必填）", "reason (required)"));
-                            button.danger type="submit" { (s.t("撤销成员", "Revoke member")) }
+                            input name="confirm" required maxlength="64" autocomplete="off" placeholder=(format!("{} {}", s.t("输入以确认：", "type to confirm:"), m.id));
+                            button.danger type="submit" { (s.t("撤销成员（不可撤回）", "Revoke member (cannot be undone)")) }
                         }
                     }
                 }
@@ -133,6 +134,7 @@ pub async fn token(s: Session, Path(id): Path<String>, form: Form) -> Reply {
 
 pub async fn revoke(s: Session, Path(id): Path<String>, form: Form) -> Reply {
     s.check_csrf(&form)?;
+    s.check_confirmed(&form, &id)?;
     if form.get("reason").trim().is_empty() {
         return Err(s.error(
             StatusCode::BAD_REQUEST,

@@ -282,7 +282,7 @@ fn csv_bytes(batch: &arrow_array::RecordBatch, header: bool) -> std::io::Result<
     for i in 0..batch.num_rows() {
         out.write_record(columns.iter().map(|c| {
             c.get(i)
-                .map(|v| exchange_policy::text::visible(&v).into_owned())
+                .map(|v| crate::web::csv_cell(&v))
                 .unwrap_or_default()
         }))?;
     }

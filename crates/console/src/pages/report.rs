@@ -199,12 +199,8 @@ pub async fn report_csv(s: Session, Query(p): Query<ReportParams>) -> Reply {
     };
     out.write_record(&report.columns).map_err(|e| fail(&e))?;
     for row in &report.rows {
-        out.write_record(
-            row.cells
-                .iter()
-                .map(|c| exchange_policy::text::visible(c).into_owned()),
-        )
-        .map_err(|e| fail(&e))?;
+        out.write_record(row.cells.iter().map(|c| crate::web::csv_cell(c)))
+            .map_err(|e| fail(&e))?;
     }
     let bytes = out.into_inner().map_err(|e| fail(&e))?;
     Ok((

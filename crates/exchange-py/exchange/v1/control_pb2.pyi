@@ -620,7 +620,7 @@ class GrantField(_message.Message):
     def __init__(self, name: _Optional[str] = ..., mask: _Optional[str] = ..., key_type: _Optional[str] = ...) -> None: ...
 
 class Grant(_message.Message):
-    __slots__ = ("id", "dataset", "owner", "consumer", "fields", "row_filter", "purpose", "until", "quota_rows_per_day", "status", "request_id", "approved_by", "created_unix", "revoked_unix", "embargo_until", "masked_value_budget_per_day", "state", "created_at", "revoked_at", "until_date", "embargo_until_date")
+    __slots__ = ("id", "dataset", "owner", "consumer", "fields", "row_filter", "purpose", "until", "quota_rows_per_day", "status", "request_id", "approved_by", "created_unix", "revoked_unix", "embargo_until", "masked_value_budget_per_day", "state", "created_at", "revoked_at", "until_date", "embargo_until_date", "revocation_reason", "revoked_by")
     ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -642,6 +642,8 @@ class Grant(_message.Message):
     REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
     UNTIL_DATE_FIELD_NUMBER: _ClassVar[int]
     EMBARGO_UNTIL_DATE_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_REASON_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_BY_FIELD_NUMBER: _ClassVar[int]
     id: str
     dataset: str
     owner: str
@@ -663,7 +665,9 @@ class Grant(_message.Message):
     revoked_at: _timestamp_pb2.Timestamp
     until_date: _date_pb2.Date
     embargo_until_date: _date_pb2.Date
-    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., owner: _Optional[str] = ..., consumer: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[GrantField, _Mapping]]] = ..., row_filter: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., quota_rows_per_day: _Optional[int] = ..., status: _Optional[str] = ..., request_id: _Optional[str] = ..., approved_by: _Optional[str] = ..., created_unix: _Optional[int] = ..., revoked_unix: _Optional[int] = ..., embargo_until: _Optional[str] = ..., masked_value_budget_per_day: _Optional[int] = ..., state: _Optional[_Union[GrantState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ..., embargo_until_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ...) -> None: ...
+    revocation_reason: str
+    revoked_by: str
+    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., owner: _Optional[str] = ..., consumer: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[GrantField, _Mapping]]] = ..., row_filter: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., quota_rows_per_day: _Optional[int] = ..., status: _Optional[str] = ..., request_id: _Optional[str] = ..., approved_by: _Optional[str] = ..., created_unix: _Optional[int] = ..., revoked_unix: _Optional[int] = ..., embargo_until: _Optional[str] = ..., masked_value_budget_per_day: _Optional[int] = ..., state: _Optional[_Union[GrantState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ..., embargo_until_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ..., revocation_reason: _Optional[str] = ..., revoked_by: _Optional[str] = ...) -> None: ...
 
 class ListGrantsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")

@@ -27,6 +27,12 @@ pub struct Args {
     /// Write to this file instead of standard output.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// With --format csv: neutralise cells a spreadsheet would run as a
+    /// formula (starting with = + - @, a tab or a carriage return, except
+    /// plain numbers) by putting ' before them. Without it, CSV keeps every
+    /// value exactly as served.
+    #[arg(long)]
+    csv_safe: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,6 +58,9 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     if format == QueryFormat::Parquet && args.output.is_none() {
         anyhow::bail!("--format parquet writes a file: add --output FILE.parquet");
     }
+    if args.csv_safe && format != QueryFormat::Csv {
+        anyhow::bail!("--csv-safe applies to CSV only: add --format csv");
+    }
     let client = ctx.client().await?;
     let command = exchange_query::QueryCommand {
         dataset: args.dataset,
@@ -62,7 +71,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         limit: args.limit,
     };
     let mut stream = client.query(command).await?;
-    query_output(&mut stream, format, args.output.as_deref()).await
+    query_output(&mut stream, format, args.csv_safe, args.output.as_deref()).await
 }
 
 /// Writes query results as they arrive: tables are collected (and capped);
@@ -70,6 +79,7 @@ pub async fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
 async fn query_output(
     stream: &mut arrow_flight::decode::FlightRecordBatchStream,
     format: QueryFormat,
+    csv_safe: bool,
     path: Option<&Path>,
 ) -> anyhow::Result<()> {
     use futures::StreamExt;
@@ -123,7 +133,7 @@ async fn query_output(
                     writeln!(out, "{}", output::csv_header(&batch.schema()))?;
                     header_written = true;
                 }
-                output::write_csv(&batch, &mut out)?;
+                output::write_csv_as(&batch, &mut out, csv_safe)?;
             }
             QueryFormat::Json => output::write_json_lines(&batch, &mut out)?,
             QueryFormat::Parquet => {
