@@ -40,28 +40,92 @@ async fn tls_from(
         .await
 }
 
-/// The legitimate analyst's calls while an attack runs: each `WhoAmI` must
-/// answer within 5 s. Returns (failures, slowest), and prints the p50 and
-/// p99 (the figures in `docs/benchmarks.md`).
-async fn legitimate_calls(client: &exchange_client::Client, n: usize) -> (usize, Duration) {
-    let mut failures = 0;
-    let mut took = Vec::with_capacity(n);
-    for _ in 0..n {
-        let started = Instant::now();
-        let answered = tokio::time::timeout(Duration::from_secs(5), client.who_am_i()).await;
-        if !matches!(answered, Ok(Ok(_))) {
-            failures += 1;
+/// How a legitimate analyst's calls went.
+#[derive(Debug)]
+struct Calls {
+    made: usize,
+    failed: usize,
+    p50: Duration,
+    p99: Duration,
+}
+
+impl Calls {
+    fn of(mut took: Vec<Duration>, failed: usize) -> Calls {
+        took.sort();
+        let at = |q: f64| {
+            took.get(((took.len() as f64 * q) as usize).min(took.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        };
+        Calls {
+            made: took.len(),
+            failed,
+            p50: at(0.5),
+            p99: at(0.99),
         }
-        took.push(started.elapsed());
     }
-    took.sort();
-    let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
-    println!(
-        "legitimate calls: {n}, failed {failures}, p50 {:?}, p99 {:?}",
-        at(0.5),
-        at(0.99)
-    );
-    (failures, took[took.len() - 1])
+
+    /// At most 1 % failed, and the p99 within five times the baseline's
+    /// (or 25 ms, on a 2-core machine shared with the rest of the suite).
+    /// Prints the figures (`docs/benchmarks.md`).
+    fn assert_served(&self, baseline: &Calls, during: &str) {
+        println!(
+            "legitimate calls during {during}: {} made, {} failed, p50 {:?}, p99 {:?} (before: p50 {:?}, p99 {:?})",
+            self.made, self.failed, self.p50, self.p99, baseline.p50, baseline.p99
+        );
+        assert!(self.made >= 20, "only {} calls during {during}", self.made);
+        assert!(self.failed * 100 <= self.made, "{self:?} during {during}");
+        let bound = (baseline.p99 * 5).max(Duration::from_millis(25));
+        assert!(
+            self.p99 <= bound,
+            "{self:?} during {during}, baseline {baseline:?}"
+        );
+    }
+}
+
+/// `WhoAmI` calls by another department's analyst, one every 20 ms, each
+/// within 5 s, on a task of their own until [`Legitimate::stop`].
+struct Legitimate {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Calls>,
+}
+
+impl Legitimate {
+    /// `n` calls now, one after another: the baseline.
+    async fn baseline(client: &exchange_client::Client, n: usize) -> Calls {
+        let (mut took, mut failed) = (Vec::new(), 0);
+        for _ in 0..n {
+            let started = Instant::now();
+            match tokio::time::timeout(Duration::from_secs(5), client.who_am_i()).await {
+                Ok(Ok(_)) => took.push(started.elapsed()),
+                _ => failed += 1,
+            }
+        }
+        Calls::of(took, failed)
+    }
+
+    fn start(client: exchange_client::Client) -> Legitimate {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let task = tokio::spawn(async move {
+            let (mut took, mut failed) = (Vec::new(), 0);
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = Instant::now();
+                match tokio::time::timeout(Duration::from_secs(5), client.who_am_i()).await {
+                    Ok(Ok(_)) => took.push(started.elapsed()),
+                    _ => failed += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Calls::of(took, failed)
+        });
+        Legitimate { stop, task }
+    }
+
+    async fn stop(self) -> Calls {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
 }
 
 async fn two_departments() -> Cluster {
@@ -79,6 +143,9 @@ async fn one_certificate_cannot_hold_the_listener() {
     let cluster = two_departments().await;
     let bound = ListenerLimits::MUTUAL_TLS.max_per_certificate;
     let before = hits(Limit::CertificateConnections);
+    let tax = cluster.analyst("tax").await.unwrap();
+    let baseline = Legitimate::baseline(&tax, 50).await;
+    let legitimate = Legitimate::start(tax);
     // The attacker spreads its connections over several loopback
     // addresses, so no per-address limit stops it first.
     let mut held = Vec::new();
@@ -112,10 +179,12 @@ async fn one_certificate_cannot_hold_the_listener() {
         "only {closed} of the 40 over the budget were closed"
     );
     assert!(hits(Limit::CertificateConnections) >= before + 39);
-    // Another department's analyst is served throughout.
-    let tax = cluster.analyst("tax").await.unwrap();
-    let (failures, slowest) = legitimate_calls(&tax, 50).await;
-    assert_eq!(failures, 0, "slowest {slowest:?}");
+    // Another department's analyst was served throughout.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    legitimate
+        .stop()
+        .await
+        .assert_served(&baseline, "168 connections of one certificate");
     drop(held);
     cluster.shutdown().await;
 }
@@ -167,6 +236,9 @@ async fn streams_are_bounded_and_a_role_is_checked_before_the_body() {
 async fn a_control_frame_flood_is_cut_off() {
     let cluster = two_departments().await;
     let before = hits(Limit::ControlFrameFlood);
+    let tax = cluster.analyst("tax").await.unwrap();
+    let baseline = Legitimate::baseline(&tax, 50).await;
+    let legitimate = Legitimate::start(tax);
     let mut tls = tls_from(&cluster, "civil-affairs", [127, 0, 0, 1].into())
         .await
         .unwrap();
@@ -206,9 +278,11 @@ async fn a_control_frame_flood_is_cut_off() {
     }
     assert!(cut, "100,000 WINDOW_UPDATE frames were taken without a cut");
     assert!(hits(Limit::ControlFrameFlood) > before);
-    let tax = cluster.analyst("tax").await.unwrap();
-    let (failures, _) = legitimate_calls(&tax, 20).await;
-    assert_eq!(failures, 0);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    legitimate
+        .stop()
+        .await
+        .assert_served(&baseline, "a WINDOW_UPDATE flood");
     cluster.shutdown().await;
 }
 
@@ -465,20 +539,24 @@ async fn readers_that_take_nothing_are_cut_off_and_hold_little() {
         "purpose": "低保家庭财产核查",
         "limit": 1000
     });
+    let tax = cluster.analyst("tax").await.unwrap();
+    let baseline = Legitimate::baseline(&tax, 50).await;
+    let legitimate = Legitimate::start(tax);
     let mut readers = Vec::new();
     for _ in 0..50 {
         readers.push(raw_do_get(&cluster, 0, &command).await);
     }
     let opened = Instant::now();
     // Meanwhile another department is served, and memory stays bounded.
-    let tax = cluster.analyst("tax").await.unwrap();
     let mut peak = 0;
     while opened.elapsed() < Duration::from_secs(20) {
-        let (failures, _) = legitimate_calls(&tax, 5).await;
-        assert_eq!(failures, 0);
         peak = peak.max(rss_mb());
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    legitimate
+        .stop()
+        .await
+        .assert_served(&baseline, "50 zero-window readers");
     let grown = peak.saturating_sub(before_rss);
     println!("peak RSS {peak} MB, {grown} MB over the {before_rss} MB before");
     // Alone, this grows the process by about 190 MB, nearly all of it the

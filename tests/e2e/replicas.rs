@@ -235,6 +235,22 @@ async fn two_coordinators_on_one_postgresql_see_each_others_decisions() {
     let copied = exchange_coordinator::reindex_audit(&cluster.coordinator_config).unwrap();
     assert!(copied > 0, "A's log holds the lookup it just served");
 
+    // A ticket taken on A before the revocation.
+    let mut flight_a =
+        arrow_flight::flight_service_client::FlightServiceClient::new(civil_a.channel());
+    let command = serde_json::json!({"dataset": leases, "purpose": "副本一致性测试"});
+    let ticket = flight_a
+        .get_flight_info(arrow_flight::FlightDescriptor::new_cmd(
+            serde_json::to_vec(&command).unwrap(),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .endpoint[0]
+        .ticket
+        .clone()
+        .unwrap();
+
     // Revoked on A: refused through B within a second, on B's open
     // connection.
     owner_a
@@ -250,6 +266,21 @@ async fn two_coordinators_on_one_postgresql_see_each_others_decisions() {
         "the revocation made on A was not enforced on B within 1 s"
     );
     assert!(!reads(&civil_a, &person, leases).await);
+    // The ticket taken on A before the revocation, redeemed on B: refused,
+    // with the owner's reason.
+    let mut flight_b =
+        arrow_flight::flight_service_client::FlightServiceClient::new(civil_b.channel());
+    let redeemed = flight_b.do_get(ticket).await.unwrap_err();
+    assert_eq!(
+        exchange_transport::refusal::reason_of(&redeemed).as_deref(),
+        Some("GRANT_REVOKED"),
+        "{redeemed:?}"
+    );
+    assert!(
+        redeemed.message().contains("副本撤销测试"),
+        "{}",
+        redeemed.message()
+    );
 
     // One token, presented to A and B at once: one certificate.
     let admin = &cluster.admin;
