@@ -184,7 +184,7 @@ async fn one_certificate_cannot_hold_the_listener() {
     legitimate
         .stop()
         .await
-        .assert_served(&baseline, "168 connections of one certificate");
+        .assert_served(&baseline, "104 connections of one certificate");
     drop(held);
     cluster.shutdown().await;
 }

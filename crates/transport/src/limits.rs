@@ -58,7 +58,7 @@ impl ListenerLimits {
         max_connections: 4096,
         max_per_address: 1024,
         idle_timeout: Duration::from_secs(120),
-        max_per_certificate: 128,
+        max_per_certificate: 64,
         federation_reserve: 512,
         max_without_certificate: 0,
     };
